@@ -1,0 +1,203 @@
+"""Convolution forward pass and input gradient computed with the exact matrix.
+
+``conv`` is the seed's ``vec(Y) = W vec(X_pad) + b`` and ``conv_input_grad``
+its backward ``dX = crop(W.T vec(dY))``, each one sparse-times-dense product
+over the whole batch. Arrays use PyTorch's layout and the matrix is built in
+row-major order, so vectorizing a batch is a free reshape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._typing import IntOrTuple, PaddingLike, PaddingMode
+from ._validation import as_batch, as_weight, check_dtype, check_groups, check_max_bytes
+from .geometry import ConvGeometry, conv_geometry
+from .matrix import assemble, check_bias
+
+__all__ = ["conv", "conv_input_grad"]
+
+
+def conv(
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike | None = None,
+    *,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Convolution layer forward pass, ``vec(Y) = W vec(X_pad) + b``.
+
+    Equal to ``torch.nn.functional.conv{1,2,3}d`` (cross-correlation).
+
+    Parameters
+    ----------
+    x : array_like
+        Input ``(N, C_in, *spatial)`` or one sample ``(C_in, *spatial)``.
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Filters with 1, 2 or 3 spatial axes.
+    bias : array_like, shape (C_out,), optional
+        One value per output channel.
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`convop.conv_matrix`.
+    max_bytes : int, optional
+        Memory budget for the matrix and the dense arrays; by default 75% of
+        the available memory.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, C_out, *out)``, or ``(C_out, *out)`` for one sample, in the
+        common dtype of ``x``, ``weight`` and ``bias``.
+
+    See Also
+    --------
+    convop.conv_matrix : the matrix ``W`` used here.
+    convop.conv_input_grad : the backward pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import conv
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> k = np.ones((1, 1, 2, 2))
+    >>> conv(x, k, bias=[0.5], stride=2)
+    array([[[[10.5, 18.5],
+             [42.5, 50.5]]]])
+    """
+    w = as_weight(weight)
+    xb, single = as_batch(
+        x, "x", channels=_in_channels(w, groups), ndim=w.ndim - 2
+    )
+    geom = conv_geometry(
+        w.shape,
+        xb.shape[2:],
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
+    b = check_bias(bias, geom.out_channels)
+    dtype = check_dtype(np.result_type(xb, w, *(() if b is None else (b,))), "x")
+    n = xb.shape[0]
+    dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
+    W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
+
+    padded = pad(xb.astype(dtype, copy=False), geom)
+    y = (W @ padded.reshape(n, -1).T).T.reshape(n, geom.out_channels, *geom.output_size)
+    if b is not None:
+        y += b.astype(dtype, copy=False).reshape(-1, *([1] * geom.ndim))
+    return y[0] if single else y
+
+
+def conv_input_grad(
+    grad_output: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Gradient of a convolution layer with respect to its input, ``dX = crop(W.T vec(dY))``.
+
+    Equal to ``torch.nn.grad.conv{1,2,3}d_input`` and to autograd through
+    ``torch.nn.functional.conv{1,2,3}d``; also the transposed convolution
+    (the adjoint of :func:`convop.conv` without bias).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        ``dY`` of shape ``(N, C_out, *out)`` or ``(C_out, *out)``.
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Filters with 1, 2 or 3 spatial axes.
+    input_size : int or tuple of int
+        Spatial size of the unpadded input, needed because with a stride
+        several input sizes give the same output size.
+    stride, padding, dilation, groups, padding_mode, max_bytes
+        As in :func:`convop.conv`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dX`` of shape ``(N, C_in, *input_size)`` or ``(C_in, *input_size)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import conv_input_grad
+    >>> conv_input_grad(np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)), (3, 3))
+    array([[[[1., 2., 1.],
+             [2., 4., 2.],
+             [1., 2., 1.]]]])
+    """
+    w = as_weight(weight)
+    geom = conv_geometry(
+        w.shape,
+        input_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
+    dy, single = as_batch(grad_output, "grad_output", channels=geom.out_channels, ndim=geom.ndim)
+    if dy.shape[2:] != geom.output_size:
+        raise ValueError(
+            f"`grad_output` must have spatial size {geom.output_size}, the output size of "
+            f"this layer on input_size {geom.input_size}; got shape {dy.shape}."
+        )
+    dtype = check_dtype(np.result_type(dy, w), "grad_output")
+    n = dy.shape[0]
+    dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
+    W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
+
+    flat = dy.astype(dtype, copy=False).reshape(n, -1).T
+    grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
+    grad = pad_adjoint(grad_padded, geom)
+    return grad[0] if single else grad
+
+
+def pad(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Pad a batch ``(N, C, *spatial)`` as the layer does (zeros)."""
+    return np.pad(x, ((0, 0), (0, 0), *geom.padding))
+
+
+def pad_adjoint(grad_padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Adjoint of :func:`pad`: for zero padding, crop the border away."""
+    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(geom.padding, geom.input_size))
+    return np.ascontiguousarray(grad_padded[(slice(None), slice(None), *crop)])
+
+
+def _in_channels(weight: np.ndarray, groups: Any) -> int:
+    return weight.shape[1] * check_groups(groups, weight.shape[0], weight.shape[1])
+
+
+def _matrix(
+    geom: ConvGeometry,
+    weight: np.ndarray,
+    dtype: np.dtype,
+    max_bytes: int | None,
+    dense_bytes: int,
+) -> Any:
+    # Row-major order makes vec of a PyTorch-layout batch a free reshape.
+    return assemble(
+        geom,
+        weight,
+        domain="padded",
+        order="C",
+        dtype=dtype,
+        max_bytes=check_max_bytes(max_bytes),
+        extra_bytes=dense_bytes,
+    )

@@ -1,0 +1,208 @@
+"""The seed's im2col / col2im method, kept as an independent reference.
+
+``im2col`` gathers every receptive field of the padded input into a column:
+rows are ordered (channel, kernel row, kernel column) and columns (output row,
+output column, image) with the image index fastest, exactly as in the seed
+``000_6ffdd64fa23dcdab.txt``; N-d inputs extend both orders axis by axis.
+The forward pass is then ``W_row @ X_col + b`` and the input gradient
+``col2im(W_row.T @ dout_flat)``. It shares no index arithmetic with
+:func:`convop.conv_matrix`: im2col reads strided windows and col2im adds
+strided slices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _sparse
+from ._typing import IntOrTuple, PaddingLike
+from ._validation import as_int_tuple, as_numeric_array, check_max_bytes, is_int
+from .geometry import ConvGeometry, conv_geometry
+
+__all__ = ["col2im", "im2col"]
+
+
+def im2col(
+    x: npt.ArrayLike,
+    kernel_size: IntOrTuple,
+    *,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Stretch every receptive field of ``x`` into a column (the seed's ``X_col``).
+
+    Parameters
+    ----------
+    x : array_like
+        A batch ``(N, C, *spatial)``; with a tuple ``kernel_size`` also one
+        sample ``(C, *spatial)``, treated as a batch of one.
+    kernel_size : int or tuple of int
+        With an int, ``x`` must be a batch and the spatial rank is ``x.ndim - 2``.
+    stride, padding, dilation
+        As in :func:`convop.conv_matrix`.
+    max_bytes : int, optional
+        Memory budget for the result (default: 75% of the available memory).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X_col`` of shape ``(C*prod(kernel), prod(out)*N)``: rows ordered
+        (channel, kernel axes), columns (output axes, image) with the image
+        fastest.
+
+    See Also
+    --------
+    col2im : its adjoint.
+
+    Examples
+    --------
+    The seed's example: a 4x4 image, 2x2 filter, stride 1, padding 1.
+
+    >>> import numpy as np
+    >>> from convop import im2col
+    >>> x = np.arange(16).reshape(1, 1, 4, 4)
+    >>> X_col = im2col(x, 2, padding=1)
+    >>> X_col.shape
+    (4, 25)
+    >>> X_col[0]
+    array([ 0,  0,  0,  0,  0,  0,  0,  1,  2,  3,  0,  4,  5,  6,  7,  0,  8,
+            9, 10, 11,  0, 12, 13, 14, 15])
+    """
+    arr = as_numeric_array(x, "x")
+    ndim = _spatial_ndim(kernel_size, arr.ndim, "x")
+    if arr.ndim == ndim + 1:
+        arr = arr[np.newaxis]
+    geom = _geometry(arr.shape[1], kernel_size, arr.shape[2:], stride, padding, dilation)
+    n = arr.shape[0]
+    rows = geom.in_channels * math.prod(geom.kernel_size)
+    cols = math.prod(geom.output_size) * n
+    _sparse.check_budget(
+        rows * cols * arr.itemsize + _padded_bytes(geom, n, arr.itemsize),
+        check_max_bytes(max_bytes),
+        f"im2col of shape ({rows}, {cols})",
+    )
+    padded = np.pad(arr, ((0, 0), (0, 0), *geom.padding))
+    spatial = tuple(range(2, 2 + ndim))
+    windows = np.lib.stride_tricks.sliding_window_view(
+        padded, geom.dilated_kernel_size, axis=spatial
+    )
+    windows = windows[
+        (slice(None), slice(None))
+        + tuple(slice(None, None, s) for s in geom.stride)
+        + tuple(slice(None, None, d) for d in geom.dilation)
+    ]
+    # (N, C, *out, *kernel) -> (C, *kernel, *out, N)
+    perm = (1, *range(2 + ndim, 2 + 2 * ndim), *spatial, 0)
+    return windows.transpose(perm).reshape(rows, cols)
+
+
+def col2im(
+    cols: npt.ArrayLike,
+    input_shape: tuple[int, ...],
+    kernel_size: IntOrTuple,
+    *,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add every column back onto its receptive field.
+
+    Overlapping fields are summed and the padding is cropped, so
+    ``<im2col(x), C> == <x, col2im(C)>`` for all ``x`` and ``C``.
+
+    Parameters
+    ----------
+    cols : array_like, shape (C*prod(kernel), prod(out)*N)
+        Columns in the layout :func:`im2col` produces.
+    input_shape : tuple of int
+        Shape of the unpadded input, ``(N, C, *spatial)``; with a tuple
+        ``kernel_size`` also ``(C, *spatial)`` for one sample.
+    kernel_size, stride, padding, dilation
+        As in :func:`im2col`.
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of shape ``input_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import col2im
+    >>> col2im(np.ones((4, 9)), (1, 1, 3, 3), 2)[0, 0]   # how many windows see each pixel
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    arr = as_numeric_array(cols, "cols")
+    shape = tuple(input_shape)
+    ndim = _spatial_ndim(kernel_size, len(shape), "input_shape")
+    single = len(shape) == ndim + 1
+    full_shape = (1, *shape) if single else shape
+    as_int_tuple(full_shape, "input_shape", len(full_shape), minimum=0)
+    n, c = full_shape[0], full_shape[1]
+    geom = _geometry(c, kernel_size, full_shape[2:], stride, padding, dilation)
+    out = geom.output_size
+    expected = (c * math.prod(geom.kernel_size), math.prod(out) * n)
+    if arr.shape != expected:
+        raise ValueError(
+            f"`cols` must have shape {expected} for input_shape {shape}, kernel "
+            f"{geom.kernel_size} and output {out}; got {arr.shape}."
+        )
+    blocks = arr.reshape(c, *geom.kernel_size, *out, n)
+    padded = np.zeros((n, c, *geom.padded_size), dtype=arr.dtype)
+    for tap in itertools.product(*(range(k) for k in geom.kernel_size)):
+        window = tuple(
+            slice(u * d, u * d + s * (o - 1) + 1, s)
+            for u, d, s, o in zip(tap, geom.dilation, geom.stride, out)
+        )
+        # (C, *out, N) -> (N, C, *out)
+        block = np.moveaxis(blocks[(slice(None), *tap)], -1, 0)
+        padded[(slice(None), slice(None), *window)] += block
+    crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(geom.padding, geom.input_size))
+    result = padded[(slice(None), slice(None), *crop)]
+    return result[0] if single else result
+
+
+def _spatial_ndim(kernel_size: IntOrTuple, array_ndim: int, name: str) -> int:
+    if is_int(kernel_size):
+        ndim = array_ndim - 2
+        if not 1 <= ndim <= 3:
+            raise ValueError(
+                f"`{name}` must be a batch (N, C, *spatial) with 1 to 3 spatial axes when "
+                f"`kernel_size` is an int; got {array_ndim} dimensions."
+            )
+        return ndim
+    ndim = len(tuple(kernel_size))  # type: ignore[arg-type]
+    if not 1 <= ndim <= 3 or array_ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(
+            f"`{name}` must be (N, C, *spatial) or (C, *spatial) with {ndim} spatial axes "
+            f"for kernel_size {tuple(kernel_size)}; got {array_ndim} dimensions."  # type: ignore[arg-type]
+        )
+    return ndim
+
+
+def _geometry(
+    channels: int,
+    kernel_size: IntOrTuple,
+    spatial: tuple[int, ...],
+    stride: IntOrTuple,
+    padding: PaddingLike,
+    dilation: IntOrTuple,
+) -> ConvGeometry:
+    kernel = as_int_tuple(kernel_size, "kernel_size", len(spatial), minimum=1)
+    if channels < 1:
+        raise ValueError(f"the input must have at least one channel; got {channels}.")
+    return conv_geometry(
+        (1, channels, *kernel), spatial, stride=stride, padding=padding, dilation=dilation
+    )
+
+
+def _padded_bytes(geom: ConvGeometry, n: int, itemsize: int) -> int:
+    return n * geom.in_channels * math.prod(geom.padded_size) * itemsize

@@ -1,0 +1,318 @@
+"""Exact sparse matrices of a convolution layer, written directly as CSR arrays.
+
+Row ``(m, o)`` of the matrix is output channel ``m`` at output position ``o``;
+its stored entries are the taps ``(c, u)`` of filter ``m``, at the column of
+the (padded or unpadded) input pixel ``o * stride + u * dilation``. The
+assembly computes the column and weight index of every tap of one output
+channel once (a block of ``nnz / C_out`` entries) and broadcasts it over the
+output channels: no Python loop over pixels or channels, no COO detour, no
+sort. ``docs/conventions.md`` derives the formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from . import _sparse
+from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
+from ._validation import (
+    as_int_tuple,
+    as_numeric_array,
+    as_weight,
+    check_dtype,
+    check_domain,
+    check_max_bytes,
+    check_order,
+    spatial_ndim_from,
+)
+from .geometry import ConvGeometry, conv_geometry
+from .layout import flat_strides
+
+__all__ = ["bias_vector", "conv_matrix"]
+
+# Bytes of scratch per entry of one output channel's block (int64 columns,
+# int64 tap indices, a bool mask and their compressed copies).
+_WORKSPACE_BYTES_PER_BLOCK_ENTRY = 33
+
+
+def conv_matrix(
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    domain: Domain = "padded",
+    order: Order = "F",
+    dtype: npt.DTypeLike | None = None,
+    max_bytes: int | None = None,
+) -> sp.csr_array:
+    r"""The exact matrix ``W`` of a convolution layer as a ``scipy.sparse.csr_array``.
+
+    Deep-learning convolution (cross-correlation, as ``torch.nn.functional.conv*d``)
+    is linear: ``vec(Y) = W vec(X_pad) + b``. This returns ``W``.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Filters, with 1, 2 or 3 spatial axes.
+    input_size : int or tuple of int
+        Spatial size of the unpadded input.
+    stride, dilation : int or tuple of int
+        Per spatial axis, at least 1.
+    padding : int, tuple, tuple of pairs, "valid" or "same"
+        Zero padding: one int for every axis, one int per axis, one
+        ``(before, after)`` pair per axis, ``"valid"`` (none) or ``"same"``
+        (PyTorch's split, stride 1 only).
+    groups : int
+        Blocked connections: output channels of group ``g`` see only input
+        channels ``g*C_in/groups ... (g+1)*C_in/groups - 1``.
+    padding_mode : {"zeros"}
+        How the border is filled. Other PyTorch modes raise ``NotImplementedError``
+        in this version.
+    domain : {"padded", "input"}
+        ``"padded"``: the seed's ``W``, acting on ``vec(X_pad)``.
+        ``"input"``: the layer's own map ``vec(X) -> vec(Y)`` with the zero
+        padding folded in (taps that land on padding are absent).
+    order : {"F", "C"}
+        Vectorization of rows and columns: ``"F"`` is the seed's column-major
+        order, ``"C"`` PyTorch's ``reshape`` order. See :func:`convop.vec`.
+    dtype : dtype, optional
+        Data type of the entries; default the weight's.
+    max_bytes : int, optional
+        Memory budget for the matrix and its assembly scratch; by default 75% of
+        the available memory. A larger request raises ``MemoryError`` before
+        allocating.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Shape ``(C_out*prod(out), C_in*prod(padded))`` (``"padded"``) or
+        ``(C_out*prod(out), C_in*prod(input_size))`` (``"input"``), canonical
+        (sorted, no duplicates), with int32 indices when
+        ``max(nnz, rows, cols)`` fits and int64 otherwise. In the padded domain
+        it stores exactly ``C_out*prod(out)*(C_in//groups)*prod(kernel)``
+        entries, one per output pixel and tap whatever the weight values (zero
+        weights are stored as explicit zeros, so the pattern depends on the
+        geometry only).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an invalid argument, naming it.
+    NotImplementedError
+        For a padding mode other than ``"zeros"``.
+    MemoryError
+        When the estimated bytes exceed ``max_bytes``.
+
+    See Also
+    --------
+    convop.conv : the forward pass computed with this matrix.
+    convop.conv_geometry : sizes, nnz and bytes without building anything.
+
+    Notes
+    -----
+    With ``order="F"``, output channel ``m`` at output position ``o`` and tap
+    ``(c, u)`` of group ``g = m // (C_out/groups)`` give the entry
+
+    .. math::
+
+        W[m \prod O + \sum_k o_k \prod_{j<k} O_j,\;
+          (g C_{in}/G + c) \prod P + \sum_k (o_k s_k + u_k d_k) \prod_{j<k} P_j]
+        = K[m, c, u]
+
+    where ``P`` is the padded size (or, in the input domain, the input size
+    with ``o_k s_k + u_k d_k - p_k`` in place of the padded position and the
+    entry absent when that falls outside the input). ``order="C"`` takes the
+    products over ``j > k`` instead.
+
+    Examples
+    --------
+    The seed's worked example: a 4x4 image, one 2x2 filter, stride 1, padding 1.
+
+    >>> import numpy as np
+    >>> from convop import conv_matrix, vec
+    >>> x = np.arange(16.0).reshape(1, 4, 4)
+    >>> k = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    >>> W = conv_matrix(k, (4, 4), padding=1)
+    >>> W.shape, W.nnz, W.indices.dtype
+    ((25, 36), 100, dtype('int32'))
+    >>> x_pad = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    >>> (W @ vec(x_pad))[:5]
+    array([ 0.,  4., 11., 18.,  9.])
+    """
+    w = as_weight(weight)
+    geom = conv_geometry(
+        w.shape,
+        input_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
+    check_domain(domain)
+    check_order(order)
+    dt = check_dtype(w.dtype if dtype is None else dtype)
+    return assemble(geom, w, domain=domain, order=order, dtype=dt, max_bytes=max_bytes)
+
+
+def assemble(
+    geom: ConvGeometry,
+    weight: np.ndarray,
+    *,
+    domain: str,
+    order: str,
+    dtype: np.dtype,
+    max_bytes: int | None = None,
+    extra_bytes: int = 0,
+) -> sp.csr_array:
+    """Assemble the CSR matrix of an already validated layer (internal entry point).
+
+    ``extra_bytes`` are dense arrays the caller will allocate beside the
+    matrix; they count against the same budget.
+    """
+    max_bytes = check_max_bytes(max_bytes)
+    shape = geom.matrix_shape(domain)
+    nnz = geom.nnz(domain)
+    idx_dtype = geom.index_dtype(domain)
+    block_full = math.prod(geom.output_size) * geom.taps
+    needed = geom.matrix_nbytes(domain, dtype) + _WORKSPACE_BYTES_PER_BLOCK_ENTRY * block_full
+    dense = f" plus {_sparse.format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
+    _sparse.check_budget(
+        needed + extra_bytes,
+        max_bytes,
+        f"the {domain}-domain conv matrix of shape {shape} with {nnz} stored entries "
+        f"({dtype} data, {idx_dtype} indices){dense}",
+    )
+
+    block_cols, block_taps, row_counts = _channel_block(geom, domain, order)
+    per_channel = block_cols.size
+    c_out, groups = geom.out_channels, geom.groups
+
+    wflat = weight.reshape(c_out, -1).astype(dtype, copy=False)
+    data = wflat[:, block_taps].reshape(-1)
+
+    indices = np.empty(c_out * per_channel, dtype=idx_dtype)
+    pixels_per_channel = shape[1] // geom.in_channels
+    group_offsets = np.arange(groups, dtype=idx_dtype) * (geom.in_per_group * pixels_per_channel)
+    np.add(
+        block_cols.astype(idx_dtype)[np.newaxis, np.newaxis, :],
+        group_offsets[:, np.newaxis, np.newaxis],
+        out=indices.reshape(groups, geom.out_per_group, per_channel),
+    )
+
+    rows_per_channel = row_counts.size
+    indptr = np.empty(shape[0] + 1, dtype=idx_dtype)
+    indptr[0] = 0
+    np.add(
+        np.cumsum(row_counts, dtype=idx_dtype)[np.newaxis, :],
+        (np.arange(c_out, dtype=idx_dtype) * per_channel)[:, np.newaxis],
+        out=indptr[1:].reshape(c_out, rows_per_channel),
+    )
+    return _sparse.csr_from_parts(data, indices, indptr, shape)
+
+
+def _channel_block(
+    geom: ConvGeometry, domain: str, order: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column index, flat weight index and row lengths of output channel 0's rows.
+
+    Entries come in CSR order: rows by output position in ``order``; within a
+    row by input channel, then kernel position in ``order``, which is the order
+    of increasing column because the spatial position ``o*s + u*d`` grows with
+    ``u`` on every axis.
+    """
+    ndim = geom.ndim
+    size = geom.padded_size if domain == "padded" else geom.input_size
+    col_strides = flat_strides(size, order)
+    tap_strides = flat_strides(geom.kernel_size, "C")  # the weight's own layout
+    # Axis layout of the block: ndim output axes, the channel axis, ndim kernel axes,
+    # each group of spatial axes slowest-first for `order`.
+    slot = list(range(ndim)) if order == "C" else list(reversed(range(ndim)))
+    rank = 2 * ndim + 1
+
+    def placed(values: np.ndarray, axes: dict[int, int]) -> np.ndarray:
+        shape = [1] * rank
+        for axis, length in axes.items():
+            shape[axis] = length
+        return values.reshape(shape)
+
+    c_in = geom.in_per_group
+    cols = placed(np.arange(c_in, dtype=np.int64) * math.prod(size), {ndim: c_in})
+    taps = placed(np.arange(c_in, dtype=np.int64) * math.prod(geom.kernel_size), {ndim: c_in})
+    mask = None
+    for axis in range(ndim):
+        n_out, k = geom.output_size[axis], geom.kernel_size[axis]
+        o = np.arange(n_out, dtype=np.int64)[:, np.newaxis]
+        u = np.arange(k, dtype=np.int64)[np.newaxis, :]
+        pos = o * geom.stride[axis] + u * geom.dilation[axis]
+        axes = {slot[axis]: n_out, ndim + 1 + slot[axis]: k}
+        if domain == "input":
+            pos = pos - geom.padding[axis][0]
+            valid = placed((pos >= 0) & (pos < geom.input_size[axis]), axes)
+            mask = valid if mask is None else mask & valid
+        cols = cols + placed(pos * col_strides[axis], axes)
+        taps = taps + placed(u.ravel() * tap_strides[axis], {ndim + 1 + slot[axis]: k})
+
+    rows = math.prod(geom.output_size)
+    full_taps = np.broadcast_to(taps, cols.shape)
+    if mask is None:
+        row_counts = np.full(rows, geom.taps, dtype=np.int64)
+        return cols.reshape(-1), full_taps.reshape(-1), row_counts
+    full_mask = np.broadcast_to(mask, cols.shape)
+    row_counts = full_mask.reshape(rows, -1).sum(axis=1)
+    return cols[full_mask], full_taps[full_mask], row_counts
+
+
+def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F") -> np.ndarray:
+    """The seed's ``b``: each channel's bias repeated over its output pixels.
+
+    Parameters
+    ----------
+    bias : array_like, shape (C_out,)
+        One bias per output channel.
+    output_size : int or tuple of int
+        Spatial output size.
+    order : {"F", "C"}
+        Vectorization order. The channel is the slowest index in both orders,
+        so ``b`` is the same for both; the argument is checked for symmetry
+        with the other functions.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``b`` of length ``C_out * prod(output_size)``.
+
+    Examples
+    --------
+    >>> from convop import bias_vector
+    >>> bias_vector([1.0, -1.0], (1, 2))
+    array([ 1.,  1., -1., -1.])
+    """
+    check_order(order)
+    b = as_numeric_array(bias, "bias")
+    if b.ndim != 1:
+        raise ValueError(f"`bias` must be one value per output channel (1-D); got shape {b.shape}.")
+    size = as_int_tuple(output_size, "output_size", spatial_ndim_from(output_size), minimum=1)
+    return np.repeat(b, math.prod(size))
+
+
+def check_bias(bias: Any, out_channels: int) -> np.ndarray | None:
+    """Validate an optional bias of one value per output channel."""
+    if bias is None:
+        return None
+    b = as_numeric_array(bias, "bias")
+    if b.shape != (out_channels,):
+        raise ValueError(
+            f"`bias` must have shape ({out_channels},), one value per output channel; "
+            f"got shape {b.shape}."
+        )
+    return b
