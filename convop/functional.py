@@ -92,7 +92,7 @@ def conv(
     W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
 
     padded = pad(xb.astype(dtype, copy=False), geom)
-    y = (W @ padded.reshape(n, -1).T).T.reshape(n, geom.out_channels, *geom.output_size)
+    y = (W @ padded.reshape(n, W.shape[1]).T).T.reshape(n, geom.out_channels, *geom.output_size)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, *([1] * geom.ndim))
     return y[0] if single else y
@@ -163,7 +163,7 @@ def conv_input_grad(
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
     W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
 
-    flat = dy.astype(dtype, copy=False).reshape(n, -1).T
+    flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
     grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
     grad = pad_adjoint(grad_padded, geom)
     return grad[0] if single else grad
