@@ -135,7 +135,7 @@ def col2im(
     --------
     >>> import numpy as np
     >>> from convop import col2im
-    >>> col2im(np.ones((4, 9)), (1, 1, 3, 3), 2)[0, 0]   # how many windows see each pixel
+    >>> col2im(np.ones((4, 4)), (1, 1, 3, 3), 2)[0, 0]   # how many windows see each pixel
     array([[1., 2., 1.],
            [2., 4., 2.],
            [1., 2., 1.]])

@@ -82,7 +82,7 @@ def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
     if order == "F":
         arr = arr.transpose(*range(lead), *reversed(range(lead, arr.ndim)))
     if is_batch:
-        return arr.reshape(arr.shape[0], -1).T
+        return arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:]))).T
     return arr.reshape(-1)
 
 

@@ -145,8 +145,8 @@ def conv_matrix(
     >>> W.shape, W.nnz, W.indices.dtype
     ((25, 36), 100, dtype('int32'))
     >>> x_pad = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    >>> (W @ vec(x_pad))[:5]
-    array([ 0.,  4., 11., 18.,  9.])
+    >>> (W @ vec(x_pad))[:5]        # first output column: rows r = 0..4 of Y
+    array([ 0., 16., 40., 64., 24.])
     """
     w = as_weight(weight)
     geom = conv_geometry(
