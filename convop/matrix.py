@@ -198,7 +198,11 @@ def assemble(
     c_out, groups = geom.out_channels, geom.groups
 
     wflat = weight.reshape(c_out, -1).astype(dtype, copy=False)
-    data = wflat[:, block_taps].reshape(-1)
+    data = np.empty(c_out * per_channel, dtype=dtype)
+    # Into a C-contiguous buffer: `wflat[:, taps]` is laid out transposed and would
+    # cost a second, strided copy. mode="wrap" avoids take's buffered bounds check;
+    # every tap index is in range by construction.
+    np.take(wflat, block_taps, axis=1, out=data.reshape(c_out, per_channel), mode="wrap")
 
     indices = np.empty(c_out * per_channel, dtype=idx_dtype)
     pixels_per_channel = shape[1] // geom.in_channels
