@@ -36,7 +36,7 @@ def available_memory() -> int | None:
 
 
 def default_budget() -> int | None:
-    """The default memory budget: most of the available memory, or None when unknown."""
+    """Return the default memory budget: 75% of the available memory, or None when unknown."""
     avail = available_memory()
     return None if avail is None else int(avail * DEFAULT_BUDGET_FRACTION)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Union
+from typing import Literal
 
 Order = Literal["F", "C"]
 Domain = Literal["padded", "input"]
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 #: An int for every axis, or one int per spatial axis.
-IntOrTuple = Union[int, Sequence[int]]
+IntOrTuple = int | Sequence[int]
 #: An int, one int per axis, one ``(before, after)`` pair per axis,
 #: ``"valid"`` or ``"same"``.
-PaddingLike = Union[int, str, Sequence[Union[int, Sequence[int]]]]
+PaddingLike = int | str | Sequence[int | Sequence[int]]
 
 ORDERS: tuple[str, ...] = ("F", "C")
 DOMAINS: tuple[str, ...] = ("padded", "input")

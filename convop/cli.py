@@ -50,6 +50,7 @@ def demo(out=None) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``convop`` command."""
     parser = argparse.ArgumentParser(
         prog="convop", description="Exact sparse operators of convolution layers."
     )

@@ -176,8 +176,10 @@ def pad(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 
 def pad_adjoint(grad_padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """Adjoint of :func:`pad`: for zero padding, crop the border away."""
-    crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(geom.padding, geom.input_size))
-    return np.ascontiguousarray(grad_padded[(slice(None), slice(None), *crop)])
+    crop = (slice(None), slice(None)) + tuple(
+        slice(lo, lo + n) for (lo, _), n in zip(geom.padding, geom.input_size)
+    )
+    return np.ascontiguousarray(grad_padded[crop])
 
 
 def _in_channels(weight: np.ndarray, groups: Any) -> int:

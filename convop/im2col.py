@@ -163,10 +163,14 @@ def col2im(
             for u, d, s, o in zip(tap, geom.dilation, geom.stride, out)
         )
         # (C, *out, N) -> (N, C, *out)
-        block = np.moveaxis(blocks[(slice(None), *tap)], -1, 0)
-        padded[(slice(None), slice(None), *window)] += block
-    crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(geom.padding, geom.input_size))
-    result = padded[(slice(None), slice(None), *crop)]
+        tap_index: tuple[slice | int, ...] = (slice(None), *tap)
+        block = np.moveaxis(blocks[tap_index], -1, 0)
+        window_index = (slice(None), slice(None), *window)
+        padded[window_index] += block
+    crop = (slice(None), slice(None)) + tuple(
+        slice(lo, lo + size) for (lo, _), size in zip(geom.padding, geom.input_size)
+    )
+    result = padded[crop]
     return result[0] if single else result
 
 

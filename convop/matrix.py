@@ -24,8 +24,8 @@ from ._validation import (
     as_int_tuple,
     as_numeric_array,
     as_weight,
-    check_dtype,
     check_domain,
+    check_dtype,
     check_max_bytes,
     check_order,
     spatial_ndim_from,
@@ -54,7 +54,7 @@ def conv_matrix(
     dtype: npt.DTypeLike | None = None,
     max_bytes: int | None = None,
 ) -> sp.csr_array:
-    r"""The exact matrix ``W`` of a convolution layer as a ``scipy.sparse.csr_array``.
+    r"""Build the exact matrix ``W`` of a convolution layer as a ``scipy.sparse.csr_array``.
 
     Deep-learning convolution (cross-correlation, as ``torch.nn.functional.conv*d``)
     is linear: ``vec(Y) = W vec(X_pad) + b``. This returns ``W``.
@@ -277,7 +277,7 @@ def _channel_block(
 
 
 def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F") -> np.ndarray:
-    """The seed's ``b``: each channel's bias repeated over its output pixels.
+    """Return the seed's ``b``: each channel's bias repeated over its output pixels.
 
     Parameters
     ----------

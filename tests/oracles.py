@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 from scipy import signal
+from strategies import Layer, dilation_of, output_size, stride_of
 
 import convop
-from strategies import Layer, dilation_of, output_size, stride_of
 
 
 def loop_matrix(weight: np.ndarray, layer: Layer, domain: str, order: str

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import convop
 from oracles import (
     abs_scale,
     assert_scaled_close,
@@ -18,6 +16,8 @@ from oracles import (
     im2col_input_grad,
 )
 from strategies import Layer, integer_array, layers, output_size, seeds
+
+import convop
 
 batches = st.integers(1, 3)
 RTOL64 = 1e-12

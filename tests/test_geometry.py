@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import layers, output_size
 
 import convop
-from strategies import layers, output_size
 
 
 @given(layer=layers())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
+from strategies import integer_array, layers, output_size, seeds
 
 import convop
-from strategies import integer_array, layers, output_size, seeds
 
 # The 4x25 X_col printed in seed 000 for a 4x4 image 0..15, 2x2 filter, S=1, P=1.
 SEED_X_COL = np.array([

@@ -10,11 +10,11 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import example, given
 from hypothesis import strategies as st
+from oracles import assert_canonical_csr, loop_matrix
+from strategies import Layer, integer_array, layers, output_size, seeds, tiny_layers
 
 import convop
 from convop import _sparse
-from oracles import assert_canonical_csr, loop_matrix
-from strategies import Layer, integer_array, layers, output_size, seeds, tiny_layers
 
 orders = st.sampled_from(["F", "C"])
 domains = st.sampled_from(["padded", "input"])
@@ -206,3 +206,14 @@ def test_bias_vector():
     np.testing.assert_array_equal(b, np.repeat([1.0, 2.0, 3.0], 4))
     np.testing.assert_array_equal(convop.bias_vector([1.0, 2.0], 3, order="C"),
                                   [1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+
+
+def test_conventions_worked_example():
+    # docs/conventions.md: seed 000's layer, output pixel (1, 2) is row 11 with four taps.
+    K = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])  # K[0, 0, u, v]
+    W = convop.conv_matrix(K, (4, 4), padding=1)
+    assert W.shape == (25, 36) and W.nnz == 100
+    row = W[[11]].toarray()[0]
+    assert np.flatnonzero(row).tolist() == [13, 14, 19, 20]
+    assert row[[13, 14, 19, 20]].tolist() == [K[0, 0, 0, 0], K[0, 0, 1, 0], K[0, 0, 0, 1],
+                                              K[0, 0, 1, 1]]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import convop
 from oracles import abs_scale, assert_scaled_close
 from strategies import layers, output_size, seeds
+
+import convop
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
