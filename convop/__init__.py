@@ -12,6 +12,7 @@ from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
 from .layout import unvec, vec
 from .matrix import bias_vector, conv_matrix
+from .padding import pad_matrix, source_index
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,8 @@ __all__ = [
     "conv_matrix",
     "im2col",
     "output_size",
+    "pad_matrix",
+    "source_index",
     "unvec",
     "vec",
 ]

@@ -18,5 +18,3 @@ PaddingLike = int | str | Sequence[int | Sequence[int]]
 ORDERS: tuple[str, ...] = ("F", "C")
 DOMAINS: tuple[str, ...] = ("padded", "input")
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
-#: Padding modes whose matrices this version can assemble.
-IMPLEMENTED_PADDING_MODES: tuple[str, ...] = ("zeros",)

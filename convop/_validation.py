@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._typing import DOMAINS, IMPLEMENTED_PADDING_MODES, ORDERS, PADDING_MODES
+from ._typing import DOMAINS, ORDERS, PADDING_MODES
 
 # Data types scipy.sparse can multiply (float16 and bool are not among them).
 _SPARSE_DTYPE_CHARS = np.typecodes["AllInteger"] + "fdgFDG"
@@ -185,14 +185,8 @@ def check_domain(domain: Any) -> str:
 
 
 def check_padding_mode(padding_mode: Any) -> str:
-    """Validate ``padding_mode`` and refuse modes this version cannot assemble yet."""
-    check_choice(padding_mode, "padding_mode", PADDING_MODES)
-    if padding_mode not in IMPLEMENTED_PADDING_MODES:
-        raise NotImplementedError(
-            f"`padding_mode={padding_mode!r}` is not implemented yet; "
-            f"available: {', '.join(repr(m) for m in IMPLEMENTED_PADDING_MODES)}."
-        )
-    return padding_mode
+    """Validate ``padding_mode``: one of PyTorch's four modes."""
+    return check_choice(padding_mode, "padding_mode", PADDING_MODES)
 
 
 def check_groups(groups: Any, out_channels: int, in_per_group: int) -> int:

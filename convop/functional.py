@@ -17,6 +17,7 @@ from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import as_batch, as_weight, check_dtype, check_groups, check_max_bytes
 from .geometry import ConvGeometry, conv_geometry
 from .matrix import assemble, check_bias
+from .padding import pad, pad_adjoint
 
 __all__ = ["conv", "conv_input_grad"]
 
@@ -91,7 +92,7 @@ def conv(
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
     W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
 
-    padded = pad(xb.astype(dtype, copy=False), geom)
+    padded = pad(xb.astype(dtype, copy=False), geom.padding, geom.padding_mode)
     y = (W @ padded.reshape(n, W.shape[1]).T).T.reshape(n, geom.out_channels, *geom.output_size)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, *([1] * geom.ndim))
@@ -110,11 +111,12 @@ def conv_input_grad(
     padding_mode: PaddingMode = "zeros",
     max_bytes: int | None = None,
 ) -> np.ndarray:
-    """Gradient of a convolution layer with respect to its input, ``dX = crop(W.T vec(dY))``.
+    """Gradient of a convolution layer with respect to its input, ``dX = P.T W.T vec(dY)``.
 
-    Equal to ``torch.nn.grad.conv{1,2,3}d_input`` and to autograd through
-    ``torch.nn.functional.conv{1,2,3}d``; also the transposed convolution
-    (the adjoint of :func:`convop.conv` without bias).
+    Equal to autograd through ``torch.nn.Conv{1,2,3}d`` (and, for zero padding,
+    ``torch.nn.grad.conv{1,2,3}d_input``): the seed's backward ``W.T vec(dY)``
+    followed by the adjoint of the padding, which crops the border for zero
+    padding and adds it back onto the pixels it copied for the other modes.
 
     Parameters
     ----------
@@ -165,21 +167,8 @@ def conv_input_grad(
 
     flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
     grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
-    grad = pad_adjoint(grad_padded, geom)
+    grad = pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
     return grad[0] if single else grad
-
-
-def pad(x: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """Pad a batch ``(N, C, *spatial)`` as the layer does (zeros)."""
-    return np.pad(x, ((0, 0), (0, 0), *geom.padding))
-
-
-def pad_adjoint(grad_padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """Adjoint of :func:`pad`: for zero padding, crop the border away."""
-    crop = (slice(None), slice(None)) + tuple(
-        slice(lo, lo + n) for (lo, _), n in zip(geom.padding, geom.input_size)
-    )
-    return np.ascontiguousarray(grad_padded[crop])
 
 
 def _in_channels(weight: np.ndarray, groups: Any) -> int:

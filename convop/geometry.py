@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _sparse
+from .padding import check_mode_limits, map_positions
 from ._typing import IntOrTuple, PaddingLike
 from ._validation import (
     as_int_tuple,
@@ -115,28 +116,28 @@ class ConvGeometry:
         return (self.vector_size("output"), self.vector_size(domain))
 
     def axis_tap_counts(self, domain: str = "padded") -> tuple[int, ...]:
-        """Per axis, the number of (output index, kernel index) pairs that are stored.
+        """Per axis, the number of distinct (output index, input index) pairs stored.
 
-        In the padded domain that is ``O_k * k_k``; in the input domain taps that
-        land on zero padding are absent.
+        In the padded domain that is ``O_k * k_k``. In the input domain, taps that
+        land on zero padding are absent, and taps that other padding modes fold
+        onto the same input pixel count once. The matrix stores the product over
+        axes times ``C_out * C_in // groups``: the columns of a row are a
+        Cartesian product over axes.
         """
         check_domain(domain)
         if domain == "padded":
             return tuple(o * k for o, k in zip(self.output_size, self.kernel_size))
-        counts = []
-        for n, k, s, d, (lo, _), o in zip(
-            self.input_size,
-            self.kernel_size,
-            self.stride,
-            self.dilation,
-            self.padding,
-            self.output_size,
-        ):
-            offset = np.arange(k, dtype=np.int64) * d - lo  # input index of tap u at o = 0
-            first = np.maximum(0, -(offset // s))  # ceil(-offset / s), at least 0
-            last = np.minimum(o - 1, (n - 1 - offset) // s)
-            counts.append(int(np.maximum(last - first + 1, 0).sum()))
-        return tuple(counts)
+        return tuple(
+            _axis_input_count(n, k, s, d, lo, o, self.padding_mode)
+            for n, k, s, d, (lo, _), o in zip(
+                self.input_size,
+                self.kernel_size,
+                self.stride,
+                self.dilation,
+                self.padding,
+                self.output_size,
+            )
+        )
 
     def nnz(self, domain: str = "padded") -> int:
         """Exact number of stored entries of the matrix: one per output pixel and tap."""
@@ -224,6 +225,7 @@ def conv_geometry(
         padding_mode=padding_mode,
     )
     _check_fits(geom.padded_size, geom.dilated_kernel_size, size, pads)
+    check_mode_limits(size, pads, padding_mode)
     return geom
 
 
@@ -264,6 +266,30 @@ def output_size(
         (1, 1, *kernel), input_size, stride=stride, padding=padding, dilation=dilation
     )
     return geom.output_size
+
+
+def _axis_input_count(n: int, k: int, s: int, d: int, lo: int, n_out: int, mode: str) -> int:
+    """Distinct (output, input) index pairs along one axis of the input-domain matrix."""
+    offset = np.arange(k, dtype=np.int64) * d - lo  # input index of tap u at output 0
+    if mode == "zeros":
+        first = np.maximum(0, -(offset // s))  # ceil(-offset / s), at least 0
+        last = np.minimum(n_out - 1, (n - 1 - offset) // s)
+        return int(np.maximum(last - first + 1, 0).sum())
+    # Rows whose taps all land inside the input read k distinct pixels; only the
+    # rows near the border can fold taps together. Count those explicitly.
+    first_inner = -(-lo // s)
+    last_inner = min(n_out - 1, (n - 1 + lo - (k - 1) * d) // s)
+    inner = max(0, last_inner - first_inner + 1)
+    border = np.arange(n_out, dtype=np.int64)
+    if inner:
+        border = np.concatenate([border[:first_inner], border[last_inner + 1 :]])
+    total = inner * k
+    chunk = max(1, 2**20 // k)  # bound the scratch for huge replicate paddings
+    for start in range(0, border.size, chunk):
+        rows = border[start : start + chunk, np.newaxis]
+        cols = np.sort(map_positions(rows * s + offset[np.newaxis, :], n, mode), axis=1)
+        total += int(rows.size + np.count_nonzero(np.diff(cols, axis=1)))
+    return total
 
 
 def _check_fits(

@@ -32,6 +32,7 @@ from ._validation import (
 )
 from .geometry import ConvGeometry, conv_geometry
 from .layout import flat_strides
+from .padding import map_positions
 
 __all__ = ["bias_vector", "conv_matrix"]
 
@@ -74,13 +75,15 @@ def conv_matrix(
     groups : int
         Blocked connections: output channels of group ``g`` see only input
         channels ``g*C_in/groups ... (g+1)*C_in/groups - 1``.
-    padding_mode : {"zeros"}
-        How the border is filled. Other PyTorch modes raise ``NotImplementedError``
-        in this version.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        How the border is filled, as in ``torch.nn.Conv2d``. The padded-domain
+        ``W`` does not depend on it (it acts on ``X_pad`` however that was
+        filled); the input-domain matrix is ``W @ P`` with the mode's
+        :func:`convop.pad_matrix` ``P``, taps folded onto one input pixel summed.
     domain : {"padded", "input"}
         ``"padded"``: the seed's ``W``, acting on ``vec(X_pad)``.
-        ``"input"``: the layer's own map ``vec(X) -> vec(Y)`` with the zero
-        padding folded in (taps that land on padding are absent).
+        ``"input"``: the layer's own map ``vec(X) -> vec(Y)`` with the padding
+        folded in (for zero padding, taps that land on padding are absent).
     order : {"F", "C"}
         Vectorization of rows and columns: ``"F"`` is the seed's column-major
         order, ``"C"`` PyTorch's ``reshape`` order. See :func:`convop.vec`.
@@ -107,8 +110,6 @@ def conv_matrix(
     ------
     ValueError, TypeError
         For an invalid argument, naming it.
-    NotImplementedError
-        For a padding mode other than ``"zeros"``.
     MemoryError
         When the estimated bytes exceed ``max_bytes``.
 
@@ -193,16 +194,19 @@ def assemble(
         f"({dtype} data, {idx_dtype} indices){dense}",
     )
 
-    block_cols, block_taps, row_counts = _channel_block(geom, domain, order)
+    block_cols, block_taps, row_counts, folds = _channel_block(geom, domain, order)
     per_channel = block_cols.size
     c_out, groups = geom.out_channels, geom.groups
 
     wflat = weight.reshape(c_out, -1).astype(dtype, copy=False)
     data = np.empty(c_out * per_channel, dtype=dtype)
+    data2d = data.reshape(c_out, per_channel)
     # Into a C-contiguous buffer: `wflat[:, taps]` is laid out transposed and would
     # cost a second, strided copy. mode="wrap" avoids take's buffered bounds check;
     # every tap index is in range by construction.
-    np.take(wflat, block_taps, axis=1, out=data.reshape(c_out, per_channel), mode="wrap")
+    np.take(wflat, block_taps, axis=1, out=data2d, mode="wrap")
+    for entry, tap in folds:  # taps that padding folded onto an entry already stored
+        data2d[:, entry] += wflat[:, tap]
 
     indices = np.empty(c_out * per_channel, dtype=idx_dtype)
     pixels_per_channel = shape[1] // geom.in_channels
@@ -226,13 +230,17 @@ def assemble(
 
 def _channel_block(
     geom: ConvGeometry, domain: str, order: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Column index, flat weight index and row lengths of output channel 0's rows.
 
     Entries come in CSR order: rows by output position in ``order``; within a
     row by input channel, then kernel position in ``order``, which is the order
     of increasing column because the spatial position ``o*s + u*d`` grows with
-    ``u`` on every axis.
+    ``u`` on every axis. In the input domain, zero padding drops taps; the other
+    modes map them onto input pixels, possibly out of order and several onto
+    one pixel: then each row is sorted and the taps folded onto an entry are
+    returned as ``folds``, pairs of (entry index, tap index) arrays with no
+    entry repeated within a pair.
     """
     ndim = geom.ndim
     size = geom.padded_size if domain == "padded" else geom.input_size
@@ -242,6 +250,7 @@ def _channel_block(
     # each group of spatial axes slowest-first for `order`.
     slot = list(range(ndim)) if order == "C" else list(reversed(range(ndim)))
     rank = 2 * ndim + 1
+    mode = geom.padding_mode if domain == "input" else "padded"
 
     def placed(values: np.ndarray, axes: dict[int, int]) -> np.ndarray:
         shape = [1] * rank
@@ -259,21 +268,45 @@ def _channel_block(
         u = np.arange(k, dtype=np.int64)[np.newaxis, :]
         pos = o * geom.stride[axis] + u * geom.dilation[axis]
         axes = {slot[axis]: n_out, ndim + 1 + slot[axis]: k}
-        if domain == "input":
-            pos = pos - geom.padding[axis][0]
-            valid = placed((pos >= 0) & (pos < geom.input_size[axis]), axes)
+        if mode != "padded":
+            pos = map_positions(pos - geom.padding[axis][0], geom.input_size[axis], mode)
+        if mode == "zeros":
+            valid = placed(pos >= 0, axes)
             mask = valid if mask is None else mask & valid
         cols = cols + placed(pos * col_strides[axis], axes)
         taps = taps + placed(u.ravel() * tap_strides[axis], {ndim + 1 + slot[axis]: k})
 
     rows = math.prod(geom.output_size)
     full_taps = np.broadcast_to(taps, cols.shape)
-    if mask is None:
+    if mask is not None:
+        full_mask = np.broadcast_to(mask, cols.shape)
+        row_counts = full_mask.reshape(rows, -1).sum(axis=1)
+        return cols[full_mask], full_taps[full_mask], row_counts, []
+    if mode in ("padded", "zeros"):
         row_counts = np.full(rows, geom.taps, dtype=np.int64)
-        return cols.reshape(-1), full_taps.reshape(-1), row_counts
-    full_mask = np.broadcast_to(mask, cols.shape)
-    row_counts = full_mask.reshape(rows, -1).sum(axis=1)
-    return cols[full_mask], full_taps[full_mask], row_counts
+        return cols.reshape(-1), full_taps.reshape(-1), row_counts, []
+    return _fold_rows(cols.reshape(rows, -1), full_taps.reshape(rows, -1))
+
+
+def _fold_rows(
+    cols: np.ndarray, taps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Sort each row by column and fold taps that share a column (reflect/replicate/circular)."""
+    perm = np.argsort(cols, axis=1, kind="stable")
+    cols = np.take_along_axis(cols, perm, axis=1)
+    taps = np.take_along_axis(taps, perm, axis=1)
+    new = np.ones(cols.shape, dtype=bool)
+    new[:, 1:] = cols[:, 1:] != cols[:, :-1]
+    row_counts = new.sum(axis=1)
+    new, cols, taps = new.reshape(-1), cols.reshape(-1), taps.reshape(-1)
+    first = np.flatnonzero(new)
+    entry = np.cumsum(new) - 1  # the stored entry each tap lands on
+    multiplicity = np.arange(new.size) - first[entry]  # 0 for the first tap of an entry
+    folds = []
+    for m in range(1, int(multiplicity.max(initial=0)) + 1):
+        at = multiplicity == m
+        folds.append((entry[at], taps[at]))
+    return cols[first], taps[first], row_counts, folds
 
 
 def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F") -> np.ndarray:

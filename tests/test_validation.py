@@ -99,11 +99,19 @@ def test_conv_input_grad_rejects_wrong_output_size():
         convop.conv_input_grad(np.ones((1, 3, 6, 6)), W2, (8, 8))
 
 
-def test_unimplemented_padding_mode_is_clear():
-    with pytest.raises(NotImplementedError, match=r"`padding_mode='reflect'` is not implemented yet"):
-        matrix(padding_mode="reflect", padding=1)
-    with pytest.raises(NotImplementedError, match="not implemented"):
-        convop.conv(np.ones((2, 8, 8)), W2, padding=1, padding_mode="circular")
+def test_padding_mode_limits_follow_pytorch():
+    with pytest.raises(ValueError, match=r"`padding` \(3, 3\) on spatial axis 0 must be smaller than the input size 3 there for `padding_mode='reflect'`"):
+        convop.conv_matrix(np.ones((1, 1, 3, 3)), (3, 5), padding=3, padding_mode="reflect")
+    with pytest.raises(ValueError, match=r"at most the input size 2 there for `padding_mode='circular'`"):
+        convop.conv_matrix(np.ones((1, 1, 3, 3)), (4, 2), padding=((0, 0), (0, 3)), padding_mode="circular")
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        convop.conv(np.ones((2, 2, 2)), W2, padding=2, padding_mode="reflect")
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        convop.pad_matrix(1, 3, 3, padding_mode="reflect")
+    # Edge of the limits: allowed.
+    convop.conv_matrix(np.ones((1, 1, 3, 3)), (3, 3), padding=2, padding_mode="reflect")
+    convop.conv_matrix(np.ones((1, 1, 3, 3)), (3, 3), padding=3, padding_mode="circular")
+    convop.conv_matrix(np.ones((1, 1, 3, 3)), (1, 1), padding=5, padding_mode="replicate")
 
 
 def test_bias_vector_rejects():

@@ -1,0 +1,194 @@
+"""Padding as a linear map: ``vec(X_pad) = P vec(X)`` for PyTorch's four padding modes.
+
+Every mode is described per axis by a *source index*: padded position ``p``
+copies input position ``source_index(...)[p]``, or nothing (``-1``) for zero
+padding. ``"reflect"`` mirrors without repeating the edge (``-1 -> 1``),
+``"replicate"`` repeats the edge, ``"circular"`` wraps around; these are
+``torch.nn.functional.pad``'s modes (``numpy.pad``'s ``reflect``, ``edge`` and
+``wrap``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from . import _sparse
+from ._typing import PADDING_MODES, IntOrTuple, Order, PaddingLike, PaddingMode
+from ._validation import (
+    as_int,
+    as_int_tuple,
+    as_padding,
+    check_choice,
+    check_dtype,
+    check_order,
+    spatial_ndim_from,
+)
+from .layout import flat_strides
+
+__all__ = ["pad", "pad_adjoint", "pad_matrix", "source_index"]
+
+_NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def source_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Input position copied to each padded position along one axis (``-1``: a zero).
+
+    Examples
+    --------
+    >>> from convop import source_index
+    >>> source_index(3, 2, 2, "reflect").tolist()
+    [2, 1, 0, 1, 2, 1, 0]
+    >>> source_index(3, 2, 2, "circular").tolist()
+    [1, 2, 0, 1, 2, 0, 1]
+    """
+    return map_positions(np.arange(size + before + after, dtype=np.int64) - before, size, mode)
+
+
+def map_positions(q: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Map positions ``q`` relative to the input (possibly outside it) to input positions."""
+    if mode == "zeros":
+        return np.where((q >= 0) & (q < size), q, -1)
+    if mode == "replicate":
+        return np.clip(q, 0, size - 1)
+    if mode == "circular":
+        return np.mod(q, size)
+    if size == 1:  # reflect on a 1-pixel axis: only zero padding is valid there
+        return np.zeros_like(q)
+    period = 2 * (size - 1)
+    r = np.mod(q, period)
+    return np.where(r < size, r, period - r)
+
+
+def check_mode_limits(
+    input_size: tuple[int, ...], padding: tuple[tuple[int, int], ...], mode: str
+) -> None:
+    """Apply PyTorch's limits: reflect padding < size, circular padding <= size."""
+    for axis, (n, (lo, hi)) in enumerate(zip(input_size, padding)):
+        if mode == "reflect" and max(lo, hi) >= n:
+            raise ValueError(
+                f"`padding` {(lo, hi)} on spatial axis {axis} must be smaller than the input "
+                f"size {n} there for `padding_mode='reflect'` (PyTorch's rule)."
+            )
+        if mode == "circular" and max(lo, hi) > n:
+            raise ValueError(
+                f"`padding` {(lo, hi)} on spatial axis {axis} must be at most the input size "
+                f"{n} there for `padding_mode='circular'` (it would wrap more than once)."
+            )
+
+
+def pad_matrix(
+    channels: int,
+    input_size: IntOrTuple,
+    padding: PaddingLike,
+    *,
+    padding_mode: PaddingMode = "zeros",
+    order: Order = "F",
+    dtype: npt.DTypeLike = np.float64,
+) -> sp.csr_array:
+    """Build the sparse ``P`` with ``vec(X_pad) = P vec(X)``.
+
+    Parameters
+    ----------
+    channels : int
+        Number of channels ``C``.
+    input_size : int or tuple of int
+        Spatial size of the unpadded input.
+    padding : int, tuple or tuple of pairs
+        As in :func:`convop.conv_matrix` (``"same"`` and ``"valid"`` need a
+        kernel and are not accepted here).
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        PyTorch's padding modes.
+    order : {"F", "C"}
+        Vectorization of rows and columns.
+    dtype : dtype
+        Data type of the entries (ones).
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Shape ``(C*prod(padded), C*prod(input_size))`` with one entry per padded
+        pixel that copies an input pixel (every pixel, except zero padding).
+
+    Examples
+    --------
+    >>> from convop import pad_matrix
+    >>> pad_matrix(1, 3, 1, padding_mode="reflect").toarray()
+    array([[0., 1., 0.],
+           [1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.],
+           [0., 1., 0.]])
+    """
+    channels = as_int(channels, "channels", minimum=1)
+    ndim = spatial_ndim_from(input_size, padding)
+    size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
+    if isinstance(padding, str):
+        raise ValueError(f"`padding` must be ints or (before, after) pairs here; got {padding!r}.")
+    pads = as_padding(padding, ndim, kernel_size=(1,) * ndim, dilation=(1,) * ndim,
+                      stride=(1,) * ndim)
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    check_order(order)
+    dt = check_dtype(dtype)
+    check_mode_limits(size, pads, padding_mode)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
+    rows, cols = channels * math.prod(padded), channels * math.prod(size)
+    idx = _sparse.index_dtype(max(rows, cols))
+
+    # Source column of every padded pixel of channel 0, in `order`: a sum of per-axis terms.
+    src_strides = flat_strides(size, order)
+    axes_slow_first = range(ndim) if order == "C" else reversed(range(ndim))
+    source = np.zeros((), dtype=np.int64)
+    valid = np.ones((), dtype=bool)
+    for axis in axes_slow_first:
+        s = source_index(size[axis], *pads[axis], padding_mode)
+        source = np.add.outer(source, np.maximum(s, 0) * src_strides[axis])
+        valid = np.logical_and.outer(valid, s >= 0)
+    source, valid = source.reshape(-1), valid.reshape(-1)
+    kept = source[valid]
+    per_channel = math.prod(size)
+    indices = np.add.outer(np.arange(channels, dtype=np.int64) * per_channel, kept).astype(idx)
+    counts = np.tile(valid, channels).astype(idx)
+    indptr = np.zeros(rows + 1, dtype=idx)
+    np.cumsum(counts, out=indptr[1:])
+    data = np.ones(indices.size, dtype=dt)
+    return _sparse.csr_from_parts(data, indices.reshape(-1), indptr, (rows, cols))
+
+
+def pad(x: np.ndarray, padding: tuple[tuple[int, int], ...], mode: str) -> np.ndarray:
+    """Pad the spatial axes of a batch ``(N, C, *spatial)`` as PyTorch's ``F.pad`` does."""
+    widths = ((0, 0), (0, 0), *padding)
+    if mode == "zeros":
+        return np.pad(x, widths)
+    return np.pad(x, widths, mode=_NUMPY_MODES[mode])  # type: ignore[call-overload]
+
+
+def pad_adjoint(
+    grad_padded: np.ndarray,
+    input_size: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+    mode: str,
+) -> np.ndarray:
+    """Adjoint of :func:`pad`: crop the border and add it back onto the pixels it copied.
+
+    One slice addition per border position (a loop over the padding width, not
+    over pixels); for zero padding this is a plain crop.
+    """
+    grad = grad_padded
+    for axis, (n, (lo, hi)) in enumerate(zip(input_size, padding)):
+        ax = axis + 2
+        inner = np.take(grad, np.arange(lo, lo + n), axis=ax)  # a copy we may add into
+        if mode != "zeros":
+            src = source_index(n, lo, hi, mode)
+            border = [p for p in (*range(lo), *range(lo + n, lo + n + hi))]
+            for p in border:
+                target = [slice(None)] * grad.ndim
+                target[ax] = int(src[p])
+                source = [slice(None)] * grad.ndim
+                source[ax] = p
+                inner[tuple(target)] += grad[tuple(source)]
+        grad = inner
+    return np.ascontiguousarray(grad)
