@@ -13,22 +13,31 @@ from .im2col import col2im, im2col
 from .layout import unvec, vec
 from .matrix import bias_vector, conv_matrix
 from .padding import pad_matrix, source_index
+from .transposed import conv_transpose, conv_transpose_matrix, output_padding_for
+from .weight_grad import affine_matrix, conv_bias_grad, conv_weight_grad, weight_matrix
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvGeometry",
     "__version__",
+    "affine_matrix",
     "bias_vector",
     "col2im",
     "conv",
+    "conv_bias_grad",
     "conv_geometry",
     "conv_input_grad",
     "conv_matrix",
+    "conv_transpose",
+    "conv_transpose_matrix",
+    "conv_weight_grad",
     "im2col",
+    "output_padding_for",
     "output_size",
     "pad_matrix",
     "source_index",
     "unvec",
     "vec",
+    "weight_matrix",
 ]

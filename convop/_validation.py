@@ -31,14 +31,14 @@ def as_int(value: Any, name: str, *, minimum: int | None = None) -> int:
         raise TypeError(f"`{name}` must be an int; got {value!r} of type {type(value).__name__}.")
     value = operator.index(value)
     if minimum is not None and value < minimum:
-        rule = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        rule = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"`{name}` must be {rule}; got {value}.")
     return value
 
 
 def as_int_tuple(value: Any, name: str, ndim: int, *, minimum: int) -> tuple[int, ...]:
     """Normalize an int or a sequence of ``ndim`` ints to a tuple of Python ints."""
-    word = "positive int" if minimum == 1 else f"int >= {minimum}"
+    word = {1: "positive int", 0: "non-negative int"}.get(minimum, f"int >= {minimum}")
     rule = f"`{name}` must be a {word} or a tuple of {ndim} {word}s"
     if is_int(value):
         items: Sequence[Any] = (value,) * ndim
@@ -229,6 +229,29 @@ def as_batch(x: Any, name: str, *, channels: int, ndim: int) -> tuple[np.ndarray
             f"got shape {arr.shape[1:] if single else arr.shape}."
         )
     return arr, single
+
+
+def spatial_ndim_for_kernel(kernel_size: Any, array_ndim: int, name: str) -> int:
+    """Spatial rank of an array given with a kernel size.
+
+    With an int ``kernel_size`` the array must be a batch ``(N, C, *spatial)``;
+    with a tuple it may also be one sample ``(C, *spatial)``.
+    """
+    if is_int(kernel_size):
+        ndim = array_ndim - 2
+        if not 1 <= ndim <= 3:
+            raise ValueError(
+                f"`{name}` must be a batch (N, C, *spatial) with 1 to 3 spatial axes when "
+                f"`kernel_size` is an int; got {array_ndim} dimensions."
+            )
+        return ndim
+    ndim = len(tuple(kernel_size))
+    if not 1 <= ndim <= 3 or array_ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(
+            f"`{name}` must be (N, C, *spatial) or (C, *spatial) with {ndim} spatial axes "
+            f"for kernel_size {tuple(kernel_size)}; got {array_ndim} dimensions."
+        )
+    return ndim
 
 
 def _show(value: Any) -> str:

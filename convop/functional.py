@@ -161,14 +161,24 @@ def conv_input_grad(
             f"this layer on input_size {geom.input_size}; got shape {dy.shape}."
         )
     dtype = check_dtype(np.result_type(dy, w), "grad_output")
+    grad = input_grad_batch(geom, w, dy, dtype, max_bytes)
+    return grad[0] if single else grad
+
+
+def input_grad_batch(
+    geom: ConvGeometry,
+    weight: np.ndarray,
+    dy: np.ndarray,
+    dtype: np.dtype,
+    max_bytes: int | None,
+) -> np.ndarray:
+    """``P.T W.T vec(dY)`` for a validated batch ``dy`` of shape ``(N, C_out, *out)``."""
     n = dy.shape[0]
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
-    W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
-
+    W = _matrix(geom, weight, dtype, max_bytes, dense_bytes)
     flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
     grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
-    grad = pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
-    return grad[0] if single else grad
+    return pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
 
 
 def _in_channels(weight: np.ndarray, groups: Any) -> int:

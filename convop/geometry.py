@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from . import _sparse
-from .padding import check_mode_limits, map_positions
 from ._typing import IntOrTuple, PaddingLike
 from ._validation import (
     as_int_tuple,
@@ -25,6 +24,7 @@ from ._validation import (
     check_padding_mode,
     spatial_ndim_from,
 )
+from .padding import check_mode_limits, map_positions
 
 __all__ = ["ConvGeometry", "conv_geometry", "output_size"]
 

@@ -20,7 +20,12 @@ import numpy.typing as npt
 
 from . import _sparse
 from ._typing import IntOrTuple, PaddingLike
-from ._validation import as_int_tuple, as_numeric_array, check_max_bytes, is_int
+from ._validation import (
+    as_int_tuple,
+    as_numeric_array,
+    check_max_bytes,
+    spatial_ndim_for_kernel,
+)
 from .geometry import ConvGeometry, conv_geometry
 
 __all__ = ["col2im", "im2col"]
@@ -75,7 +80,7 @@ def im2col(
             9, 10, 11,  0, 12, 13, 14, 15])
     """
     arr = as_numeric_array(x, "x")
-    ndim = _spatial_ndim(kernel_size, arr.ndim, "x")
+    ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     if arr.ndim == ndim + 1:
         arr = arr[np.newaxis]
     geom = _geometry(arr.shape[1], kernel_size, arr.shape[2:], stride, padding, dilation)
@@ -142,7 +147,7 @@ def col2im(
     """
     arr = as_numeric_array(cols, "cols")
     shape = tuple(input_shape)
-    ndim = _spatial_ndim(kernel_size, len(shape), "input_shape")
+    ndim = spatial_ndim_for_kernel(kernel_size, len(shape), "input_shape")
     single = len(shape) == ndim + 1
     full_shape = (1, *shape) if single else shape
     as_int_tuple(full_shape, "input_shape", len(full_shape), minimum=0)
@@ -172,24 +177,6 @@ def col2im(
     )
     result = padded[crop]
     return result[0] if single else result
-
-
-def _spatial_ndim(kernel_size: IntOrTuple, array_ndim: int, name: str) -> int:
-    if is_int(kernel_size):
-        ndim = array_ndim - 2
-        if not 1 <= ndim <= 3:
-            raise ValueError(
-                f"`{name}` must be a batch (N, C, *spatial) with 1 to 3 spatial axes when "
-                f"`kernel_size` is an int; got {array_ndim} dimensions."
-            )
-        return ndim
-    ndim = len(tuple(kernel_size))  # type: ignore[arg-type]
-    if not 1 <= ndim <= 3 or array_ndim not in (ndim + 1, ndim + 2):
-        raise ValueError(
-            f"`{name}` must be (N, C, *spatial) or (C, *spatial) with {ndim} spatial axes "
-            f"for kernel_size {tuple(kernel_size)}; got {array_ndim} dimensions."  # type: ignore[arg-type]
-        )
-    return ndim
 
 
 def _geometry(

@@ -194,7 +194,7 @@ def assemble(
         f"({dtype} data, {idx_dtype} indices){dense}",
     )
 
-    block_cols, block_taps, row_counts, folds = _channel_block(geom, domain, order)
+    block_cols, block_taps, row_counts, folds = channel_block(geom, domain, order)
     per_channel = block_cols.size
     c_out, groups = geom.out_channels, geom.groups
 
@@ -228,7 +228,7 @@ def assemble(
     return _sparse.csr_from_parts(data, indices, indptr, shape)
 
 
-def _channel_block(
+def channel_block(
     geom: ConvGeometry, domain: str, order: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Column index, flat weight index and row lengths of output channel 0's rows.
@@ -298,15 +298,15 @@ def _fold_rows(
     new = np.ones(cols.shape, dtype=bool)
     new[:, 1:] = cols[:, 1:] != cols[:, :-1]
     row_counts = new.sum(axis=1)
-    new, cols, taps = new.reshape(-1), cols.reshape(-1), taps.reshape(-1)
-    first = np.flatnonzero(new)
-    entry = np.cumsum(new) - 1  # the stored entry each tap lands on
-    multiplicity = np.arange(new.size) - first[entry]  # 0 for the first tap of an entry
+    is_new, flat_cols, flat_taps = new.reshape(-1), cols.reshape(-1), taps.reshape(-1)
+    first = np.flatnonzero(is_new)
+    entry = np.cumsum(is_new) - 1  # the stored entry each tap lands on
+    multiplicity = np.arange(is_new.size) - first[entry]  # 0 for the first tap of an entry
     folds = []
     for m in range(1, int(multiplicity.max(initial=0)) + 1):
         at = multiplicity == m
-        folds.append((entry[at], taps[at]))
-    return cols[first], taps[first], row_counts, folds
+        folds.append((entry[at], flat_taps[at]))
+    return flat_cols[first], flat_taps[first], row_counts, folds
 
 
 def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F") -> np.ndarray:

@@ -141,17 +141,16 @@ def pad_matrix(
     # Source column of every padded pixel of channel 0, in `order`: a sum of per-axis terms.
     src_strides = flat_strides(size, order)
     axes_slow_first = range(ndim) if order == "C" else reversed(range(ndim))
-    source = np.zeros((), dtype=np.int64)
-    valid = np.ones((), dtype=bool)
+    source: np.ndarray = np.zeros((), dtype=np.int64)
+    valid: np.ndarray = np.ones((), dtype=bool)
     for axis in axes_slow_first:
         s = source_index(size[axis], *pads[axis], padding_mode)
         source = np.add.outer(source, np.maximum(s, 0) * src_strides[axis])
         valid = np.logical_and.outer(valid, s >= 0)
-    source, valid = source.reshape(-1), valid.reshape(-1)
-    kept = source[valid]
+    kept = source.reshape(-1)[valid.reshape(-1)]
     per_channel = math.prod(size)
     indices = np.add.outer(np.arange(channels, dtype=np.int64) * per_channel, kept).astype(idx)
-    counts = np.tile(valid, channels).astype(idx)
+    counts = np.tile(valid.reshape(-1), channels).astype(idx)
     indptr = np.zeros(rows + 1, dtype=idx)
     np.cumsum(counts, out=indptr[1:])
     data = np.ones(indices.size, dtype=dt)
@@ -183,11 +182,10 @@ def pad_adjoint(
         inner = np.take(grad, np.arange(lo, lo + n), axis=ax)  # a copy we may add into
         if mode != "zeros":
             src = source_index(n, lo, hi, mode)
-            border = [p for p in (*range(lo), *range(lo + n, lo + n + hi))]
-            for p in border:
-                target = [slice(None)] * grad.ndim
+            for p in (*range(lo), *range(lo + n, lo + n + hi)):
+                target: list[slice | int] = [slice(None)] * grad.ndim
                 target[ax] = int(src[p])
-                source = [slice(None)] * grad.ndim
+                source: list[slice | int] = [slice(None)] * grad.ndim
                 source[ax] = p
                 inner[tuple(target)] += grad[tuple(source)]
         grad = inner

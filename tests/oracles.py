@@ -18,8 +18,23 @@ from strategies import Layer, dilation_of, output_size, stride_of
 import convop
 
 
-def loop_matrix(weight: np.ndarray, layer: Layer, domain: str, order: str
-                ) -> tuple[np.ndarray, np.ndarray]:
+def source_pixel(q: int, n: int, mode: str) -> int | None:
+    """Input pixel that padded position q (relative to the input) copies, by definition."""
+    if 0 <= q < n:
+        return q
+    if mode == "zeros":
+        return None
+    if mode == "replicate":
+        return 0 if q < 0 else n - 1
+    if mode == "circular":
+        return q % n
+    reflected = -q if q < 0 else 2 * (n - 1) - q  # reflect: PyTorch allows one bounce only
+    assert 0 <= reflected < n
+    return reflected
+
+
+def loop_matrix(weight: np.ndarray, layer: Layer, domain: str, order: str,
+                mode: str = "zeros") -> tuple[np.ndarray, np.ndarray]:
     """Dense W and its pattern (entries a tap visits), one Python loop iteration per entry."""
     out = output_size(layer)
     stride, dilation = stride_of(layer), dilation_of(layer)
@@ -40,9 +55,11 @@ def loop_matrix(weight: np.ndarray, layer: Layer, domain: str, order: str
                 for u in itertools.product(*(range(k) for k in layer.kernel_size)):
                     p = [oo * s + uu * d for oo, uu, s, d in zip(o, u, stride, dilation)]
                     if domain == "input":
-                        p = [pp - lo for pp, (lo, _) in zip(p, layer.pads)]
-                        if any(not 0 <= pp < n for pp, n in zip(p, layer.input_size)):
+                        q = [source_pixel(pp - lo, n, mode)
+                             for pp, (lo, _), n in zip(p, layer.pads, layer.input_size)]
+                        if any(qq is None for qq in q):
                             continue
+                        p = q
                     col = c * math.prod(cols_size) + int(
                         np.ravel_multi_index(p, cols_size, order=order))
                     dense[row, col] += weight[(m, ci, *u)]
@@ -135,3 +152,27 @@ def assert_canonical_csr(A, expected_index_dtype=None) -> None:
         inside_row = np.ones(A.nnz - 1, dtype=bool)
         inside_row[row_starts[(row_starts > 0) & (row_starts < A.nnz)] - 1] = False
         assert np.all(steps[inside_row] > 0), "column indices not strictly increasing in a row"
+
+
+def im2col_weight_grad(x: np.ndarray, dy: np.ndarray, layer: Layer, mode: str = "zeros"
+                       ) -> np.ndarray:
+    """The seed's ``dW = dout_flat @ X_col.T`` per group (non-zero modes pad first)."""
+    n = x.shape[0]
+    if mode != "zeros":
+        numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+        x = np.pad(x, ((0, 0), (0, 0), *layer.pads), mode=numpy_mode)
+        padding = 0
+    else:
+        padding = layer.padding
+    x_col = convop.im2col(x, layer.kernel_size, stride=layer.stride, padding=padding,
+                          dilation=layer.dilation)
+    taps = math.prod(layer.kernel_size)
+    c_in_g = layer.weight_shape[1]
+    c_out_g = layer.out_channels // layer.groups
+    per_channel = x_col.reshape(layer.in_channels, taps, -1)
+    dout_flat = np.moveaxis(dy, 0, -1).reshape(layer.out_channels, -1)
+    blocks = [dout_flat[g * c_out_g:(g + 1) * c_out_g]
+              @ per_channel[g * c_in_g:(g + 1) * c_in_g].reshape(c_in_g * taps, -1).T
+              for g in range(layer.groups)]
+    assert n == dy.shape[0]
+    return np.concatenate(blocks, axis=0).reshape(layer.weight_shape)

@@ -158,3 +158,20 @@ def stride_of(layer: Layer) -> tuple[int, ...]:
 
 def dilation_of(layer: Layer) -> tuple[int, ...]:
     return _tuple(layer.dilation, layer.ndim)
+
+
+def valid_modes(layer: Layer) -> list[str]:
+    """PyTorch's limits: reflect padding < size, circular padding <= size."""
+    modes = ["zeros", "replicate"]
+    if all(max(p) < n for p, n in zip(layer.pads, layer.input_size)):
+        modes.append("reflect")
+    if all(max(p) <= n for p, n in zip(layer.pads, layer.input_size)):
+        modes.append("circular")
+    return modes
+
+
+@st.composite
+def moded_layers(draw: Any, **kwargs: Any) -> tuple[Layer, str]:
+    """A layer and a padding mode PyTorch accepts for it."""
+    layer = draw(layers(**kwargs))
+    return layer, draw(st.sampled_from(valid_modes(layer)))
