@@ -12,7 +12,16 @@ from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
 from .layout import unvec, vec
 from .matrix import bias_vector, conv_matrix
+from .operator import LayerOperator
 from .padding import pad_matrix, source_index
+from .spectral import (
+    SpectralReport,
+    circular_singular_values,
+    condition_number,
+    singular_values,
+    spectral_norm,
+    spectrum_report,
+)
 from .transposed import conv_transpose, conv_transpose_matrix, output_padding_for
 from .weight_grad import affine_matrix, conv_bias_grad, conv_weight_grad, weight_matrix
 
@@ -20,10 +29,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvGeometry",
+    "LayerOperator",
+    "SpectralReport",
     "__version__",
     "affine_matrix",
     "bias_vector",
+    "circular_singular_values",
     "col2im",
+    "condition_number",
     "conv",
     "conv_bias_grad",
     "conv_geometry",
@@ -36,7 +49,10 @@ __all__ = [
     "output_padding_for",
     "output_size",
     "pad_matrix",
+    "singular_values",
     "source_index",
+    "spectral_norm",
+    "spectrum_report",
     "unvec",
     "vec",
     "weight_matrix",
