@@ -23,17 +23,31 @@ from .spectral import (
     spectrum_report,
 )
 from .transposed import conv_transpose, conv_transpose_matrix, output_padding_for
+from .validation import (
+    CheckReport,
+    ConfigResult,
+    DotTestReport,
+    LayerConfig,
+    check_conv,
+    dot_test,
+    standard_configs,
+)
 from .weight_grad import affine_matrix, conv_bias_grad, conv_weight_grad, weight_matrix
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
+    "ConfigResult",
     "ConvGeometry",
+    "DotTestReport",
+    "LayerConfig",
     "LayerOperator",
     "SpectralReport",
     "__version__",
     "affine_matrix",
     "bias_vector",
+    "check_conv",
     "circular_singular_values",
     "col2im",
     "condition_number",
@@ -45,6 +59,7 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_matrix",
     "conv_weight_grad",
+    "dot_test",
     "im2col",
     "output_padding_for",
     "output_size",
@@ -53,6 +68,7 @@ __all__ = [
     "source_index",
     "spectral_norm",
     "spectrum_report",
+    "standard_configs",
     "unvec",
     "vec",
     "weight_matrix",

@@ -1,14 +1,22 @@
-"""The ``convop`` command line.
+"""The ``convop`` command line (also ``python -m convop``).
 
-``convop demo`` builds ``W`` for a small layer, prints its shape and nnz and
-checks it against the seed's im2col method and the adjoint identity.
+- ``convop demo``: build ``W`` for a small layer, check it against im2col and
+  the adjoint identity.
+- ``convop check torch``: run the standard battery against PyTorch.
+- ``convop check MODULE:FUNCTION --kind KIND``: run it against any importable
+  callable with the signature of the matching convop function.
+
+Exit status: 0 when everything passes, 1 when a check fails, 2 for a usage
+error (a one-line message naming the argument, no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
@@ -17,11 +25,21 @@ from .functional import conv, conv_input_grad
 from .im2col import im2col
 from .layout import unvec, vec
 from .matrix import conv_matrix
+from .validation import KINDS, check_conv
 
 DEMO_SEED = 0
 
 
-def demo(out=None) -> bool:
+class UsageError(Exception):
+    """A bad command-line argument: reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def demo(out: TextIO | None = None) -> bool:
     """Build W for a 3->8 3x3 layer on 16x16, check it against im2col; return success."""
     out = out or sys.stdout
     rng = np.random.default_rng(DEMO_SEED)
@@ -51,18 +69,83 @@ def demo(out=None) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``convop`` command."""
-    parser = argparse.ArgumentParser(
-        prog="convop", description="Exact sparse operators of convolution layers."
-    )
+    parser = _Parser(prog="convop", description="Exact sparse operators of convolution layers.")
     parser.add_argument("--version", action="version", version=f"convop {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("demo", help="build W for a small layer and check it against im2col")
+    check = sub.add_parser(
+        "check",
+        help="check a convolution implementation against the exact operator",
+        description="Run the standard battery of layers through an implementation and compare "
+        "every result with the exact operator. TARGET is 'torch' or MODULE:FUNCTION.",
+    )
+    check.add_argument("target", help="'torch', or MODULE:FUNCTION of an importable callable")
+    check.add_argument("--kind", choices=(*KINDS, "all"), default=None,
+                       help="what the callable computes (default: forward; 'all' for torch)")
+    check.add_argument("--configs", choices=("standard", "quick"), default="standard",
+                       help="the battery: about 40 layers, or 8")
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _import_target(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"argument target: expected 'torch' or MODULE:FUNCTION; got {target!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"argument target: cannot load {target!r}: {err}") from err
+    if not callable(obj):
+        raise UsageError(f"argument target: {target!r} is not callable")
+    return obj
+
+
+def _torch_impls() -> dict[str, Callable[..., Any]]:
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise UsageError(
+            "argument target: 'torch' needs PyTorch: python -m pip install torch==2.13.0"
+        ) from err
+    from . import torch as ct
+
+    return {"forward": ct.conv, "input_grad": ct.conv_input_grad,
+            "weight_grad": ct.conv_weight_grad, "transpose": ct.conv_transpose}
+
+
+def run_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``convop check``; returns 0 when every configuration passes, else 1."""
+    if args.target == "torch":
+        impls = _torch_impls()
+        kinds = list(KINDS) if args.kind in (None, "all") else [args.kind]
+        targets = [(kind, impls[kind]) for kind in kinds]
+    else:
+        if args.kind == "all":
+            raise UsageError("argument --kind: 'all' needs the target 'torch'")
+        targets = [(args.kind or "forward", _import_target(args.target))]
+    passed = True
+    for kind, impl in targets:
+        report = check_conv(impl, kind=kind, configs=args.configs, dtype=args.dtype,
+                            rng=args.seed)
+        print(report, file=out)
+        print(file=out)
+        passed &= report.passed
+    print("all checks passed" if passed else "some checks FAILED", file=out)
+    return 0 if passed else 1
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return 0 if demo() else 1
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    out = out or sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "demo":
+            return 0 if demo(out) else 1
+        return run_check(args, out)
+    except UsageError as err:
+        print(f"convop: error: {err}", file=sys.stderr)
+        return 2

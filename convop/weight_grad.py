@@ -10,6 +10,8 @@ rearranged. Its transpose gives the weight gradient, the seed's
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -338,7 +340,8 @@ def _assemble_weight_matrix(
     padded = pad(xb.astype(dtype, copy=False), geom.padding, geom.padding_mode)
     flat = np.ascontiguousarray(vec(padded, order, batch=True).T)  # (N, C_in * prod(padded))
     groups, c_out_g = geom.groups, geom.out_per_group
-    values = np.take(flat.reshape(n, groups, -1), positions, axis=2)  # (N, G, per_channel)
+    per_group = geom.in_per_group * math.prod(geom.padded_size)
+    values = np.take(flat.reshape(n, groups, per_group), positions, axis=2)  # (N, G, block)
     data = np.empty((n, groups, c_out_g, per_channel), dtype=dtype)
     data[...] = values[:, :, np.newaxis, :]
 

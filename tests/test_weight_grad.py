@@ -120,3 +120,12 @@ def test_weight_matrix_rejects():
         convop.conv_weight_grad(np.ones((1, 3, 4, 4)), np.ones((1, 2, 3, 3)), 3)
     with pytest.raises(MemoryError, match="weight matrix of shape"):
         convop.weight_matrix(np.ones((1, 3, 4, 4)), 3, 4, max_bytes=100)
+
+
+def test_zero_batch(rng):
+    x = np.zeros((0, 4, 5, 5))
+    dy = np.zeros((0, 6, 5, 5))
+    M = convop.weight_matrix(x, (3, 3), 6, padding=1, groups=2)
+    assert M.shape == (0, 6 * 2 * 9) and M.nnz == 0
+    dw = convop.conv_weight_grad(x, dy, (3, 3), padding=1, groups=2)
+    assert dw.shape == (6, 2, 3, 3) and not dw.any()

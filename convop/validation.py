@@ -1,0 +1,685 @@
+"""Check other convolution implementations against the exact operator, and say where they fail.
+
+- :func:`dot_test`: the adjoint identity ``<A x, y> = <x, A^T y>`` for any pair
+  of callables, with a tolerance from the magnitudes and the dtype.
+- :func:`check_conv`: a battery of layers (every edge case convop knows) run
+  through an implementation of the forward pass, input gradient, weight
+  gradient or transposed convolution, compared with the exact result. A
+  failing configuration is localized (channels; border or interior positions)
+  and matched against known causes (flipped kernel, transposed or permuted
+  channels, off-by-one padding, wrong ``output_padding``, missing bias).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ._validation import as_int, check_choice
+from .functional import conv, conv_input_grad
+from .geometry import conv_geometry
+from .transposed import conv_transpose
+from .weight_grad import conv_weight_grad
+
+__all__ = [
+    "CheckReport",
+    "ConfigResult",
+    "DotTestReport",
+    "LayerConfig",
+    "check_conv",
+    "dot_test",
+    "standard_configs",
+]
+
+KINDS = ("forward", "input_grad", "weight_grad", "transpose")
+#: Relative tolerance against ``|W| @ |x|`` per dtype.
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+
+# Dot test -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DotTestReport:
+    """Result of :func:`dot_test`: one row per trial.
+
+    Attributes
+    ----------
+    lhs, rhs : tuple of float
+        ``<A x, y>`` and ``<x, A^T y>`` per trial.
+    errors : tuple of float
+        ``|lhs - rhs| / (||A x|| ||y|| + ||x|| ||A^T y||)`` per trial.
+    tolerance : float
+        The bound each error must meet.
+    dtype : str
+        The dtype the trials ran in.
+    """
+
+    lhs: tuple[float, ...]
+    rhs: tuple[float, ...]
+    errors: tuple[float, ...]
+    tolerance: float
+    dtype: str
+
+    @property
+    def passed(self) -> bool:
+        """True when every trial is within the tolerance."""
+        return all(e <= self.tolerance for e in self.errors)
+
+    @property
+    def worst(self) -> float:
+        """The largest relative error over the trials."""
+        return max(self.errors, default=0.0)
+
+    def __str__(self) -> str:
+        lines = [f"dot test ({self.dtype}): {'PASSED' if self.passed else 'FAILED'}, worst "
+                 f"relative error {self.worst:.2e} (tolerance {self.tolerance:.2e})",
+                 f"{'trial':>5} {'<A x, y>':>24} {'<x, A^T y>':>24} {'rel. error':>11}"]
+        for i, (a, b, e) in enumerate(zip(self.lhs, self.rhs, self.errors)):
+            flag = "" if e <= self.tolerance else "  <- fails"
+            lines.append(f"{i:>5} {a:>24.16g} {b:>24.16g} {e:>11.2e}{flag}")
+        return "\n".join(lines)
+
+
+def dot_test(
+    forward: Callable[[np.ndarray], Any],
+    adjoint: Callable[[np.ndarray], Any],
+    input_shape: Sequence[int],
+    output_shape: Sequence[int],
+    *,
+    dtype: npt.DTypeLike = np.float64,
+    rng: Any = None,
+    trials: int = 3,
+) -> DotTestReport:
+    r"""Check the adjoint identity ``<A x, y> = <x, A^T y>`` on random arrays.
+
+    Parameters
+    ----------
+    forward, adjoint : callable
+        ``A`` and its claimed adjoint, on arrays of ``input_shape`` and
+        ``output_shape`` respectively.
+    input_shape, output_shape : tuple of int
+        Shapes of ``x`` and ``y``.
+    dtype : {float64, float32}
+        Data type of the random arrays.
+    rng : None, int or numpy.random.Generator
+        Source of the random arrays.
+    trials : int
+        Number of random pairs.
+
+    Returns
+    -------
+    DotTestReport
+
+    Notes
+    -----
+    Each trial's error is ``|<Ax, y> - <x, A^T y>|`` over the Cauchy-Schwarz
+    scale ``||Ax|| ||y|| + ||x|| ||A^T y||``; the tolerance is
+    ``4 u \sqrt{\max(n_{in}, n_{out})}`` with ``u`` the dtype's unit roundoff.
+    Rounding alone stays near ``0.1 u`` on that scale (measured on convolution
+    matrices), while an adjoint whose entries are off by a relative ``eps``
+    shows an error of about ``eps / 3``: float64 detects ``eps`` down to about
+    ``1e-14``, float32 down to about ``1e-4``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import conv, conv_input_grad, dot_test
+    >>> w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+    >>> report = dot_test(lambda x: conv(x, w, padding=1),
+    ...                   lambda y: conv_input_grad(y, w, (8, 8), padding=1),
+    ...                   (2, 3, 8, 8), (2, 4, 8, 8), rng=0)
+    >>> report.passed
+    True
+    """
+    dt = np.dtype(dtype)
+    if dt not in RTOL:
+        raise TypeError(f"`dtype` must be float32 or float64; got {dt}.")
+    trials = as_int(trials, "trials", minimum=1)
+    gen = np.random.default_rng(rng)
+    n_in, n_out = math.prod(input_shape), math.prod(output_shape)
+    tolerance = 4 * float(np.finfo(dt).eps) / 2 * math.sqrt(max(n_in, n_out, 1))
+    lhs, rhs, errors = [], [], []
+    for _ in range(trials):
+        x = gen.standard_normal(tuple(input_shape)).astype(dt)
+        y = gen.standard_normal(tuple(output_shape)).astype(dt)
+        ax = np.asarray(forward(x))
+        aty = np.asarray(adjoint(y))
+        if ax.shape != tuple(output_shape) or aty.shape != tuple(input_shape):
+            raise ValueError(
+                f"`forward` must return shape {tuple(output_shape)} and `adjoint` shape "
+                f"{tuple(input_shape)}; got {ax.shape} and {aty.shape}."
+            )
+        a = float(np.vdot(ax.astype(np.float64), y.astype(np.float64)))
+        b = float(np.vdot(x.astype(np.float64), aty.astype(np.float64)))
+        scale = float(np.linalg.norm(ax) * np.linalg.norm(y)
+                      + np.linalg.norm(x) * np.linalg.norm(aty))
+        lhs.append(a)
+        rhs.append(b)
+        errors.append(abs(a - b) / scale if scale > 0 else abs(a - b))
+    return DotTestReport(tuple(lhs), tuple(rhs), tuple(errors), tolerance, str(dt))
+
+
+# Battery ---------------------------------------------------------------------------------
+
+
+class LayerConfig(NamedTuple):
+    """One layer of a battery.
+
+    For ``kind="transpose"`` the weight shape is PyTorch's transposed layout
+    ``(C_in, C_out // groups, *kernel)``. ``dtype=None`` uses the check's dtype.
+    """
+
+    name: str
+    weight_shape: tuple[int, ...]
+    input_size: tuple[int, ...]
+    stride: Any = 1
+    padding: Any = 0
+    dilation: Any = 1
+    groups: int = 1
+    padding_mode: str = "zeros"
+    output_padding: Any = 0
+    batch: int = 2
+    bias: bool = True
+    dtype: str | None = None
+
+
+_STANDARD = [
+    LayerConfig("3x3 pad 1", (4, 3, 3, 3), (7, 8), padding=1),
+    LayerConfig("1x1 kernel", (5, 3, 1, 1), (6, 5)),
+    LayerConfig("kernel = input", (2, 3, 5, 4), (5, 4)),
+    LayerConfig("kernel = padded input", (2, 2, 5, 6), (3, 4), padding=1),
+    LayerConfig("stride 2", (4, 3, 3, 3), (9, 8), stride=2, padding=1),
+    LayerConfig("stride > kernel", (3, 2, 2, 2), (10, 9), stride=3),
+    LayerConfig("stride > input", (2, 2, 2, 2), (4, 4), stride=5),
+    LayerConfig("dilation 2 + padding 2", (3, 2, 3, 3), (8, 9), dilation=2, padding=2),
+    LayerConfig("dilation 3", (2, 2, 3, 2), (9, 8), dilation=3),
+    LayerConfig("asymmetric padding", (3, 2, 3, 3), (6, 7), padding=((1, 2), (0, 1))),
+    LayerConfig("same, even kernel", (3, 2, 4, 4), (7, 6), padding="same"),
+    LayerConfig("same, dilation 2", (2, 3, 3, 3), (8, 8), padding="same", dilation=2),
+    LayerConfig("depthwise", (6, 1, 3, 3), (7, 7), padding=1, groups=6),
+    LayerConfig("groups 2", (4, 2, 3, 3), (6, 6), padding=1, groups=2),
+    LayerConfig("non-square 1x5", (3, 2, 1, 5), (6, 9), padding=(0, 2)),
+    LayerConfig("non-square 3x1 stride (2,1)", (3, 2, 3, 1), (9, 5), stride=(2, 1)),
+    LayerConfig("single pixel", (3, 2, 1, 1), (1, 1)),
+    LayerConfig("single pixel, padding 1", (2, 2, 3, 3), (1, 1), padding=1),
+    LayerConfig("zero batch", (3, 2, 3, 3), (5, 5), padding=1, batch=0),
+    LayerConfig("batch 3", (3, 2, 3, 3), (5, 6), padding=1, batch=3),
+    LayerConfig("reflect", (3, 2, 3, 3), (6, 7), padding=1, padding_mode="reflect"),
+    LayerConfig("replicate", (3, 2, 3, 3), (6, 7), padding=2, padding_mode="replicate"),
+    LayerConfig("circular", (3, 2, 3, 3), (6, 7), padding=1, padding_mode="circular"),
+    LayerConfig("reflect asymmetric", (2, 2, 3, 2), (5, 6), padding=((2, 1), (0, 1)),
+                padding_mode="reflect"),
+    LayerConfig("circular 7x7 on 3x3", (2, 2, 7, 7), (3, 3), padding=3, padding_mode="circular"),
+    LayerConfig("1-D", (4, 3, 3), (11,), padding=1),
+    LayerConfig("1-D stride 2 dilation 2", (3, 2, 3), (15,), stride=2, dilation=2, padding=2),
+    LayerConfig("1-D reflect", (2, 2, 4), (9,), padding=((2, 1),), padding_mode="reflect"),
+    LayerConfig("3-D", (3, 2, 3, 3, 3), (5, 4, 6), padding=1),
+    LayerConfig("3-D stride, asymmetric", (2, 2, 2, 3, 2), (6, 5, 4), stride=(2, 1, 2),
+                padding=((1, 0), (1, 1), (0, 1))),
+    LayerConfig("3-D circular", (2, 2, 3, 3, 3), (4, 4, 4), padding=1, padding_mode="circular"),
+    LayerConfig("float32", (4, 3, 3, 3), (7, 8), padding=1, dtype="float32"),
+    LayerConfig("float32 groups", (4, 2, 3, 3), (6, 6), padding=1, groups=2, dtype="float32"),
+    LayerConfig("no bias", (3, 3, 3, 3), (6, 6), padding=1, bias=False),
+    LayerConfig("16 -> 16", (16, 16, 3, 3), (8, 8), padding=1),
+    LayerConfig("3 -> 8 rectangular", (8, 3, 3, 3), (5, 9), padding=1),
+    LayerConfig("stride 2 even input", (3, 3, 3, 3), (8, 8), stride=2, padding=1),
+    LayerConfig("dilation + replicate", (2, 2, 3, 3), (7, 7), dilation=2, padding=2,
+                padding_mode="replicate"),
+    LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3),
+    LayerConfig("5x5 stride 2 pad 2", (3, 2, 5, 5), (9, 10), stride=2, padding=2),
+]
+
+_QUICK_NAMES = ("3x3 pad 1", "stride 2", "asymmetric padding", "groups 2", "reflect", "1-D",
+                "3-D", "float32")
+
+# Transposed convolutions: PyTorch's weight layout (C_in, C_out // groups, *kernel).
+_TRANSPOSE = [
+    LayerConfig("3x3", (3, 4, 3, 3), (5, 6)),
+    LayerConfig("3x3 pad 1", (3, 4, 3, 3), (5, 6), padding=1),
+    LayerConfig("stride 2 output_padding 1", (3, 2, 3, 3), (4, 5), stride=2, padding=1,
+                output_padding=1),
+    LayerConfig("stride 2 output_padding 0", (3, 2, 3, 3), (4, 5), stride=2, padding=1),
+    LayerConfig("stride 3 output_padding 2", (2, 3, 2, 2), (3, 4), stride=3, output_padding=2),
+    LayerConfig("even kernel stride 2", (2, 2, 4, 4), (4, 4), stride=2, padding=1),
+    LayerConfig("dilation 2 output_padding 1", (2, 3, 3, 3), (4, 4), dilation=2,
+                output_padding=1),
+    LayerConfig("asymmetric padding", (2, 3, 3, 3), (5, 5), stride=2,
+                padding=((1, 0), (0, 2)), output_padding=(1, 0)),
+    LayerConfig("groups 2", (4, 2, 3, 3), (5, 5), stride=2, padding=1, groups=2),
+    LayerConfig("depthwise", (4, 1, 3, 3), (5, 5), padding=1, groups=4),
+    LayerConfig("1x1 stride 2", (3, 2, 1, 1), (4, 4), stride=2, output_padding=1),
+    LayerConfig("non-square", (2, 3, 1, 3), (4, 5), stride=(1, 2), padding=(0, 1),
+                output_padding=(0, 1)),
+    LayerConfig("single pixel", (2, 3, 3, 3), (1, 1)),
+    LayerConfig("zero batch", (2, 3, 3, 3), (4, 4), stride=2, batch=0),
+    LayerConfig("no bias", (3, 3, 3, 3), (4, 4), stride=2, padding=1, bias=False),
+    LayerConfig("1-D", (3, 2, 4), (7,), stride=2, padding=1, output_padding=1),
+    LayerConfig("3-D", (2, 2, 3, 3, 3), (3, 4, 3), stride=2, padding=1, output_padding=1),
+    LayerConfig("float32", (3, 4, 3, 3), (5, 6), stride=2, padding=1, dtype="float32"),
+]
+
+
+def standard_configs(kind: str = "forward", which: str = "standard") -> list[LayerConfig]:
+    """Return the built-in battery of layers for ``kind`` (``"standard"`` or ``"quick"``).
+
+    Examples
+    --------
+    >>> from convop import standard_configs
+    >>> len(standard_configs("forward")) >= 40, len(standard_configs("forward", "quick"))
+    (True, 8)
+    """
+    check_choice(kind, "kind", KINDS)
+    check_choice(which, "configs", ("standard", "quick"))
+    if kind == "transpose":
+        return list(_TRANSPOSE if which == "standard" else _TRANSPOSE[:6])
+    if which == "quick":
+        return [c for c in _STANDARD if c.name in _QUICK_NAMES]
+    return list(_STANDARD)
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """The outcome of one configuration of a battery.
+
+    ``status`` is ``"pass"``, ``"fail"`` (wrong values or shape) or ``"error"``
+    (the implementation raised). ``ratio`` is the worst error over its
+    tolerance; ``where`` localizes a failure and ``cause`` names a known cause
+    when the implementation's output matches it exactly.
+    """
+
+    config: LayerConfig
+    status: str
+    max_error: float
+    tolerance: float
+    ratio: float
+    where: str = ""
+    cause: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the configuration passed."""
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of :func:`check_conv`: one row per configuration."""
+
+    kind: str
+    implementation: str
+    dtype: str
+    results: tuple[ConfigResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when every configuration passed."""
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> tuple[ConfigResult, ...]:
+        """The configurations that failed or raised."""
+        return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def worst(self) -> ConfigResult | None:
+        """The configuration with the largest error-to-tolerance ratio."""
+        return max(self.results, key=lambda r: r.ratio, default=None)
+
+    def __str__(self) -> str:
+        passed = sum(r.passed for r in self.results)
+        worst = self.worst
+        head = (f"check_conv(kind={self.kind!r}) of {self.implementation}, {self.dtype}: "
+                f"{'PASSED' if self.passed else 'FAILED'} ({passed}/{len(self.results)} "
+                f"configurations)")
+        if worst is not None:
+            head += (f"; worst error {worst.max_error:.2e} vs tolerance "
+                     f"{worst.tolerance:.2e} ({worst.config.name})")
+        lines = [head, f"{'configuration':32} {'status':6} {'error/tol':>10}  details"]
+        for r in self.results:
+            details = "; ".join(s for s in (r.cause, r.where) if s)
+            lines.append(f"{r.config.name[:32]:32} {r.status:6} {r.ratio:>10.2e}  {details}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def check_conv(
+    impl: Callable[..., Any],
+    *,
+    kind: str = "forward",
+    configs: str | Sequence[LayerConfig] = "standard",
+    dtype: npt.DTypeLike = np.float64,
+    rng: Any = None,
+) -> CheckReport:
+    """Run a battery of layers through ``impl`` and compare with the exact operator.
+
+    Parameters
+    ----------
+    impl : callable
+        Takes and returns numpy arrays, with the signature of the matching
+        convop function: :func:`convop.conv` (``kind="forward"``),
+        :func:`convop.conv_input_grad` (``"input_grad"``),
+        :func:`convop.conv_weight_grad` (``"weight_grad"``) or
+        :func:`convop.conv_transpose` (``"transpose"``). Every layer argument is
+        passed by keyword.
+    kind : {"forward", "input_grad", "weight_grad", "transpose"}
+        What ``impl`` computes.
+    configs : "standard", "quick" or sequence of LayerConfig
+        The battery: about 40 layers covering the edge cases, 8 of them, or
+        your own.
+    dtype : {float64, float32}
+        Data type of the inputs, unless a configuration sets its own.
+    rng : None, int or numpy.random.Generator
+        Source of the random inputs.
+
+    Returns
+    -------
+    CheckReport
+        ``.passed``, the worst error and its tolerance, and a table with one row
+        per configuration; failures are localized and matched to known causes.
+
+    Notes
+    -----
+    The reference is convop's exact result in float64 from the same inputs.
+    An output element passes when ``|impl - exact| <= rtol * (|W| @ |x|)``,
+    the exact operator applied to absolute values, with ``rtol`` 1e-12 for
+    float64 and 1e-5 for float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import check_conv, conv
+    >>> check_conv(conv, configs="quick").passed
+    True
+    >>> def flipped(x, weight, bias=None, **kw):       # a true convolution
+    ...     return conv(x, weight[..., ::-1, ::-1] if weight.ndim == 4 else weight, bias, **kw)
+    >>> report = check_conv(flipped, configs="quick", rng=0)
+    >>> report.passed, report.failures[0].cause
+    (False, 'kernel flipped (convolution instead of cross-correlation)')
+    """
+    check_choice(kind, "kind", KINDS)
+    default = np.dtype(dtype)
+    if default not in RTOL:
+        raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
+    battery = standard_configs(kind, configs) if isinstance(configs, str) else list(configs)
+    gen = np.random.default_rng(rng)
+    results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
+    name = getattr(impl, "__qualname__", None) or type(impl).__name__
+    module = getattr(impl, "__module__", None)
+    return CheckReport(kind, f"{module}.{name}" if module else name, str(default), results)
+
+
+# One configuration ------------------------------------------------------------------------
+
+
+class _Case(NamedTuple):
+    cfg: LayerConfig
+    kind: str
+    dtype: np.dtype
+    arrays: dict[str, Any]
+
+    def layer(self, **override: Any) -> dict[str, Any]:
+        kw = dict(stride=self.cfg.stride, padding=self.cfg.padding, dilation=self.cfg.dilation,
+                  groups=self.cfg.groups)
+        if self.kind == "transpose":
+            kw["output_padding"] = self.cfg.output_padding
+        else:
+            kw["padding_mode"] = self.cfg.padding_mode
+        kw.update(override)
+        return kw
+
+
+def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator
+            ) -> dict[str, Any]:
+    weight = gen.standard_normal(cfg.weight_shape).astype(dtype)
+    if kind == "transpose":
+        c_in, c_out = cfg.weight_shape[0], cfg.weight_shape[1] * cfg.groups
+        x = gen.standard_normal((cfg.batch, c_in, *cfg.input_size)).astype(dtype)
+        bias = gen.standard_normal(c_out).astype(dtype) if cfg.bias else None
+        return {"x": x, "weight": weight, "bias": bias}
+    geom = conv_geometry(cfg.weight_shape, cfg.input_size, stride=cfg.stride,
+                         padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
+                         padding_mode=cfg.padding_mode)
+    x = gen.standard_normal((cfg.batch, geom.in_channels, *cfg.input_size)).astype(dtype)
+    dy = gen.standard_normal((cfg.batch, geom.out_channels, *geom.output_size)).astype(dtype)
+    bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
+    return {"x": x, "weight": weight, "bias": bias, "grad_output": dy}
+
+
+def _exact(case: _Case, weight: np.ndarray | None = None, bias: Any = "same",
+           absolute: bool = False, **override: Any) -> np.ndarray:
+    """Convop's exact result in float64 (optionally on absolute values, or with changes)."""
+    a = case.arrays
+    cast = (lambda v: np.abs(v).astype(np.float64)) if absolute else (
+        lambda v: v.astype(np.float64))
+    w = cast(a["weight"] if weight is None else weight)
+    b = a["bias"] if isinstance(bias, str) else bias
+    b = None if b is None else cast(b)
+    kw = case.layer(**override)
+    if case.kind == "forward":
+        return conv(cast(a["x"]), w, b, **kw)
+    if case.kind == "input_grad":
+        return conv_input_grad(cast(a["grad_output"]), w, case.cfg.input_size, **kw)
+    if case.kind == "weight_grad":
+        return conv_weight_grad(cast(a["x"]), cast(a["grad_output"]), w.shape[2:], **kw)
+    return conv_transpose(cast(a["x"]), w, b, **kw)
+
+
+def _call(impl: Callable[..., Any], case: _Case) -> np.ndarray:
+    a = case.arrays
+    kw = case.layer()
+    if case.kind == "forward":
+        out = impl(a["x"], a["weight"], a["bias"], **kw)
+    elif case.kind == "input_grad":
+        out = impl(a["grad_output"], a["weight"], case.cfg.input_size, **kw)
+    elif case.kind == "weight_grad":
+        out = impl(a["x"], a["grad_output"], case.cfg.weight_shape[2:], **kw)
+    else:
+        out = impl(a["x"], a["weight"], a["bias"], **kw)
+    return np.asarray(out)
+
+
+def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtype,
+         gen: np.random.Generator) -> ConfigResult:
+    dtype = np.dtype(cfg.dtype) if cfg.dtype else default
+    case = _Case(cfg, kind, dtype, _inputs(cfg, kind, dtype, gen))
+    expected = _exact(case)
+    scale = _exact(case, absolute=True)
+    tol = RTOL[dtype] * scale + np.finfo(np.float64).tiny
+    try:
+        actual = _call(impl, case)
+    except Exception as exc:  # the implementation's failure is the finding
+        return ConfigResult(cfg, "error", math.inf, 0.0, math.inf,
+                            where=f"raised {type(exc).__name__}: {exc}"[:200])
+    if actual.shape != expected.shape:
+        cause = _diagnose(case, actual, tol)
+        return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
+                            where=f"shape {actual.shape}, expected {expected.shape}", cause=cause)
+    err = np.abs(actual.astype(np.float64) - expected)
+    ratio = float(np.max(err / tol, initial=0.0))
+    worst = int(np.argmax(err / tol)) if err.size else 0
+    max_error = float(err.flat[worst]) if err.size else 0.0
+    tolerance = float(tol.flat[worst]) if err.size else 0.0
+    if not np.isfinite(ratio) or ratio > 1.0 or not np.all(np.isfinite(actual)):
+        return ConfigResult(cfg, "fail", max_error, tolerance, ratio,
+                            where=_localize(err > tol, kind), cause=_diagnose(case, actual, tol))
+    return ConfigResult(cfg, "pass", max_error, tolerance, ratio)
+
+
+def _localize(bad: np.ndarray, kind: str) -> str:
+    """Which channels and positions are wrong: edges versus interior, per axis."""
+    if not bad.any():
+        return "non-finite values"
+    if kind == "weight_grad":  # (C_out, C_in/G, *kernel)
+        channel_axis, spatial_from, label = 0, 2, "output channels"
+    else:  # (N, C, *spatial)
+        channel_axis, spatial_from, label = 1, 2, "channels"
+    parts = []
+    channels = np.flatnonzero(bad.any(axis=tuple(a for a in range(bad.ndim) if a != channel_axis)))
+    total = bad.shape[channel_axis]
+    parts.append(f"all {total} {label}" if channels.size == total
+                 else f"{label} {_ranges(channels)} of {total}")
+    sizes = bad.shape[spatial_from:]
+    coords = np.nonzero(bad)[spatial_from:]
+    if not sizes:
+        return "; ".join(parts)
+    # Distance of every wrong element to the nearest edge, over all spatial axes.
+    depth = np.min([np.minimum(c, n - 1 - c) for c, n in zip(coords, sizes)], axis=0)
+    band = int(depth.max()) + 1
+    if all(n > 2 * band for n in sizes):
+        sides = []
+        for axis, (c, n) in enumerate(zip(coords, sizes)):
+            near = depth == np.minimum(c, n - 1 - c)  # elements whose nearest edge is here
+            low, high = c[near & (c < band)], c[near & (c >= n - band)]
+            edges = ([f"first {int(low.max()) + 1}"] if low.size else []) + (
+                [f"last {n - int(high.min())}"] if high.size else [])
+            if edges:
+                sides.append(f"axis {axis}: {' and '.join(edges)} of {n}")
+        parts.append(f"border only, within {band} pixel{'s' if band > 1 else ''} of the edges "
+                     f"({'; '.join(sides)}), interior exact")
+    else:
+        for axis, (c, n) in enumerate(zip(coords, sizes)):
+            hit = np.unique(c)
+            parts.append(f"axis {axis}: every position" if hit.size == n
+                         else f"axis {axis}: positions {_ranges(hit)} of {n}")
+    return "; ".join(parts)
+
+
+def _ranges(idx: np.ndarray) -> str:
+    runs, start = [], None
+    for i, v in enumerate(idx):
+        if start is None:
+            start = v
+        if i + 1 == len(idx) or idx[i + 1] != v + 1:
+            runs.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(runs)
+
+
+def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
+    """Name the known cause whose exact result the implementation reproduces."""
+    for label, candidate in _candidates(case):
+        try:
+            guess = candidate()
+        except (ValueError, TypeError, NotImplementedError, MemoryError):
+            continue
+        if guess.shape != actual.shape:
+            continue
+        bound = tol if tol.shape == guess.shape else RTOL[case.dtype] * np.abs(guess) + 1e-300
+        if np.all(np.abs(actual.astype(np.float64) - guess) <= 10 * bound):
+            return label
+    if case.kind in ("forward", "transpose") and actual.shape == tol.shape:
+        expected = _exact(case)
+        perm = _channel_permutation(actual, expected, tol)
+        if perm is not None:
+            return f"output channels permuted: position i holds exact channel {perm}"
+    return ""
+
+
+def _channel_permutation(actual: np.ndarray, expected: np.ndarray, tol: np.ndarray
+                         ) -> list[int] | None:
+    n = actual.shape[1]
+    perm = []
+    for i in range(n):
+        match = [j for j in range(n) if np.all(
+            np.abs(actual[:, i] - expected[:, j]) <= 10 * tol[:, j])]
+        if len(match) != 1:
+            return None
+        perm.append(match[0])
+    return perm if sorted(perm) == list(range(n)) and perm != list(range(n)) else None
+
+
+def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """Known mistakes, each computed exactly."""
+    w = case.arrays["weight"]
+    spatial = tuple(range(2, w.ndim))
+    flipped = np.flip(w, axis=spatial)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    kind = case.kind
+    if kind == "weight_grad":
+        exact = _exact(case)
+        out.append(("kernel flipped (gradient of a convolution, not a cross-correlation)",
+                     lambda: np.flip(exact, axis=spatial)))
+        if exact.shape[0] == exact.shape[1]:
+            out.append(("transposed channels (dW[c, m] for dW[m, c])",
+                        lambda: np.swapaxes(exact, 0, 1)))
+    elif kind == "input_grad":
+        out.append(("adjoint kernel not flipped (a convolution with the unflipped kernel "
+                    "is not the adjoint)", lambda: _exact(case, weight=flipped)))
+        if w.shape[0] == w.shape[1] * case.cfg.groups and case.cfg.groups == 1:
+            out.append(("transposed channels (weight[c, m] for weight[m, c])",
+                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+    else:
+        out.append(("kernel flipped (convolution instead of cross-correlation)",
+                     lambda: _exact(case, weight=flipped)))
+        if case.arrays["bias"] is not None:
+            out.append(("bias missing", lambda: _exact(case, bias=None)))
+        if w.shape[0] == w.shape[1] and case.cfg.groups == 1:
+            out.append(("transposed channels (weight[c, m] for weight[m, c])",
+                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+    if kind == "transpose":
+        for op in _output_padding_alternatives(case):
+            out.append((f"wrong output_padding: the output matches output_padding={op}",
+                        functools.partial(_exact, case, output_padding=op)))
+    out.extend(_padding_alternatives(case))
+    return out
+
+
+def _pairs(case: _Case) -> tuple[tuple[int, int], ...] | None:
+    pad = case.cfg.padding
+    ndim = len(case.cfg.input_size)
+    if isinstance(pad, str):
+        kernel = case.cfg.weight_shape[2:]
+        dil = case.cfg.dilation if isinstance(case.cfg.dilation, tuple) else (
+            case.cfg.dilation,) * ndim
+        if pad == "valid":
+            return ((0, 0),) * ndim
+        return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                     for k, d in zip(kernel, dil))
+    if isinstance(pad, int):
+        return ((pad, pad),) * ndim
+    return tuple((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in pad)
+
+
+def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the paddings one off, on one axis or the same way on every axis."""
+    pairs = _pairs(case)
+    if pairs is None:
+        return []
+    ndim = len(pairs)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    targets: list[tuple[str, tuple[int, ...]]] = [(f"spatial axis {a}", (a,))
+                                                  for a in range(ndim)]
+    if ndim > 1:
+        targets.append(("every spatial axis", tuple(range(ndim))))
+    for d_lo, d_hi, what in ((1, 1, "one more"), (-1, -1, "one less"),
+                             (1, -1, "shifted by one (before +1, after -1)"),
+                             (-1, 1, "shifted by one (before -1, after +1)")):
+        for where, axes in targets:
+            new = [(lo + d_lo, hi + d_hi) if a in axes else (lo, hi)
+                   for a, (lo, hi) in enumerate(pairs)]
+            if min(min(p) for p in new) < 0:
+                continue
+            change = (f"{pairs[axes[0]]} -> {new[axes[0]]}" if len(axes) == 1
+                      else f"{list(pairs)} -> {new}")
+            out.append((f"off-by-one padding on {where}: {what} ({change})",
+                        functools.partial(_exact, case, padding=tuple(new))))
+    return out
+
+
+def _output_padding_alternatives(case: _Case) -> list[tuple[int, ...]]:
+    """Every output_padding within one of the configured value on each axis."""
+    op = case.cfg.output_padding
+    ndim = len(case.cfg.input_size)
+    base = (op,) * ndim if isinstance(op, int) else tuple(op)
+    choices = [[v for v in (b - 1, b, b + 1) if v >= 0] for b in base]
+    return [tuple(c) for c in itertools.product(*choices) if tuple(c) != base]

@@ -1,0 +1,269 @@
+"""The validation kit: dot_test and check_conv catch and localize wrong implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convop
+from convop.geometry import conv_geometry
+
+FLOAT_TYPES = [np.float64, np.float32]
+
+
+def flip(w):
+    return np.flip(w, axis=tuple(range(2, w.ndim)))
+
+
+# dot_test ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_dot_test_passes_for_the_matrix_and_its_transpose(dtype, rng):
+    W = convop.conv_matrix(rng.standard_normal((4, 3, 3, 3)).astype(dtype), (9, 8), padding=1,
+                           stride=2, domain="input")
+    report = convop.dot_test(lambda x: W @ x, lambda y: W.T @ y, (W.shape[1],), (W.shape[0],),
+                             dtype=dtype, rng=0)
+    assert report.passed and report.worst <= report.tolerance
+    assert "PASSED" in str(report) and len(report.errors) == 3
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_dot_test_fails_for_a_perturbed_adjoint(dtype, rng):
+    W = convop.conv_matrix(rng.standard_normal((4, 3, 3, 3)).astype(dtype), (9, 8), padding=1,
+                           domain="input")
+    E = W.copy()
+    # A relative error of 1e-3 in the adjoint's entries: detectable in both dtypes.
+    E.data = E.data * (1 + 1e-3 * rng.standard_normal(E.nnz)).astype(dtype)
+    report = convop.dot_test(lambda x: W @ x, lambda y: E.T @ y, (W.shape[1],), (W.shape[0],),
+                             dtype=dtype, rng=0)
+    assert not report.passed
+    assert "FAILED" in str(report) and "<- fails" in str(report)
+
+
+def test_dot_test_of_the_layer_functions_and_an_unflipped_adjoint(rng):
+    w = rng.standard_normal((4, 3, 3, 3))
+    fwd = lambda x: convop.conv(x, w, padding=1)  # noqa: E731
+    good = lambda y: convop.conv_input_grad(y, w, (8, 8), padding=1)  # noqa: E731
+    # A classic bug: the "adjoint" as a correlation with the unflipped kernel.
+    bad = lambda y: convop.conv(y, np.swapaxes(w, 0, 1), padding=1)  # noqa: E731
+    shapes = ((2, 3, 8, 8), (2, 4, 8, 8))
+    assert convop.dot_test(fwd, good, *shapes, rng=1).passed
+    assert not convop.dot_test(fwd, bad, *shapes, rng=1).passed
+
+
+def test_dot_test_rejects_wrong_shapes_and_dtypes():
+    with pytest.raises(ValueError, match=r"`forward` must return shape \(3,\)"):
+        convop.dot_test(lambda x: x, lambda y: y, (2,), (3,))
+    with pytest.raises(TypeError, match="`dtype` must be float32 or float64"):
+        convop.dot_test(lambda x: x, lambda y: y, (2,), (2,), dtype=np.int64)
+
+
+# check_conv: convop itself and wrong implementations ---------------------------------------
+
+KIND_FUNCTIONS = {"forward": convop.conv, "input_grad": convop.conv_input_grad,
+                  "weight_grad": convop.conv_weight_grad, "transpose": convop.conv_transpose}
+
+
+@pytest.mark.parametrize("kind", KIND_FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_convop_passes_its_own_battery(kind, dtype):
+    report = convop.check_conv(KIND_FUNCTIONS[kind], kind=kind, dtype=dtype, rng=0)
+    assert report.passed, str(report)
+    assert len(report.results) == len(convop.standard_configs(kind))
+
+
+def test_standard_battery_covers_the_edge_cases():
+    names = " ".join(c.name for c in convop.standard_configs("forward"))
+    configs = convop.standard_configs("forward")
+    assert len(configs) >= 40
+    for needle in ("1x1", "kernel = padded input", "stride > kernel", "stride > input",
+                   "dilation 2 + padding", "asymmetric", "same, even", "depthwise", "groups",
+                   "non-square", "single pixel", "zero batch", "reflect", "replicate",
+                   "circular", "1-D", "3-D", "float32"):
+        assert needle in names, needle
+    assert any(c.output_padding for c in convop.standard_configs("transpose"))
+
+
+def kernel_flipped_forward(x, weight, bias=None, **kw):
+    return convop.conv(x, flip(weight), bias, **kw)
+
+
+def unflipped_adjoint(grad_output, weight, input_size, **kw):
+    return convop.conv_input_grad(grad_output, flip(weight), input_size, **kw)
+
+
+def test_flipped_forward_kernel_is_caught_and_named():
+    report = convop.check_conv(kernel_flipped_forward, rng=0)
+    assert not report.passed
+    # Where a flip cannot be observed the layer passes: 1x1 kernels, one output pixel that
+    # only the centre tap reaches, an empty batch. Everywhere else the cause is named.
+    unobservable = {"1x1 kernel", "single pixel", "single pixel, padding 1", "zero batch",
+                    "grouped 1x1"}
+    assert {r.config.name for r in report.results if r.passed} == unobservable
+    for r in report.failures:
+        assert r.cause == "kernel flipped (convolution instead of cross-correlation)", r
+
+
+def test_unflipped_adjoint_is_caught_and_named():
+    report = convop.check_conv(unflipped_adjoint, kind="input_grad", rng=0)
+    failing = report.failures
+    assert failing and all("adjoint kernel not flipped" in r.cause for r in failing)
+
+
+def test_off_by_one_padding_is_caught_and_named():
+    def wrong_same(x, weight, bias=None, *, padding=0, **kw):
+        # "same" split the wrong way round: the larger half before instead of after.
+        geom = conv_geometry(weight.shape, x.shape[2:], padding=padding, **{
+            k: v for k, v in kw.items() if k in ("stride", "dilation", "groups", "padding_mode")})
+        if padding == "same":
+            padding = tuple((hi, lo) for lo, hi in geom.padding)
+        return convop.conv(x, weight, bias, padding=padding, **kw)
+
+    report = convop.check_conv(wrong_same, rng=0)
+    failing = report.failures
+    assert [r.config.name for r in failing] == ["same, even kernel"]
+    assert failing[0].cause == ("off-by-one padding on every spatial axis: shifted by one "
+                                "(before +1, after -1) ([(1, 2), (1, 2)] -> [(2, 1), (2, 1)])")
+
+
+def test_one_pixel_too_much_padding_changes_the_shape_and_is_named():
+    def extra_padding(x, weight, bias=None, *, padding=0, **kw):
+        geom = conv_geometry(weight.shape, x.shape[2:], padding=padding, **{
+            k: v for k, v in kw.items() if k in ("stride", "dilation", "groups", "padding_mode")})
+        pads = list(geom.padding)
+        pads[0] = (pads[0][0] + 1, pads[0][1] + 1)
+        return convop.conv(x, weight, bias, padding=tuple(pads), **kw)
+
+    result = convop.check_conv(extra_padding, configs="quick", rng=0).results[0]
+    assert result.status == "fail" and "shape" in result.where
+    assert "off-by-one padding on spatial axis 0: one more ((1, 1) -> (2, 2))" == result.cause
+
+
+def test_swapped_channel_order_is_caught_and_localized():
+    def reversed_channels(x, weight, bias=None, **kw):
+        return convop.conv(x, weight, bias, **kw)[:, ::-1]
+
+    report = convop.check_conv(reversed_channels, configs="quick", rng=0)
+    r = report.results[0]  # 3x3 pad 1, 4 output channels
+    assert r.status == "fail"
+    assert r.cause == "output channels permuted: position i holds exact channel [3, 2, 1, 0]"
+    assert "all 4 channels" in r.where
+
+
+def test_wrong_output_padding_is_caught_and_named():
+    def ignores_output_padding(x, weight, bias=None, *, output_padding=0, **kw):
+        return convop.conv_transpose(x, weight, bias, **kw)
+
+    report = convop.check_conv(ignores_output_padding, kind="transpose", rng=0)
+    by_name = {r.config.name: r for r in report.results}
+    assert by_name["3x3 pad 1"].passed  # output_padding 0 there
+    bad = by_name["stride 2 output_padding 1"]
+    assert bad.status == "fail" and "shape" in bad.where
+    assert bad.cause == "wrong output_padding: the output matches output_padding=(0, 0)"
+
+
+def test_dropped_bias_is_caught_and_named():
+    def no_bias(x, weight, bias=None, **kw):
+        return convop.conv(x, weight, None, **kw)
+
+    report = convop.check_conv(no_bias, rng=0)
+    for r in report.results:
+        if r.config.bias and r.config.batch > 0:
+            assert r.cause == "bias missing", r
+        else:
+            assert r.passed
+
+
+def test_border_errors_are_localized_to_the_border():
+    def replicate_instead_of_zeros(x, weight, bias=None, *, padding_mode="zeros", **kw):
+        return convop.conv(x, weight, bias, padding_mode="replicate", **kw)
+
+    report = convop.check_conv(replicate_instead_of_zeros, rng=0)
+    r = {r.config.name: r for r in report.results}["3x3 pad 1"]  # input 7 x 8
+    assert r.status == "fail"
+    assert r.where.endswith("border only, within 1 pixel of the edges (axis 0: first 1 and "
+                            "last 1 of 7; axis 1: first 1 and last 1 of 8), interior exact")
+
+
+def test_a_raising_implementation_is_reported():
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported layer")
+
+    report = convop.check_conv(broken, configs="quick", rng=0)
+    assert not report.passed
+    assert all(r.status == "error" and "RuntimeError: unsupported layer" in r.where
+               for r in report.results)
+    assert "error" in str(report)
+
+
+def test_custom_configs_and_report_table():
+    configs = [convop.LayerConfig("mine", (2, 2, 3), (10,), stride=2, padding=1)]
+    report = convop.check_conv(convop.conv, configs=configs, rng=0)
+    assert report.passed and len(report.results) == 1
+    text = str(report)
+    assert "PASSED (1/1 configurations)" in text and "mine" in text
+    assert report.worst.config.name == "mine" and report.worst.ratio <= 1
+
+
+def test_check_conv_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        convop.check_conv(convop.conv, kind="backward")
+    with pytest.raises(ValueError, match="`configs` must be one of 'standard', 'quick'"):
+        convop.check_conv(convop.conv, configs="all")
+
+
+# PyTorch -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KIND_FUNCTIONS)
+def test_pytorch_passes_the_battery(kind):
+    pytest.importorskip("torch")
+    import convop.torch as ct
+
+    impl = {"forward": ct.conv, "input_grad": ct.conv_input_grad,
+            "weight_grad": ct.conv_weight_grad, "transpose": ct.conv_transpose}[kind]
+    report = convop.check_conv(impl, kind=kind, rng=0)
+    assert report.passed, str(report)
+
+
+def test_conv_matrix_from_module_and_check_module(rng):
+    torch = pytest.importorskip("torch")
+    import convop.torch as ct
+
+    cases = [
+        (torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode="reflect"), (7, 8)),
+        (torch.nn.Conv1d(3, 5, 4, padding="same", dilation=2), (9,)),
+        (torch.nn.Conv3d(2, 4, (1, 3, 2), padding=(0, 1, 1), padding_mode="circular"), (3, 4, 5)),
+        (torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+         (4, 5)),
+        (torch.nn.ConvTranspose1d(2, 3, 3, dilation=2, output_padding=1), (6,)),
+    ]
+    for module, size in cases:
+        module = module.double()
+        x = torch.from_numpy(rng.standard_normal((1, module.weight.shape[0] if isinstance(
+            module, torch.nn.modules.conv._ConvTransposeNd) else module.in_channels, *size)))
+        W = ct.conv_matrix_from_module(module, size)
+        with torch.no_grad():
+            y = (module(x) - module.bias.reshape(-1, *[1] * len(size))).numpy()
+        np.testing.assert_allclose(W @ x.numpy().reshape(-1), y.reshape(-1), rtol=1e-12,
+                                   atol=1e-12)
+        report = ct.check_module(module, size, rng=0)
+        assert report.passed, str(report)
+        assert [r.config.name for r in report.results] == ["forward", "input gradient",
+                                                           "weight gradient"]
+
+
+def test_check_module_catches_a_wrong_module():
+    torch = pytest.importorskip("torch")
+    import convop.torch as ct
+
+    class FlippedConv(torch.nn.Conv2d):
+        def forward(self, x):
+            return torch.nn.functional.conv2d(x, torch.flip(self.weight, (2, 3)), self.bias,
+                                              padding=self.padding)
+
+    report = ct.check_module(FlippedConv(2, 3, 3, padding=1).double(), (6, 6), rng=0)
+    assert not report.passed
+    assert {r.config.name for r in report.failures} == {"forward", "input gradient",
+                                                        "weight gradient"}
+    with pytest.raises(TypeError, match="`module` must be a torch.nn.Conv"):
+        ct.check_module(torch.nn.Linear(2, 2), 3)
