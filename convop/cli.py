@@ -5,6 +5,9 @@
 - ``convop check torch``: run the standard battery against PyTorch.
 - ``convop check MODULE:FUNCTION --kind KIND``: run it against any importable
   callable with the signature of the matching convop function.
+- ``convop inspect``: describe a layer's matrix (sizes before building, build
+  time, a dot test, spectral norm, smallest singular value, condition number),
+  optionally as JSON, saved with ``--save`` and drawn with ``--plot``.
 
 Exit status: 0 when everything passes, 1 when a check fails, 2 for a usage
 error (a one-line message naming the argument, no traceback).
@@ -14,20 +17,37 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
+import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn, TextIO
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import __version__
+from ._sparse import format_bytes
+from ._typing import DOMAINS, ORDERS, PADDING_MODES
 from .functional import conv, conv_input_grad
+from .geometry import ConvGeometry, conv_geometry
 from .im2col import im2col
 from .layout import unvec, vec
-from .matrix import conv_matrix
-from .validation import KINDS, check_conv
+from .matrix import assemble, conv_matrix
+from .operator import LayerOperator
+from .padding import pad_matrix
+from .spectral import DENSE_SVD_MAX_ENTRIES, circular_singular_values, singular_values
+from .validation import KINDS, check_conv, dot_test
 
 DEMO_SEED = 0
+#: Above this smaller dimension `--spectrum auto` skips the smallest singular value.
+AUTO_SMALLEST_LIMIT = 20_000
+#: How many of the largest singular values `--plot` draws when all are too many.
+PLOT_TOP_K = 64
 
 
 class UsageError(Exception):
@@ -86,7 +106,291 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the battery: about 40 layers, or 8")
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="describe a layer's exact matrix and spectrum",
+        description="Describe the exact matrix of a convolution layer: sizes before building, "
+        "build time, a dot test, spectral norm, smallest singular value and condition number. "
+        "With no options: a fixed-seed 3x3, 3->8 layer on a 16x16 input, padding 1.",
+    )
+    inspect.add_argument("--in", dest="input", default="3x16x16", metavar="CxHxW",
+                         help="input channels and spatial size, e.g. 3x32x32, 4x100, 2x8x8x8")
+    inspect.add_argument("--out-channels", type=int, default=None, help="C_out (default 8)")
+    inspect.add_argument("--kernel", default=None, help="kernel size, e.g. 3x3 or 5 (default 3)")
+    inspect.add_argument("--weight", default=None, metavar="FILE.npy",
+                         help="real weights (C_out, C_in/groups, *kernel) instead of random ones")
+    inspect.add_argument("--stride", default="1", help="e.g. 2 or 2x1")
+    inspect.add_argument("--padding", default="1",
+                         help="same, valid, 1, 1x2, or before:after per axis like 1:2x0:1")
+    inspect.add_argument("--dilation", default="1", help="e.g. 2 or 1x2")
+    inspect.add_argument("--groups", type=int, default=1)
+    inspect.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
+    inspect.add_argument("--order", choices=ORDERS, default="F")
+    inspect.add_argument("--domain", choices=DOMAINS, default="padded")
+    inspect.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    inspect.add_argument("--spectrum", choices=("auto", "full", "none"), default="auto",
+                         help="auto: the smallest singular value only up to "
+                         f"{AUTO_SMALLEST_LIMIT} unknowns; full: always; none: skip")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--save", metavar="W.npz", help="write W with scipy.sparse.save_npz")
+    inspect.add_argument("--plot", metavar="DIR", help="write PNG pictures into DIR")
     return parser
+
+
+def _sizes(text: str, argument: str, ndim: int | None = None) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(
+            f"argument {argument}: expected integers joined by 'x'; got {text!r}"
+        ) from None
+    if ndim is not None and len(values) == 1:
+        values *= ndim
+    if ndim is not None and len(values) != ndim:
+        raise UsageError(f"argument {argument}: expected 1 or {ndim} values for {ndim} spatial "
+                         f"axes; got {text!r}")
+    return values
+
+
+def _padding(text: str, ndim: int) -> Any:
+    if text in ("same", "valid"):
+        return text
+    if ":" not in text:
+        return _sizes(text, "--padding", ndim)
+    axes = text.split("x")
+    if len(axes) == 1:
+        axes *= ndim
+    if len(axes) != ndim:
+        raise UsageError(f"argument --padding: expected {ndim} before:after pairs; got {text!r}")
+    try:
+        pairs = tuple(tuple(int(v) for v in axis.split(":")) for axis in axes)
+    except ValueError:
+        pairs = ()
+    if len(pairs) != ndim or any(len(p) != 2 for p in pairs):
+        raise UsageError(f"argument --padding: expected before:after integers per axis, like "
+                         f"1:2x0:1; got {text!r}")
+    return pairs
+
+
+def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
+    shape = _sizes(args.input, "--in")
+    if not 2 <= len(shape) <= 4:
+        raise UsageError(f"argument --in: expected C x 1 to 3 spatial sizes; got {args.input!r}")
+    channels, size = shape[0], shape[1:]
+    ndim = len(size)
+    if args.weight:
+        if args.kernel or args.out_channels:
+            raise UsageError("argument --weight: replaces --kernel and --out-channels; pass "
+                             "one or the other")
+        try:
+            weight = np.load(args.weight, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"argument --weight: cannot read {args.weight!r}: {err}") from err
+        source = f"from {args.weight}"
+    else:
+        kernel = _sizes(args.kernel or "3", "--kernel", ndim)
+        c_out = 8 if args.out_channels is None else args.out_channels
+        if c_out < 1 or args.groups < 1 or channels % args.groups:
+            raise UsageError(f"argument --groups: must be positive and divide the {channels} "
+                             f"input channels and the {c_out} output channels")
+        rng = np.random.default_rng(args.seed)
+        weight = rng.standard_normal((c_out, channels // args.groups, *kernel))
+        source = f"random normal, seed {args.seed}"
+    if weight.ndim != ndim + 2:
+        raise UsageError(f"argument --weight: shape {weight.shape} does not match {ndim} "
+                         f"spatial axes of --in {args.input}")
+    if weight.shape[1] * args.groups != channels:
+        raise UsageError(f"argument --in: {channels} channels, but the weight {weight.shape} "
+                         f"with {args.groups} groups reads {weight.shape[1] * args.groups}")
+    geom = conv_geometry(weight.shape, size, stride=_sizes(args.stride, "--stride", ndim),
+                         padding=_padding(args.padding, ndim),
+                         dilation=_sizes(args.dilation, "--dilation", ndim), groups=args.groups,
+                         padding_mode=args.padding_mode)
+    return weight, geom, source
+
+
+@contextmanager
+def _progress(what: str, quiet: bool = False) -> Iterator[None]:
+    """Say on stderr what is being computed when it takes more than a moment."""
+    start = time.perf_counter()
+    announced = threading.Event()
+
+    def announce() -> None:
+        announced.set()
+        print(f"computing {what} ...", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(1.0, announce)
+    if not quiet:
+        timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if announced.is_set():
+            print(f"  {what}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr,
+                  flush=True)
+
+
+def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``convop inspect``; returns 0, or 1 when the dot test fails."""
+    if args.plot:
+        try:
+            importlib.import_module("matplotlib")
+        except ImportError:
+            raise UsageError('argument --plot: plotting needs matplotlib: python -m pip install '
+                             '"convop[plot]"') from None
+    try:
+        weight, geom, source = _layer(args)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from err
+    shape = geom.matrix_shape(args.domain)
+    nnz = geom.nnz(args.domain)
+    idx = geom.index_dtype(args.domain)
+    nbytes = geom.matrix_nbytes(args.domain, weight.dtype)
+    report: dict[str, Any] = {
+        "layer": {
+            "description": geom.describe(), "weight": source,
+            "weight_shape": list(weight.shape), "input_size": list(geom.input_size),
+            "output_size": list(geom.output_size), "stride": list(geom.stride),
+            "padding": [list(p) for p in geom.padding], "dilation": list(geom.dilation),
+            "groups": geom.groups, "padding_mode": geom.padding_mode,
+        },
+        "matrix": {
+            "domain": args.domain, "order": args.order, "shape": list(shape), "nnz": nnz,
+            "density": nnz / max(1, shape[0] * shape[1]), "bytes": nbytes,
+            "index_dtype": str(idx), "dtype": str(weight.dtype),
+        },
+    }
+    text = not args.json
+    if text:
+        print(f"layer      {geom.describe()}", file=out)
+        print(f"weight     {weight.shape}, {source}", file=out)
+        print(f"matrix     {args.domain} domain, order {args.order}: {shape[0]} x {shape[1]}, "
+              f"nnz {nnz}, density {report['matrix']['density']:.3%}, {format_bytes(nbytes)} "
+              f"({weight.dtype} data, {idx} indices)", file=out, flush=True)
+    start = time.perf_counter()
+    with _progress("the matrix"):
+        try:
+            W = assemble(geom, weight, domain=args.domain, order=args.order, dtype=weight.dtype)
+        except MemoryError as err:
+            print(f"convop: {err}", file=sys.stderr)
+            return 1
+    report["matrix"]["build_seconds"] = time.perf_counter() - start
+    if text:
+        print(f"build      {report['matrix']['build_seconds']:.3f} s", file=out, flush=True)
+
+    op = LayerOperator(weight, geom.input_size, stride=geom.stride, padding=geom.padding,
+                       dilation=geom.dilation, groups=geom.groups,
+                       padding_mode=geom.padding_mode, order=args.order)
+    if args.domain == "padded":
+        P = pad_matrix(geom.in_channels, geom.input_size, geom.padding,
+                       padding_mode=geom.padding_mode, order=args.order)
+        adjoint: Callable[[np.ndarray], np.ndarray] = lambda y: P.T @ (W.T @ y)  # noqa: E731
+    else:
+        adjoint = lambda y: W.T @ y  # noqa: E731
+    dot = dot_test(op.matvec, adjoint, (op.shape[1],), (op.shape[0],), rng=args.seed)
+    report["dot_test"] = {"passed": dot.passed, "worst": dot.worst, "tolerance": dot.tolerance,
+                          "pair": "matrix-free forward vs. transpose of the built matrix"}
+    if text:
+        print(f"dot test   {'passed' if dot.passed else 'FAILED'}: matrix-free forward vs. W^T "
+              f"(worst relative error {dot.worst:.1e}, tolerance {dot.tolerance:.1e})",
+              file=out, flush=True)
+
+    report["spectrum"] = _spectrum(args, op, W, text, out)
+    if args.save:
+        sp.save_npz(args.save, W)
+        report["saved"] = args.save
+        if text:
+            print(f"saved      {args.save}", file=out)
+    if args.plot:
+        report["plots"] = _plots(args, weight, geom, op, W)
+        if text:
+            print(f"plots      {', '.join(report['plots'])}", file=out)
+    if args.json:
+        print(json.dumps(report, indent=2, default=_json_default), file=out)
+    return 0 if dot.passed else 1
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _spectrum(args: argparse.Namespace, op: LayerOperator, W: Any, text: bool, out: TextIO
+              ) -> dict[str, Any]:
+    m, n = op.shape
+    result: dict[str, Any] = {"operator": f"the layer map (input domain, {m} x {n})"}
+    if args.spectrum == "none":
+        result["skipped"] = "--spectrum none"
+        return result
+    if text:
+        print(f"spectrum   of {result['operator']}", file=out, flush=True)
+    with _progress("the spectral norm", quiet=False):
+        sigma_max = float(singular_values(op, k=1, rng=args.seed)[0])
+    result["spectral_norm"] = sigma_max
+    if text:
+        print(f"  spectral norm      {sigma_max:.12g}", file=out, flush=True)
+    if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT:
+        reason = (f"the smallest singular value of a {m} x {n} operator needs a sparse LU of "
+                  f"its {min(m, n)}-unknown Gram matrix; pass --spectrum full")
+        result["sigma_min"] = None
+        result["condition_number"] = None
+        result["skipped"] = reason
+        if text:
+            print(f"  smallest           skipped: {reason}", file=out)
+        return result
+    with _progress("the smallest singular value"):
+        sigma_min = float(singular_values(op, k=1, which="smallest", rng=args.seed)[0])
+    cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
+    result["sigma_min"] = sigma_min
+    result["condition_number"] = cond if math.isfinite(cond) else "inf"
+    if text:
+        print(f"  smallest           {sigma_min:.12g}", file=out)
+        print(f"  condition number   {cond:.6g}" + ("  (rank deficient)" if cond == math.inf
+                                                     else ""), file=out)
+    return result
+
+
+def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op: LayerOperator,
+           W: Any) -> list[str]:
+    from . import plotting
+
+    plt = plotting._pyplot()
+    os.makedirs(args.plot, exist_ok=True)
+    written = []
+
+    def save(ax: Any, name: str) -> None:
+        path = os.path.join(args.plot, name)
+        ax.figure.savefig(path, dpi=100)
+        plt.close(ax.figure)
+        written.append(path)
+
+    save(plotting.plot_structure(W, channels=(geom.out_channels, geom.in_channels)),
+         "structure.png")
+    circulant = geom.padding_mode == "circular" and all(
+        lo + hi == d * (k - 1) and n % s == 0
+        for (lo, hi), d, k, n, s in zip(geom.padding, geom.dilation, geom.kernel_size,
+                                        geom.input_size, geom.stride))
+    m, n = op.shape
+    if circulant:
+        values = circular_singular_values(weight, geom.input_size, stride=geom.stride,
+                                          dilation=geom.dilation, groups=geom.groups)
+        title = f"all {values.size} singular values (circular padding, FFT)"
+    elif m * n <= DENSE_SVD_MAX_ENTRIES:
+        values = singular_values(op.to_matrix())
+        title = f"all {values.size} singular values"
+    else:
+        k = min(PLOT_TOP_K, min(m, n) - 2)
+        values = singular_values(op, k=k, rng=args.seed)
+        title = f"the {k} largest singular values"
+    save(plotting.plot_spectrum(values, title=title), "spectrum.png")
+    if circulant:
+        save(plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
+                                              dilation=geom.dilation, groups=geom.groups),
+             "frequency.png")
+    return written
 
 
 def _import_target(target: str) -> Callable[..., Any]:
@@ -145,6 +449,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "demo":
             return 0 if demo(out) else 1
+        if args.command == "inspect":
+            return run_inspect(args, out)
         return run_check(args, out)
     except UsageError as err:
         print(f"convop: error: {err}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _sparse
-from ._typing import IntOrTuple, PaddingLike
+from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
     as_int_tuple,
     as_padding,
@@ -55,7 +55,7 @@ class ConvGeometry:
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
     padding: tuple[tuple[int, int], ...]
-    padding_mode: str = "zeros"
+    padding_mode: PaddingMode = "zeros"
 
     @property
     def ndim(self) -> int:
@@ -173,7 +173,7 @@ def conv_geometry(
     padding: PaddingLike = 0,
     dilation: IntOrTuple = 1,
     groups: int = 1,
-    padding_mode: str = "zeros",
+    padding_mode: PaddingMode = "zeros",
 ) -> ConvGeometry:
     """Validate the layer arguments and return the layer's :class:`ConvGeometry`.
 

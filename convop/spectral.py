@@ -402,13 +402,9 @@ def circular_singular_values(
     array([3., 1., 1., 1.])
     """
     w = as_weight(weight)
-    ndim = w.ndim - 2
     kernel = w.shape[2:]
     if padding is None:
-        padding = "same" if _as_tuple(stride, ndim) == (1,) * ndim else tuple(
-            ((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
-            for k, d in zip(kernel, _as_tuple(dilation, ndim))
-        )
+        padding = circular_padding(kernel, dilation)
     geom = conv_geometry(w.shape, input_size, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode="circular")
     for axis, (n, s, (lo, hi), k, d) in enumerate(zip(
@@ -444,8 +440,11 @@ def _layer(stride: Any, padding: Any, dilation: Any, groups: Any, padding_mode: 
                 padding_mode=padding_mode)
 
 
-def _as_tuple(value: Any, ndim: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+def circular_padding(kernel: tuple[int, ...], dilation: Any) -> tuple[tuple[int, int], ...]:
+    """PyTorch's "same" split of the total ``d*(k-1)``, which makes a circular layer circulant."""
+    dil = tuple(dilation) if isinstance(dilation, (tuple, list)) else (dilation,) * len(kernel)
+    return tuple(((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
+                 for k, d in zip(kernel, dil))
 
 
 def _check_rtol(rtol: Any) -> float:

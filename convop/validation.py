@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ._typing import PaddingMode
 from ._validation import as_int, check_choice
 from .functional import conv, conv_input_grad
 from .geometry import conv_geometry
@@ -184,7 +185,7 @@ class LayerConfig(NamedTuple):
     padding: Any = 0
     dilation: Any = 1
     groups: int = 1
-    padding_mode: str = "zeros"
+    padding_mode: PaddingMode = "zeros"
     output_padding: Any = 0
     batch: int = 2
     bias: bool = True

@@ -288,7 +288,7 @@ def _input_and_geometry(
     padding: PaddingLike,
     dilation: IntOrTuple,
     groups: int,
-    padding_mode: str,
+    padding_mode: PaddingMode,
 ) -> tuple[np.ndarray, ConvGeometry]:
     arr = as_numeric_array(x, "x")
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")

@@ -84,3 +84,165 @@ def test_subprocess_exit_codes():
     usage = subprocess.run([sys.executable, "-m", "convop", "check"], capture_output=True,
                            text=True, env=env, timeout=300)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+# convop inspect -------------------------------------------------------------------------
+
+import json  # noqa: E402
+import struct  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+import convop  # noqa: E402
+
+
+def inspect_json(*argv: str) -> dict:
+    code, text = run("inspect", "--json", *argv)
+    assert code == 0, text
+    return json.loads(text)
+
+
+def test_inspect_default_layer():
+    code, text = run("inspect")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].startswith("layer      2-D conv 3->8, kernel 3x3, input 16x16")
+    assert "2048 x 972, nnz 55296" in text and "int32 indices" in text
+    assert "dot test   passed" in text
+    for key in ("spectral norm", "smallest", "condition number"):
+        assert key in text
+
+
+def test_inspect_json_matches_the_library():
+    report = inspect_json()
+    weight = np.random.default_rng(0).standard_normal((8, 3, 3, 3))
+    geom = convop.conv_geometry(weight.shape, (16, 16), padding=1)
+    assert report["matrix"]["shape"] == list(geom.matrix_shape("padded"))
+    assert report["matrix"]["nnz"] == geom.nnz("padded")
+    assert report["matrix"]["bytes"] == geom.matrix_nbytes("padded")
+    assert report["dot_test"]["passed"] is True
+    expected = convop.singular_values(convop.conv_matrix(weight, (16, 16), padding=1,
+                                                         domain="input"))
+    assert abs(report["spectrum"]["spectral_norm"] - expected[0]) <= 1e-9 * expected[0]
+    assert abs(report["spectrum"]["sigma_min"] - expected[-1]) <= 1e-9 * expected[0]
+    assert abs(report["spectrum"]["condition_number"] - expected[0] / expected[-1]) <= 1e-6
+
+
+@pytest.mark.parametrize("argv", [
+    ["--in", "2x9", "--kernel", "5", "--stride", "2", "--padding", "2"],
+    ["--in", "2x6x7x5", "--kernel", "3x1x2", "--padding", "1:0x0:0x1:1", "--out-channels", "4"],
+    ["--padding", "same", "--dilation", "2"],
+    ["--padding", "valid", "--stride", "2x1"],
+    ["--padding", "1:2x0:1", "--domain", "input", "--order", "C"],
+    ["--in", "4x10x10", "--groups", "2", "--out-channels", "6", "--padding-mode", "reflect"],
+    ["--padding-mode", "circular", "--spectrum", "none"],
+    ["--padding-mode", "replicate", "--padding", "3", "--spectrum", "full", "--seed", "5"],
+])
+def test_inspect_options_match_the_library(argv):
+    report = inspect_json(*argv)
+    layer = report["layer"]
+    geom = convop.conv_geometry(tuple(layer["weight_shape"]), tuple(layer["input_size"]),
+                                stride=tuple(layer["stride"]),
+                                padding=tuple(map(tuple, layer["padding"])),
+                                dilation=tuple(layer["dilation"]), groups=layer["groups"],
+                                padding_mode=layer["padding_mode"])
+    domain = report["matrix"]["domain"]
+    assert report["matrix"]["nnz"] == geom.nnz(domain)
+    assert report["matrix"]["shape"] == list(geom.matrix_shape(domain))
+    assert report["dot_test"]["passed"]
+    if "--spectrum" in argv and "none" in argv:
+        assert "spectral_norm" not in report["spectrum"]
+
+
+def test_inspect_weight_file_and_save_round_trip(tmp_path):
+    weight = np.random.default_rng(3).standard_normal((5, 2, 3, 2))
+    np.save(tmp_path / "w.npy", weight)
+    out = tmp_path / "W.npz"
+    report = inspect_json("--in", "2x7x8", "--weight", str(tmp_path / "w.npy"), "--save",
+                          str(out), "--domain", "input", "--order", "C")
+    assert report["layer"]["weight_shape"] == [5, 2, 3, 2]
+    saved = sp.load_npz(out)
+    expected = convop.conv_matrix(weight, (7, 8), padding=1, domain="input", order="C")
+    assert (saved != expected).nnz == 0 and saved.shape == expected.shape
+
+
+def png_size(path) -> tuple[int, int]:
+    with open(path, "rb") as fh:
+        header = fh.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_inspect_plot_writes_pngs(mode, tmp_path):
+    pytest.importorskip("matplotlib")
+    report = inspect_json("--in", "2x12x12", "--out-channels", "4", "--padding-mode", mode,
+                          "--plot", str(tmp_path))
+    names = sorted(p.split("/")[-1] for p in report["plots"])
+    expected = ["frequency.png", "spectrum.png", "structure.png"] if mode == "circular" else [
+        "spectrum.png", "structure.png"]
+    assert names == expected
+    for name in names:
+        path = tmp_path / name
+        assert path.stat().st_size > 5000 and png_size(path) == (600, 600)
+
+
+def test_inspect_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _ = run("inspect", "--plot", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and 'pip install "convop[plot]"' in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--in", "3"], "argument --in: expected C x 1 to 3 spatial sizes"),
+    (["--in", "3xa"], "argument --in: expected integers joined by 'x'"),
+    (["--kernel", "3x3x3"], "argument --kernel: expected 1 or 2 values"),
+    (["--padding", "1:2:3"], "argument --padding: expected before:after integers per axis"),
+    (["--padding", "1:2x3"], "argument --padding: expected before:after integers per axis"),
+    (["--padding", "same", "--stride", "2"], "`padding='same'` needs stride 1"),
+    (["--stride", "0"], "`stride` must be a positive int"),
+    (["--groups", "2"], "argument --groups: must be positive and divide the 3 input channels"),
+    (["--weight", "missing.npy"], "argument --weight: cannot read 'missing.npy'"),
+    (["--weight", "w.npy", "--kernel", "3"], "argument --weight: replaces --kernel"),
+    (["--padding-mode", "mirror"], "argument --padding-mode: invalid choice"),
+    (["--padding", "4", "--padding-mode", "reflect", "--in", "1x4x4"], "padding_mode='reflect'"),
+    (["--spectrum", "some"], "argument --spectrum: invalid choice"),
+])
+def test_inspect_bad_arguments(argv, message, capsys):
+    code, _ = run("inspect", *argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_inspect_weight_shape_mismatch(tmp_path, capsys):
+    np.save(tmp_path / "w.npy", np.ones((4, 2, 3, 3)))
+    code, _ = run("inspect", "--in", "3x8x8", "--weight", str(tmp_path / "w.npy"))
+    assert code == 2 and "argument --in: 3 channels" in capsys.readouterr().err
+
+
+def test_inspect_skips_a_huge_smallest_singular_value(monkeypatch):
+    import convop.cli as cli
+
+    monkeypatch.setattr(cli, "AUTO_SMALLEST_LIMIT", 100)
+    report = inspect_json()
+    assert report["spectrum"]["sigma_min"] is None
+    assert "pass --spectrum full" in report["spectrum"]["skipped"]
+
+
+def test_inspect_refuses_a_matrix_beyond_memory(capsys):
+    code, text = run("inspect", "--in", "512x2048x2048", "--out-channels", "512",
+                     "--spectrum", "none")
+    assert code == 1
+    nnz = convop.conv_geometry((512, 512, 3, 3), (2048, 2048), padding=1).nnz()
+    assert f"nnz {nnz}" in text and "TiB" in text  # sizes are printed before building
+    assert "needs an estimated" in capsys.readouterr().err
+
+
+def test_inspect_subprocess_json():
+    result = subprocess.run([sys.executable, "-m", "convop", "inspect", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["matrix"]["nnz"] == 55296

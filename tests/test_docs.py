@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_python_blocks_run(path):
 def test_readme_opens_with_the_two_commands():
     commands = sh_blocks(ROOT / "README.md")
     assert commands[0] == "python -m pip install . && python -m convop demo"
-    assert commands[1] == 'python -m pip install -e ".[test]" && python -m pytest'
+    assert commands[1] == 'python -m pip install -e ".[test,plot]" && python -m pytest'
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -55,3 +56,18 @@ def test_api_page_lists_every_public_name():
     api = (ROOT / "docs" / "api.md").read_text()
     missing = [name for name in convop.__all__ if name != "__version__" and f"`{name}" not in api]
     assert not missing, f"docs/api.md does not mention {missing}"
+
+
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_example_scripts_run(script, tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 3
