@@ -7,7 +7,7 @@ import convop
 
 def loop_conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
               padding_mode="zeros"):
-    """A direct 2-D implementation, supporting only what it needs to."""
+    """Compute a 2-D convolution with direct loops; only what this example needs."""
     if x.ndim != 4 or groups != 1 or padding_mode != "zeros" or dilation != 1:
         raise NotImplementedError("2-D, groups=1, zero padding, dilation 1 only")
     if not isinstance(padding, int) or not isinstance(stride, int):
