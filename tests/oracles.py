@@ -176,3 +176,13 @@ def im2col_weight_grad(x: np.ndarray, dy: np.ndarray, layer: Layer, mode: str = 
               for g in range(layer.groups)]
     assert n == dy.shape[0]
     return np.concatenate(blocks, axis=0).reshape(layer.weight_shape)
+
+
+def torch_pad_conv(torch, layer: Layer, x, weight, mode: str = "zeros"):
+    """PyTorch reference: F.pad in the layer's mode (asymmetric allowed), then F.conv*d."""
+    F = torch.nn.functional
+    flat = [p for pair in reversed(layer.pads) for p in pair]  # F.pad: last axis first
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[layer.ndim]
+    padded = F.pad(x, flat, mode="constant" if mode == "zeros" else mode)
+    return conv(padded, weight, stride=layer.stride, dilation=layer.dilation,
+                groups=layer.groups)

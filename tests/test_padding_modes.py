@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oracles import assert_canonical_csr, assert_scaled_close, loop_matrix
+from oracles import assert_canonical_csr, assert_scaled_close, loop_matrix, torch_pad_conv
 from strategies import (
     Layer,
     integer_array,
@@ -173,17 +173,12 @@ def test_pad_adjoint_in_every_mode(rng):
 @given(layer_mode=moded_layers(), seed=seeds(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_modes_match_torch_pad_then_conv(layer_mode, seed, dtype):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     layer, mode = layer_mode
     rng = np.random.default_rng(seed)
     x = torch.tensor(rng.standard_normal(layer.input_shape(2)).astype(dtype), requires_grad=True)
     weight = rng.standard_normal(layer.weight_shape).astype(dtype)
     dy = rng.standard_normal((2, layer.out_channels, *output_size(layer))).astype(dtype)
-    flat = [p for pair in reversed(layer.pads) for p in pair]
-    torch_mode = "constant" if mode == "zeros" else mode
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[layer.ndim]
-    y = conv(F.pad(x, flat, mode=torch_mode), torch.from_numpy(weight), stride=layer.stride,
-             dilation=layer.dilation, groups=layer.groups)
+    y = torch_pad_conv(torch, layer, x, torch.from_numpy(weight), mode)
     (gx,) = torch.autograd.grad(y, x, torch.from_numpy(dy))
     kw = dict(layer.kwargs(), padding_mode=mode)
     rtol = 1e-12 if dtype == np.float64 else 1e-5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oracles import assert_canonical_csr, im2col_weight_grad
+from oracles import assert_canonical_csr, im2col_weight_grad, torch_pad_conv
 from strategies import integer_array, moded_layers, output_size, seeds
 
 import convop
@@ -48,16 +48,12 @@ def test_weight_grad_matches_seed_im2col_formula(layer_mode, seed, batch):
 @given(layer_mode=moded_layers(), seed=seeds(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_weight_grad_matches_torch(layer_mode, seed, dtype):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     layer, mode = layer_mode
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(layer.input_shape(2)).astype(dtype)
     weight = torch.tensor(rng.standard_normal(layer.weight_shape).astype(dtype), requires_grad=True)
     dy = rng.standard_normal((2, layer.out_channels, *output_size(layer))).astype(dtype)
-    flat = [p for pair in reversed(layer.pads) for p in pair]
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[layer.ndim]
-    y = conv(F.pad(torch.from_numpy(x), flat, mode="constant" if mode == "zeros" else mode),
-             weight, stride=layer.stride, dilation=layer.dilation, groups=layer.groups)
+    y = torch_pad_conv(torch, layer, torch.from_numpy(x), weight, mode)
     (expected,) = torch.autograd.grad(y, weight, torch.from_numpy(dy))
     actual = convop.conv_weight_grad(x, dy, layer.kernel_size, **layer.kwargs(), padding_mode=mode)
     assert actual.dtype == dtype
