@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ._typing import DOMAINS, ORDERS, PADDING_MODES
+from ._typing import DOMAINS, ORDERS, PADDING_MODES, Order
 
 # Data types scipy.sparse can multiply (float16 and bool are not among them).
 _SPARSE_DTYPE_CHARS = np.typecodes["AllInteger"] + "fdgFDG"
@@ -174,9 +174,9 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_order(order: Any) -> str:
+def check_order(order: Any) -> Order:
     """Validate a vectorization order, ``"F"`` or ``"C"``."""
-    return check_choice(order, "order", ORDERS)
+    return cast(Order, check_choice(order, "order", ORDERS))
 
 
 def check_domain(domain: Any) -> str:

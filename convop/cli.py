@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -283,12 +284,15 @@ def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
     op = LayerOperator(weight, geom.input_size, stride=geom.stride, padding=geom.padding,
                        dilation=geom.dilation, groups=geom.groups,
                        padding_mode=geom.padding_mode, order=args.order)
-    if args.domain == "padded":
-        P = pad_matrix(geom.in_channels, geom.input_size, geom.padding,
-                       padding_mode=geom.padding_mode, order=args.order)
-        adjoint: Callable[[np.ndarray], np.ndarray] = lambda y: P.T @ (W.T @ y)  # noqa: E731
-    else:
-        adjoint = lambda y: W.T @ y  # noqa: E731
+    # The transpose of the built matrix, composed with P^T in the padded domain.
+    P = pad_matrix(geom.in_channels, geom.input_size, geom.padding,
+                   padding_mode=geom.padding_mode, order=args.order) if (
+        args.domain == "padded") else None
+
+    def adjoint(y: np.ndarray) -> np.ndarray:
+        back = W.T @ y
+        return back if P is None else P.T @ back
+
     dot = dot_test(op.matvec, adjoint, (op.shape[1],), (op.shape[0],), rng=args.seed)
     report["dot_test"] = {"passed": dot.passed, "worst": dot.worst, "tolerance": dot.tolerance,
                           "pair": "matrix-free forward vs. transpose of the built matrix"}
@@ -409,12 +413,10 @@ def _import_target(target: str) -> Callable[..., Any]:
 
 
 def _torch_impls() -> dict[str, Callable[..., Any]]:
-    try:
-        import torch  # noqa: F401
-    except ImportError as err:
+    if importlib.util.find_spec("torch") is None:
         raise UsageError(
             "argument target: 'torch' needs PyTorch: python -m pip install torch==2.13.0"
-        ) from err
+        )
     from . import torch as ct
 
     return {"forward": ct.conv, "input_grad": ct.conv_input_grad,

@@ -93,7 +93,7 @@ class LayerOperator(LinearOperator):
             groups=groups,
             padding_mode=padding_mode,
         )
-        self.order: Order = check_order(order)  # type: ignore[assignment]
+        self.order: Order = check_order(order)
         dtype = check_dtype(np.result_type(w.dtype, np.float32))
         self.weight = w.astype(dtype, copy=False)
         g = self.geometry

@@ -152,14 +152,13 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     scale_dx = (absW.T @ np.abs(dy64).T).T
     exact_dw, scale_dw = _module_weight_grad(weight, layer, transposed, size, x, dy)
 
-    config = dict(weight_shape=weight.shape, input_size=size, batch=batch)
     rows = []
     for name, actual, exact, scale in (
         ("forward", y.reshape(batch, -1), exact_y, scale_y),
         ("input gradient", dx.reshape(batch, -1), exact_dx, scale_dx),
         ("weight gradient", dw, exact_dw, scale_dw),
     ):
-        cfg = LayerConfig(name, **config)  # type: ignore[arg-type]
+        cfg = LayerConfig(name, weight_shape=tuple(weight.shape), input_size=size, batch=batch)
         tol = RTOL[dtype] * scale + np.finfo(np.float64).tiny
         err = np.abs(actual.astype(np.float64) - exact)
         ratio = float(np.max(err / tol, initial=0.0))

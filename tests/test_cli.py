@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
+import convop
 from convop.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -87,14 +92,6 @@ def test_subprocess_exit_codes():
 
 
 # convop inspect -------------------------------------------------------------------------
-
-import json  # noqa: E402
-import struct  # noqa: E402
-
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-
-import convop  # noqa: E402
 
 
 def inspect_json(*argv: str) -> dict:
