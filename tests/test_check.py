@@ -267,3 +267,17 @@ def test_check_module_catches_a_wrong_module():
                                                         "weight gradient"}
     with pytest.raises(TypeError, match="`module` must be a torch.nn.Conv"):
         ct.check_module(torch.nn.Linear(2, 2), 3)
+
+
+def test_transposed_channels_are_caught_and_named():
+    def swapped(x, weight, bias=None, **kw):
+        # weight[c, m] read as weight[m, c]: only possible when C_out == C_in.
+        if weight.shape[0] == weight.shape[1] and kw.get("groups", 1) == 1:
+            weight = np.swapaxes(weight, 0, 1)
+        return convop.conv(x, weight, bias, **kw)
+
+    report = convop.check_conv(swapped, rng=0)
+    by_name = {r.config.name: r for r in report.results}
+    assert by_name["16 -> 16"].cause == "transposed channels (weight[c, m] for weight[m, c])"
+    assert by_name["no bias"].cause == "transposed channels (weight[c, m] for weight[m, c])"
+    assert by_name["3x3 pad 1"].passed  # 3 -> 4 channels: unchanged
