@@ -44,7 +44,15 @@ class ConvGeometry:
     padding : tuple of (int, int)
         ``(before, after)`` zero padding per spatial axis.
     padding_mode : str
-        How the padded border is filled (``"zeros"``).
+        How the padded border is filled: ``"zeros"``, ``"reflect"``,
+        ``"replicate"`` or ``"circular"``.
+
+    Examples
+    --------
+    >>> from convop import conv_geometry
+    >>> g = conv_geometry((64, 3, 7, 7), (224, 224), stride=2, padding=3)
+    >>> g.output_size, g.nnz("input"), g.index_dtype("input")
+    ((112, 112), 116214528, dtype('int32'))
     """
 
     in_channels: int

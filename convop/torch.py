@@ -90,6 +90,17 @@ def conv_matrix_from_module(module: Any, input_size: Any, **matrix_kwargs: Any) 
     Returns
     -------
     scipy.sparse.csr_array
+
+    Examples
+    --------
+    >>> import numpy as np, pytest
+    >>> torch = pytest.importorskip("torch")
+    >>> from convop.torch import conv_matrix_from_module
+    >>> m = torch.nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", bias=False).double()
+    >>> W = conv_matrix_from_module(m, (5, 5))
+    >>> x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+    >>> bool(np.allclose(W @ x.numpy().ravel(), m(x).detach().numpy().ravel()))
+    True
     """
     weight, layer, transposed = _module_layer(module)
     kwargs: dict[str, Any] = {"order": "C", **matrix_kwargs}
@@ -119,6 +130,14 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     -------
     CheckReport
         Rows ``forward``, ``input gradient`` and ``weight gradient``.
+
+    Examples
+    --------
+    >>> import pytest
+    >>> torch = pytest.importorskip("torch")
+    >>> from convop.torch import check_module
+    >>> check_module(torch.nn.ConvTranspose1d(2, 3, 4, stride=2).double(), 7, rng=0).passed
+    True
     """
     torch = _torch()
     weight, layer, transposed = _module_layer(module)
@@ -227,7 +246,18 @@ def _layer_kwargs(stride: Any, padding: Any, dilation: Any, groups: Any,
 
 def conv(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
          dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros") -> np.ndarray:
-    """PyTorch's convolution with :func:`convop.conv`'s signature (numpy in and out)."""
+    """PyTorch's convolution with :func:`convop.conv`'s signature (numpy in and out).
+
+    Examples
+    --------
+    >>> import numpy as np, pytest
+    >>> _ = pytest.importorskip("torch")
+    >>> import convop, convop.torch
+    >>> x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    >>> bool(np.allclose(convop.torch.conv(x, w, padding=((1, 0), (0, 1))),
+    ...                  convop.conv(x, w, padding=((1, 0), (0, 1)))))
+    True
+    """
     torch = _torch()
     b = None if bias is None else torch.from_numpy(np.asarray(bias))
     with torch.no_grad():

@@ -176,6 +176,13 @@ class LayerConfig(NamedTuple):
 
     For ``kind="transpose"`` the weight shape is PyTorch's transposed layout
     ``(C_in, C_out // groups, *kernel)``. ``dtype=None`` uses the check's dtype.
+
+    Examples
+    --------
+    >>> from convop import LayerConfig, check_conv, conv
+    >>> mine = [LayerConfig("5x5 stride 2", (8, 4, 5, 5), (17, 17), stride=2, padding=2)]
+    >>> check_conv(conv, configs=mine).passed
+    True
     """
 
     name: str
