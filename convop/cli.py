@@ -457,3 +457,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as err:
         print(f"convop: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # piped into a command that stopped reading (e.g. head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -243,3 +243,11 @@ def test_inspect_subprocess_json():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["matrix"]["nnz"] == 55296
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    # `convop inspect | head -1`: the reader stops early; no traceback.
+    result = subprocess.run(
+        f"{sys.executable} -m convop inspect | head -1", shell=True, capture_output=True,
+        text=True, timeout=300)
+    assert result.stdout.startswith("layer") and "Traceback" not in result.stderr
