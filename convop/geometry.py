@@ -8,6 +8,7 @@ of stored entries, index dtype and bytes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,20 @@ class ConvGeometry:
             (p - e) // s + 1
             for p, e, s in zip(self.padded_size, self.dilated_kernel_size, self.stride)
         )
+
+    def tap_windows(self) -> list[tuple[slice, ...]]:
+        """Per kernel tap (in the weight's C order), the padded-input slices it reads.
+
+        Tap ``u`` reads padded positions ``u*d, u*d + s, ..., u*d + s*(O-1)`` on
+        every axis: the seed's receptive fields, one strided slice per tap.
+        """
+        return [
+            tuple(
+                slice(u * d, u * d + s * (o - 1) + 1, s)
+                for u, d, s, o in zip(tap, self.dilation, self.stride, self.output_size)
+            )
+            for tap in itertools.product(*(range(k) for k in self.kernel_size))
+        ]
 
     @property
     def taps(self) -> int:

@@ -92,19 +92,23 @@ def im2col(
         check_max_bytes(max_bytes),
         f"im2col of shape ({rows}, {cols})",
     )
-    padded = np.pad(arr, ((0, 0), (0, 0), *geom.padding))
-    spatial = tuple(range(2, 2 + ndim))
+    windows = receptive_fields(np.pad(arr, ((0, 0), (0, 0), *geom.padding)), geom)
+    # (N, C, *out, *kernel) -> (C, *kernel, *out, N)
+    perm = (1, *range(2 + ndim, 2 + 2 * ndim), *range(2, 2 + ndim), 0)
+    return windows.transpose(perm).reshape(rows, cols)
+
+
+def receptive_fields(padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """Return a strided view ``(N, C, *out, *kernel)`` of every receptive field of a batch."""
+    spatial = tuple(range(2, 2 + geom.ndim))
     windows = np.lib.stride_tricks.sliding_window_view(
         padded, geom.dilated_kernel_size, axis=spatial
     )
-    windows = windows[
+    return windows[
         (slice(None), slice(None))
         + tuple(slice(None, None, s) for s in geom.stride)
         + tuple(slice(None, None, d) for d in geom.dilation)
     ]
-    # (N, C, *out, *kernel) -> (C, *kernel, *out, N)
-    perm = (1, *range(2 + ndim, 2 + 2 * ndim), *spatial, 0)
-    return windows.transpose(perm).reshape(rows, cols)
 
 
 def col2im(
@@ -162,11 +166,8 @@ def col2im(
         )
     blocks = arr.reshape(c, *geom.kernel_size, *out, n)
     padded = np.zeros((n, c, *geom.padded_size), dtype=arr.dtype)
-    for tap in itertools.product(*(range(k) for k in geom.kernel_size)):
-        window = tuple(
-            slice(u * d, u * d + s * (o - 1) + 1, s)
-            for u, d, s, o in zip(tap, geom.dilation, geom.stride, out)
-        )
+    taps = itertools.product(*(range(k) for k in geom.kernel_size))
+    for tap, window in zip(taps, geom.tap_windows()):
         # (C, *out, N) -> (N, C, *out)
         tap_index: tuple[slice | int, ...] = (slice(None), *tap)
         block = np.moveaxis(blocks[tap_index], -1, 0)

@@ -12,7 +12,6 @@ small. Its memory is ``C_in * prod(kernel) * prod(out)`` per sample, a
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -24,6 +23,7 @@ from scipy.sparse.linalg import LinearOperator
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import as_weight, check_dtype, check_order
 from .geometry import ConvGeometry, conv_geometry
+from .im2col import receptive_fields
 from .layout import unvec, vec
 from .matrix import assemble
 from .padding import pad, pad_adjoint
@@ -143,15 +143,9 @@ class LayerOperator(LinearOperator):
         g = self.geometry
         n = x.shape[0]
         xp = pad(x.astype(self.dtype, copy=False), g.padding, g.padding_mode)
-        spatial = tuple(range(2, 2 + g.ndim))
-        windows = np.lib.stride_tricks.sliding_window_view(xp, g.dilated_kernel_size, spatial)
-        windows = windows[
-            (slice(None), slice(None))
-            + tuple(slice(None, None, s) for s in g.stride)
-            + tuple(slice(None, None, d) for d in g.dilation)
-        ]
+        windows = receptive_fields(xp, g)
         # (n, C, *out, *kernel) -> (n, C, *kernel, *out): rows (channel, tap), columns pixels
-        order = (0, 1, *range(2 + g.ndim, 2 + 2 * g.ndim), *spatial)
+        order = (0, 1, *range(2 + g.ndim, 2 + 2 * g.ndim), *range(2, 2 + g.ndim))
         return windows.transpose(order).reshape(
             n, g.groups, g.in_per_group * math.prod(g.kernel_size), math.prod(g.output_size)
         )
@@ -161,7 +155,7 @@ class LayerOperator(LinearOperator):
         n = cols.shape[0]
         blocks = cols.reshape(n, g.in_channels, math.prod(g.kernel_size), *g.output_size)
         grad = np.zeros((n, g.in_channels, *g.padded_size), dtype=self.dtype)
-        for t, window in enumerate(self._windows()):
+        for t, window in enumerate(g.tap_windows()):
             index: tuple[slice, ...] = (slice(None), slice(None), *window)
             grad[index] += blocks[:, :, t]
         return pad_adjoint(grad, g.input_size, g.padding, g.padding_mode)
@@ -172,16 +166,6 @@ class LayerOperator(LinearOperator):
         per_sample = g.in_channels * math.prod(g.kernel_size) * math.prod(g.output_size)
         step = max(1, (2**28 // max(1, per_sample * self.dtype.itemsize)))
         return [slice(i, min(n, i + step)) for i in range(0, max(n, 1), step)]
-
-    def _windows(self) -> list[tuple[slice, ...]]:
-        g = self.geometry
-        return [
-            tuple(
-                slice(u * d, u * d + s * (o - 1) + 1, s)
-                for u, d, s, o in zip(tap, g.dilation, g.stride, g.output_size)
-            )
-            for tap in itertools.product(*(range(k) for k in g.kernel_size))
-        ]
 
     def _matmat(self, X: np.ndarray) -> np.ndarray:
         g = self.geometry
