@@ -36,7 +36,14 @@ import scipy.sparse.linalg as sla
 
 from . import _sparse
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
-from ._validation import as_int, as_weight, check_choice, check_max_bytes
+from ._validation import (
+    as_int,
+    as_int_tuple,
+    as_padding,
+    as_weight,
+    check_choice,
+    check_max_bytes,
+)
 from .geometry import conv_geometry
 from .operator import LayerOperator
 
@@ -442,9 +449,10 @@ def _layer(stride: Any, padding: Any, dilation: Any, groups: Any, padding_mode: 
 
 def circular_padding(kernel: tuple[int, ...], dilation: Any) -> tuple[tuple[int, int], ...]:
     """PyTorch's "same" split of the total ``d*(k-1)``, which makes a circular layer circulant."""
-    dil = tuple(dilation) if isinstance(dilation, (tuple, list)) else (dilation,) * len(kernel)
-    return tuple(((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
-                 for k, d in zip(kernel, dil))
+    ndim = len(kernel)
+    return as_padding("same", ndim, kernel_size=tuple(kernel),
+                      dilation=as_int_tuple(dilation, "dilation", ndim, minimum=1),
+                      stride=(1,) * ndim)
 
 
 def _check_rtol(rtol: Any) -> float:

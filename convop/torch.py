@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import as_int_tuple
 from .geometry import conv_geometry
 from .matrix import conv_matrix
-from .transposed import conv_transpose_matrix
+from .transposed import _transpose_padding, conv_transpose_matrix
 from .validation import RTOL, CheckReport, ConfigResult, LayerConfig, _localize
 from .weight_grad import conv_weight_grad as _exact_weight_grad
 
@@ -308,7 +309,9 @@ def conv_transpose(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, pa
     xt = torch.from_numpy(np.asarray(x))
     w = torch.from_numpy(np.asarray(weight))
     ndim = w.dim() - 2
-    pads = _pairs(padding, ndim)
+    pads = _transpose_padding(padding, ndim, tuple(w.shape[2:]),
+                              as_int_tuple(dilation, "dilation", ndim, minimum=1),
+                              as_int_tuple(stride, "stride", ndim, minimum=1))
     op = (output_padding,) * ndim if isinstance(output_padding, int) else tuple(output_padding)
     with torch.no_grad():
         y = _functional(ndim, transposed=True)(
@@ -318,10 +321,3 @@ def conv_transpose(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, pa
         slice(lo, y.shape[2 + i] - hi) for i, (lo, hi) in enumerate(pads)
     )
     return y[crop].numpy()
-
-
-def _pairs(padding: Any, ndim: int) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, int):
-        return ((padding, padding),) * ndim
-    return tuple((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in padding)
-

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._typing import PaddingMode
-from ._validation import as_int, check_choice
+from ._validation import as_int, as_int_tuple, as_padding, check_choice
 from .functional import conv, conv_input_grad
 from .geometry import conv_geometry
 from .transposed import conv_transpose
@@ -642,27 +642,18 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     return out
 
 
-def _pairs(case: _Case) -> tuple[tuple[int, int], ...] | None:
-    pad = case.cfg.padding
-    ndim = len(case.cfg.input_size)
-    if isinstance(pad, str):
-        kernel = case.cfg.weight_shape[2:]
-        dil = case.cfg.dilation if isinstance(case.cfg.dilation, tuple) else (
-            case.cfg.dilation,) * ndim
-        if pad == "valid":
-            return ((0, 0),) * ndim
-        return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
-                     for k, d in zip(kernel, dil))
-    if isinstance(pad, int):
-        return ((pad, pad),) * ndim
-    return tuple((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in pad)
+def _pairs(case: _Case) -> tuple[tuple[int, int], ...]:
+    """Return the configuration's padding as ``(before, after)`` pairs."""
+    cfg = case.cfg
+    ndim = len(cfg.input_size)
+    return as_padding(cfg.padding, ndim, kernel_size=tuple(cfg.weight_shape[2:]),
+                      dilation=as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1),
+                      stride=as_int_tuple(cfg.stride, "stride", ndim, minimum=1))
 
 
 def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """List the paddings one off, on one axis or the same way on every axis."""
     pairs = _pairs(case)
-    if pairs is None:
-        return []
     ndim = len(pairs)
     out: list[tuple[str, Callable[[], np.ndarray]]] = []
     targets: list[tuple[str, tuple[int, ...]]] = [(f"spatial axis {a}", (a,))
