@@ -41,7 +41,12 @@ from .layout import unvec, vec
 from .matrix import assemble, conv_matrix
 from .operator import LayerOperator
 from .padding import pad_matrix
-from .spectral import DENSE_SVD_MAX_ENTRIES, circular_singular_values, singular_values
+from .spectral import (
+    DENSE_SVD_MAX_ENTRIES,
+    circulant_problem,
+    circular_singular_values,
+    singular_values,
+)
 from .validation import KINDS, check_conv, dot_test
 
 DEMO_SEED = 0
@@ -373,10 +378,7 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
 
     save(plotting.plot_structure(W, channels=(geom.out_channels, geom.in_channels)),
          "structure.png")
-    circulant = geom.padding_mode == "circular" and all(
-        lo + hi == d * (k - 1) and n % s == 0
-        for (lo, hi), d, k, n, s in zip(geom.padding, geom.dilation, geom.kernel_size,
-                                        geom.input_size, geom.stride))
+    circulant = geom.padding_mode == "circular" and circulant_problem(geom) is None
     m, n = op.shape
     if circulant:
         values = circular_singular_values(weight, geom.input_size, stride=geom.stride,

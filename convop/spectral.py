@@ -414,19 +414,9 @@ def circular_singular_values(
         padding = circular_padding(kernel, dilation)
     geom = conv_geometry(w.shape, input_size, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode="circular")
-    for axis, (n, s, (lo, hi), k, d) in enumerate(zip(
-        geom.input_size, geom.stride, geom.padding, geom.kernel_size, geom.dilation
-    )):
-        if lo + hi != d * (k - 1):
-            raise ValueError(
-                f"`padding` must total dilation*(kernel-1) = {d * (k - 1)} on spatial axis "
-                f"{axis} for the layer to be circulant; got {(lo, hi)}."
-            )
-        if n % s:
-            raise ValueError(
-                f"`input_size` {n} on spatial axis {axis} must be divisible by the stride {s} "
-                f"for the polyphase FFT."
-            )
+    problem = circulant_problem(geom)
+    if problem is not None:
+        raise ValueError(problem)
     spectrum, count = _block_spectrum(geom, w)
     c_out, c_in = geom.out_channels, geom.in_channels
     width = c_in * math.prod(geom.stride)
@@ -445,6 +435,24 @@ def _layer(stride: Any, padding: Any, dilation: Any, groups: Any, padding_mode: 
            ) -> dict[str, Any]:
     return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                 padding_mode=padding_mode)
+
+
+def circulant_problem(geom: Any) -> str | None:
+    """Why the layer with circular padding would not be block circulant; None when it is.
+
+    Circulant means padding totalling ``d*(k-1)`` on every axis (the output grid is the
+    input grid divided by the stride) and an input size divisible by the stride.
+    """
+    for axis, (n, s, (lo, hi), k, d) in enumerate(zip(
+        geom.input_size, geom.stride, geom.padding, geom.kernel_size, geom.dilation
+    )):
+        if lo + hi != d * (k - 1):
+            return (f"`padding` must total dilation*(kernel-1) = {d * (k - 1)} on spatial axis "
+                    f"{axis} for the layer to be circulant; got {(lo, hi)}.")
+        if n % s:
+            return (f"`input_size` {n} on spatial axis {axis} must be divisible by the stride "
+                    f"{s} for the polyphase FFT.")
+    return None
 
 
 def circular_padding(kernel: tuple[int, ...], dilation: Any) -> tuple[tuple[int, int], ...]:
@@ -519,11 +527,7 @@ def _circular_start(op: LayerOperator, rng: np.random.Generator) -> np.ndarray |
     start from being orthogonal to the true top singular vector.
     """
     g = op.geometry
-    if g.groups != 1 or op.order != "C" or any(
-        n % s or lo + hi != d * (k - 1)
-        for n, s, (lo, hi), k, d in zip(g.input_size, g.stride, g.padding, g.kernel_size,
-                                        g.dilation)
-    ):
+    if g.groups != 1 or op.order != "C" or circulant_problem(g) is not None:
         return None
     circular = conv_geometry(op.weight.shape, g.input_size, stride=g.stride, padding=g.padding,
                              dilation=g.dilation, padding_mode="circular")
