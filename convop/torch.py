@@ -23,7 +23,7 @@ from ._validation import as_int_tuple
 from .geometry import conv_geometry
 from .matrix import conv_matrix
 from .transposed import _transpose_padding, conv_transpose_matrix
-from .validation import RTOL, CheckReport, ConfigResult, LayerConfig, _localize
+from .validation import RTOL, CheckReport, LayerConfig, _compare
 from .weight_grad import conv_weight_grad as _exact_weight_grad
 
 __all__ = [
@@ -173,25 +173,14 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     exact_dw, scale_dw = _module_weight_grad(weight, layer, transposed, size, x, dy)
 
     rows = []
-    for name, actual, exact, scale in (
-        ("forward", y.reshape(batch, -1), exact_y, scale_y),
-        ("input gradient", dx.reshape(batch, -1), exact_dx, scale_dx),
-        ("weight gradient", dw, exact_dw, scale_dw),
+    for name, kind, actual, exact, scale in (
+        ("forward", "forward", y, exact_y, scale_y),
+        ("input gradient", "forward", dx, exact_dx, scale_dx),
+        ("weight gradient", "weight_grad", dw, exact_dw, scale_dw),
     ):
         cfg = LayerConfig(name, weight_shape=tuple(weight.shape), input_size=size, batch=batch)
-        tol = RTOL[dtype] * scale + np.finfo(np.float64).tiny
-        err = np.abs(actual.astype(np.float64) - exact)
-        ratio = float(np.max(err / tol, initial=0.0))
-        worst = int(np.argmax(err / tol)) if err.size else 0
-        status = "pass" if ratio <= 1.0 else "fail"
-        where = ""
-        if status == "fail":
-            shape = dw.shape if name == "weight gradient" else (
-                out_shape if name == "forward" else dx.shape)
-            where = _localize((err > tol).reshape(shape),
-                              "weight_grad" if name == "weight gradient" else "forward")
-        rows.append(ConfigResult(cfg, status, float(err.flat[worst]) if err.size else 0.0,
-                                 float(tol.flat[worst]) if err.size else 0.0, ratio, where))
+        tol = RTOL[dtype] * scale.reshape(actual.shape) + np.finfo(np.float64).tiny
+        rows.append(_compare(cfg, kind, actual, exact.reshape(actual.shape), tol))
     return CheckReport("module", repr(module), str(dtype), tuple(rows))
 
 
