@@ -2,65 +2,150 @@
 
 Each helper validates one kind of argument, normalizes it and raises a
 ``TypeError`` (wrong type) or ``ValueError`` (wrong value) whose message names
-the parameter, states the rule and echoes what was given. Entry points run
-these checks before allocating anything large.
+the parameter as the caller wrote it, states the rule and echoes what was
+given. Entry points run these checks before allocating anything large.
+
+Data types (the table in ``docs/conventions.md``): integer and boolean data
+compute exactly in int64 (refused when the exact result could leave int64),
+float16 computes in float32 (scipy.sparse has no float16), everything else
+follows numpy's promotion.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
 
 from ._typing import DOMAINS, ORDERS, PADDING_MODES, Order
 
-# Data types scipy.sparse can multiply (float16 and bool are not among them).
-_SPARSE_DTYPE_CHARS = np.typecodes["AllInteger"] + "fdgFDG"
+#: Largest int accepted for a size, stride, padding or count: index arithmetic
+#: on such values stays inside int64.
+INT_LIMIT = 2**60
+_INT64_MAX = int(np.iinfo(np.int64).max)
+# Data types scipy.sparse stores (float16 is not among them).
+_SPARSE_DTYPE_CHARS = "?" + np.typecodes["AllInteger"] + "fdgFDG"
+
+
+# Scalars -----------------------------------------------------------------------------------
 
 
 def is_int(value: Any) -> bool:
-    """Return True for Python or numpy integers, but not for booleans."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    """Tell whether ``value`` is a Python or numpy integer or a 0-d integer array (not a bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
 
 
-def as_int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    """Return ``value`` as a Python int, checking type and lower bound."""
+def as_int(value: Any, name: str, *, minimum: int | None = None,
+           maximum: int = INT_LIMIT) -> int:
+    """Return ``value`` as a Python int, checking its type and range."""
     if not is_int(value):
-        raise TypeError(f"`{name}` must be an int; got {value!r} of type {type(value).__name__}.")
-    value = operator.index(value)
-    if minimum is not None and value < minimum:
-        rule = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
-        raise ValueError(f"`{name}` must be {rule}; got {value}.")
-    return value
+        raise TypeError(f"`{name}` must be an int; got {_show(value)} of type "
+                        f"{type(value).__name__}.")
+    result = int(value)
+    if minimum is not None and result < minimum:
+        raise ValueError(f"`{name}` must be {_int_rule(minimum)}; got {result}.")
+    if result > maximum:
+        raise ValueError(f"`{name}` must be at most {maximum}; got {result}.")
+    return result
 
 
-def as_int_tuple(value: Any, name: str, ndim: int, *, minimum: int) -> tuple[int, ...]:
+def as_real(value: Any, name: str, *, low: float, high: float, rule: str) -> float:
+    """Return a finite real number strictly between ``low`` and ``high`` as a float.
+
+    Python and numpy floats and ints, and 0-d real arrays, are accepted.
+    """
+    if isinstance(value, (bool, np.bool_)) or not (
+        isinstance(value, (int, float, np.integer, np.floating))
+        or (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    ):
+        raise TypeError(f"`{name}` must be {rule}; got {_show(value)} of type "
+                        f"{type(value).__name__}.")
+    result = float(value)
+    if not (math.isfinite(result) and low < result < high):
+        raise ValueError(f"`{name}` must be {rule}; got {_show(value)}.")
+    return result
+
+
+def check_callable(value: Any, name: str) -> Callable[..., Any]:
+    """Check that ``value`` can be called."""
+    if not callable(value):
+        raise TypeError(f"`{name}` must be callable; got {_show(value)} of type "
+                        f"{type(value).__name__}.")
+    return cast(Callable[..., Any], value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Check a flag: True or False (numpy booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; got {_show(value)}.")
+    return bool(value)
+
+
+# Tuples of ints ----------------------------------------------------------------------------
+
+
+def _items(value: Any) -> Sequence[Any] | None:
+    """Return the entries of a sequence or 1-D array, or None for anything else."""
+    if isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.ndim == 1 else None
+    if isinstance(value, Sequence):
+        return value
+    return None
+
+
+def as_int_tuple(value: Any, name: str, ndim: int, *, minimum: int,
+                 maximum: int = INT_LIMIT) -> tuple[int, ...]:
     """Normalize an int or a sequence of ``ndim`` ints to a tuple of Python ints."""
     word = {1: "positive int", 0: "non-negative int"}.get(minimum, f"int >= {minimum}")
     rule = f"`{name}` must be a {word} or a tuple of {ndim} {word}s"
     if is_int(value):
         items: Sequence[Any] = (value,) * ndim
-    elif isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
-        items = list(value) if isinstance(value, np.ndarray) else value
+    else:
+        found = _items(value)
+        if found is None:
+            raise TypeError(f"{rule}; got {_show(value)} of type {type(value).__name__}.")
+        items = found
         if len(items) != ndim:
             raise ValueError(f"{rule}; got {_show(value)} with {len(items)} entries.")
-    else:
-        raise TypeError(f"{rule}; got {_show(value)} of type {type(value).__name__}.")
     if not all(is_int(v) for v in items):
         raise TypeError(f"{rule}; got {_show(value)}, which holds a non-int.")
-    out = tuple(operator.index(v) for v in items)
+    out = tuple(int(v) for v in items)
     if any(v < minimum for v in out):
         raise ValueError(f"{rule}; got {_show(value)}.")
+    if any(v > maximum for v in out):
+        raise ValueError(f"{rule}, each at most {maximum}; got {_show(value)}.")
+    return out
+
+
+def as_shape(value: Any, name: str, *, min_ndim: int = 0) -> tuple[int, ...]:
+    """Return a shape: a tuple of non-negative ints (an int is a 1-D shape)."""
+    rule = f"`{name}` must be a shape, a tuple of non-negative ints"
+    if is_int(value):
+        value = (value,)
+    items = _items(value)
+    if items is None or not all(is_int(v) for v in items):
+        raise TypeError(f"{rule}; got {_show(value)} of type {type(value).__name__}.")
+    out = tuple(int(v) for v in items)
+    if any(v < 0 or v > INT_LIMIT for v in out) or len(out) < min_ndim:
+        extra = f" with at least {min_ndim} entries" if min_ndim else ""
+        raise ValueError(f"{rule}{extra}; got {_show(value)}.")
     return out
 
 
 def spatial_ndim_from(*values: Any, default: int = 1) -> int:
-    """Infer the spatial rank from the first non-scalar argument."""
+    """Infer the spatial rank from the first argument that is a sequence."""
     for value in values:
-        if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
-            return len(value)
+        items = _items(value)
+        if items is not None:
+            return len(items)
     return default
 
 
@@ -71,12 +156,14 @@ def as_padding(
     kernel_size: tuple[int, ...],
     dilation: tuple[int, ...],
     stride: tuple[int, ...],
+    name: str = "padding",
 ) -> tuple[tuple[int, int], ...]:
     """Normalize every accepted padding form to one ``(before, after)`` pair per axis.
 
     Accepted: an int; one int per axis; one ``(before, after)`` pair per axis
-    (ints and pairs may be mixed); ``"valid"``; ``"same"`` (PyTorch's split:
-    total ``d*(k-1)``, ``before = total // 2``, the rest after; stride 1 only).
+    (ints and pairs may be mixed, and an ``(ndim, 2)`` int array works too);
+    ``"valid"``; ``"same"`` (PyTorch's split: total ``d*(k-1)``,
+    ``before = total // 2``, the rest after; stride 1 only).
     """
     if isinstance(padding, str):
         if padding == "valid":
@@ -84,44 +171,174 @@ def as_padding(
         if padding == "same":
             if any(s != 1 for s in stride):
                 raise ValueError(
-                    f"`padding='same'` needs stride 1 on every axis; got stride {stride}."
+                    f"`{name}='same'` needs `stride` 1 on every axis; got stride {stride}."
                 )
             totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
             return tuple((t // 2, t - t // 2) for t in totals)
-        raise ValueError(f"`padding` string must be 'valid' or 'same'; got {padding!r}.")
+        raise ValueError(f"`{name}` string must be 'valid' or 'same'; got {padding!r}.")
     rule = (
-        f"`padding` must be a non-negative int, a tuple of {ndim} such ints, "
+        f"`{name}` must be a non-negative int, a tuple of {ndim} such ints, "
         f"a tuple of {ndim} (before, after) pairs, 'valid' or 'same'"
     )
+    if isinstance(padding, np.ndarray) and padding.ndim == 2:
+        padding = [tuple(row) for row in padding.tolist()]
     if is_int(padding):
         items: Sequence[Any] = (padding,) * ndim
-    elif isinstance(padding, (Sequence, np.ndarray)):
-        items = list(padding) if isinstance(padding, np.ndarray) else padding
+    else:
+        found = _items(padding)
+        if found is None:
+            raise TypeError(f"{rule}; got {_show(padding)} of type {type(padding).__name__}.")
+        items = found
         if len(items) != ndim:
             hint = ""
             if ndim == 1 and len(items) == 2 and all(is_int(v) for v in items):
                 hint = f" For asymmetric padding of 1 axis write ({tuple(items)!r},)."
             raise ValueError(f"{rule}; got {_show(padding)} with {len(items)} entries.{hint}")
-    else:
-        raise TypeError(f"{rule}; got {_show(padding)} of type {type(padding).__name__}.")
     pairs = []
     for item in items:
+        pair_items = None if is_int(item) else _items(item)
         if is_int(item):
-            pair = (item, item)
-        elif (
-            isinstance(item, (Sequence, np.ndarray))
-            and not isinstance(item, str)
-            and len(item) == 2
-            and all(is_int(v) for v in item)
+            pair = (int(item), int(item))
+        elif pair_items is not None and len(pair_items) == 2 and all(
+            is_int(v) for v in pair_items
         ):
-            pair = (item[0], item[1])
+            pair = (int(pair_items[0]), int(pair_items[1]))
         else:
             raise TypeError(f"{rule}; got {_show(padding)}, whose entry {_show(item)} is neither.")
-        lo, hi = operator.index(pair[0]), operator.index(pair[1])
-        if lo < 0 or hi < 0:
+        if min(pair) < 0:
             raise ValueError(f"{rule}; got {_show(padding)}, which is negative.")
-        pairs.append((lo, hi))
+        if max(pair) > INT_LIMIT:
+            raise ValueError(f"{rule}, each at most {INT_LIMIT}; got {_show(padding)}.")
+        pairs.append(pair)
     return tuple(pairs)
+
+
+# Arrays and dtypes -------------------------------------------------------------------------
+
+
+def as_numeric_array(value: Any, name: str) -> np.ndarray:
+    """Return ``value`` as an ndarray of a numeric (bool, int, float, complex) dtype.
+
+    Non-native byte orders are converted to native; layouts (Fortran,
+    strided, read-only, broadcast) are kept: nothing writes into inputs.
+    """
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be a numeric array; got {_show(value)}.")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise TypeError(f"`{name}` must be a numeric array; got {type(value).__name__} that "
+                        f"numpy cannot convert ({err}).") from err
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"`{name}` must be a numeric array (bool, int, float or complex); got "
+                        f"dtype {arr.dtype}.")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def compute_dtype(*dtypes: Any) -> np.dtype:
+    """Return the dtype arithmetic runs in: int64 for integer/bool data, float32 for float16.
+
+    Otherwise numpy's promotion of the arguments (arrays or dtypes).
+    """
+    dt = np.result_type(*dtypes)
+    if dt.kind in "biu":
+        return np.dtype(np.int64)
+    if dt == np.float16:
+        return np.dtype(np.float32)
+    return dt
+
+
+def float_dtype(*dtypes: Any) -> np.dtype:
+    """Return the floating dtype of products with these dtypes: float64/complex128 for integers."""
+    dt = compute_dtype(*dtypes)
+    return np.dtype(np.float64) if dt.kind in "biu" else dt
+
+
+def integer_magnitude(arr: np.ndarray) -> int:
+    """Return the largest absolute value of an integer or boolean array, as a Python int."""
+    if arr.size == 0:
+        return 0
+    if arr.dtype.kind == "b":
+        return int(bool(arr.any()))
+    return max(abs(int(arr.min())), abs(int(arr.max())))
+
+
+def check_exact_integers(terms: int, factors: Sequence[tuple[str, np.ndarray]],
+                         extra: tuple[str, np.ndarray] | None = None) -> None:
+    """Refuse integer data whose exact result might not fit in int64.
+
+    The result is a sum of at most ``terms`` products of one entry of each
+    factor (plus one entry of ``extra``); the bound uses the largest magnitudes.
+    """
+    bound = terms * math.prod(integer_magnitude(a) for _, a in factors)
+    if extra is not None:
+        bound += integer_magnitude(extra[1])
+    if bound > _INT64_MAX:
+        names = " and ".join(f"`{n}`" for n, _ in (*factors, *([extra] if extra else [])))
+        raise ValueError(
+            f"{names} hold integers whose exact result can reach {bound}, beyond int64 "
+            f"({_INT64_MAX}); convert them to a floating dtype first."
+        )
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """Check a dtype argument for matrix entries: bool, integer, float32/64/long or complex."""
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError(f"`{name}` must be a numpy dtype; got {dtype!r}.")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a numpy dtype; got {dtype!r}.") from err
+    if dt.char not in _SPARSE_DTYPE_CHARS:
+        raise TypeError(
+            f"`{name}` must be a bool, integer, float32, float64, longdouble or complex "
+            f"dtype (what scipy.sparse stores); got {dt}."
+        )
+    return dt.newbyteorder("=")
+
+
+def matrix_dtype(values_dtype: np.dtype, dtype: Any, *, sums: bool = False) -> np.dtype:
+    """Entries' dtype of a matrix whose entries are ``values`` (or, with ``sums``, sums of them).
+
+    ``dtype`` when given; else the values' own dtype (float16 becomes float32,
+    which scipy.sparse stores), and int64 for integer or boolean sums.
+    """
+    if dtype is not None:
+        return check_dtype(dtype)
+    dt = np.dtype(values_dtype)
+    if dt == np.float16 or (sums and dt.kind in "biu"):
+        return compute_dtype(dt)
+    return dt
+
+
+def check_representable(values: np.ndarray, dtype: np.dtype, name: str = "dtype") -> None:
+    """Refuse an integer or bool ``dtype`` that cannot hold ``values`` exactly."""
+    if dtype.kind not in "biu" or values.size == 0:
+        return
+    if values.dtype.kind == "c" and np.any(values.imag != 0):
+        raise ValueError(f"`{name}` {dtype} cannot hold complex entries.")
+    real = values.real if values.dtype.kind == "c" else values
+    if real.dtype.kind == "f" and not np.all(np.isfinite(real) & (real == np.round(real))):
+        raise ValueError(f"`{name}` {dtype} cannot hold the non-integer entries exactly.")
+    if dtype.kind == "b":
+        low, high = 0, 1
+    else:
+        info = np.iinfo(dtype)
+        low, high = int(info.min), int(info.max)
+    if real.dtype.kind == "f":
+        lo_v, hi_v = float(real.min()), float(real.max())
+    else:
+        lo_v, hi_v = int(real.min()), int(real.max())
+    if lo_v < low or hi_v > high:
+        raise ValueError(f"`{name}` {dtype} cannot hold entries from {lo_v} to {hi_v}.")
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Refuse NaN and infinite entries."""
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite; it holds NaN or infinite entries.")
 
 
 def as_weight(weight: Any, name: str = "weight") -> np.ndarray:
@@ -142,35 +359,25 @@ def as_weight(weight: Any, name: str = "weight") -> np.ndarray:
     return arr
 
 
-def as_numeric_array(value: Any, name: str) -> np.ndarray:
-    """Return ``value`` as an ndarray of a dtype scipy.sparse can multiply."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be array-like; got {type(value).__name__}.") from err
-    check_dtype(arr.dtype, name)
-    return arr
-
-
-def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    """Check that ``dtype`` is an integer, float32/64/long, or complex dtype."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be a numpy dtype; got {dtype!r}.") from err
-    if dt.char not in _SPARSE_DTYPE_CHARS:
-        raise TypeError(
-            f"`{name}` must have an integer, float32, float64, longdouble or complex "
-            f"dtype (what scipy.sparse supports); got dtype {dt}."
+def as_weight_shape(value: Any, name: str = "weight_shape") -> tuple[int, ...]:
+    """Return a weight shape ``(C_out, C_in // groups, *kernel)`` of 3 to 5 positive ints."""
+    shape = as_shape(value, name)
+    if not 3 <= len(shape) <= 5 or min(shape) < 1:
+        raise ValueError(
+            f"`{name}` must be (C_out, C_in // groups, *kernel) with 1 to 3 spatial axes, "
+            f"every entry positive; got {shape}."
         )
-    return dt
+    return shape
+
+
+# Options -----------------------------------------------------------------------------------
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """Check that ``value`` is one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {options}; got {value!r}.")
+        raise ValueError(f"`{name}` must be one of {options}; got {_show(value)}.")
     return value
 
 
@@ -184,17 +391,17 @@ def check_domain(domain: Any) -> str:
     return check_choice(domain, "domain", DOMAINS)
 
 
-def check_padding_mode(padding_mode: Any) -> str:
+def check_padding_mode(padding_mode: Any, name: str = "padding_mode") -> str:
     """Validate ``padding_mode``: one of PyTorch's four modes."""
-    return check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    return check_choice(padding_mode, name, PADDING_MODES)
 
 
-def check_groups(groups: Any, out_channels: int, in_per_group: int) -> int:
+def check_groups(groups: Any, out_channels: int, *, out_name: str = "weight") -> int:
     """Check that ``groups`` is a positive int dividing the output channels."""
     groups = as_int(groups, "groups", minimum=1)
     if out_channels % groups:
         raise ValueError(
-            f"`groups` must divide the output channels: weight has C_out={out_channels}, "
+            f"`groups` must divide the output channels: `{out_name}` has C_out={out_channels}, "
             f"which {groups} groups do not divide."
         )
     return groups
@@ -204,7 +411,7 @@ def check_max_bytes(max_bytes: Any) -> int | None:
     """Validate a memory budget: None (automatic) or a positive int of bytes."""
     if max_bytes is None:
         return None
-    return as_int(max_bytes, "max_bytes", minimum=1)
+    return as_int(max_bytes, "max_bytes", minimum=1, maximum=2**63 - 1)
 
 
 def as_batch(x: Any, name: str, *, channels: int, ndim: int) -> tuple[np.ndarray, bool]:
@@ -228,6 +435,8 @@ def as_batch(x: Any, name: str, *, channels: int, ndim: int) -> tuple[np.ndarray
             f"`{name}` must have {channels} channels on axis {0 if single else 1}; "
             f"got shape {arr.shape[1:] if single else arr.shape}."
         )
+    if 0 in arr.shape[2:]:
+        raise ValueError(f"`{name}` must have a positive spatial size; got shape {arr.shape}.")
     return arr, single
 
 
@@ -245,16 +454,30 @@ def spatial_ndim_for_kernel(kernel_size: Any, array_ndim: int, name: str) -> int
                 f"`kernel_size` is an int; got {array_ndim} dimensions."
             )
         return ndim
-    ndim = len(tuple(kernel_size))
-    if not 1 <= ndim <= 3 or array_ndim not in (ndim + 1, ndim + 2):
+    items = _items(kernel_size)
+    if items is None:
+        raise TypeError(f"`kernel_size` must be an int or a tuple of 1 to 3 ints; got "
+                        f"{_show(kernel_size)} of type {type(kernel_size).__name__}.")
+    ndim = len(items)
+    if not 1 <= ndim <= 3:
+        raise ValueError(f"`kernel_size` must have 1 to 3 entries; got {_show(kernel_size)}.")
+    if array_ndim not in (ndim + 1, ndim + 2):
         raise ValueError(
             f"`{name}` must be (N, C, *spatial) or (C, *spatial) with {ndim} spatial axes "
-            f"for kernel_size {tuple(kernel_size)}; got {array_ndim} dimensions."
+            f"for kernel_size {tuple(items)}; got {array_ndim} dimensions."
         )
     return ndim
 
 
+def _int_rule(minimum: int) -> str:
+    return {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
+
+
 def _show(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        return repr(tuple(value.tolist()))
-    return repr(value)
+        if value.size > 8:
+            return f"array of shape {value.shape} and dtype {value.dtype}"
+        return repr(value.tolist()) if value.ndim else repr(value.item())
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import __version__
-from ._sparse import format_bytes
+from ._memory import format_bytes
 from ._typing import DOMAINS, ORDERS, PADDING_MODES
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry

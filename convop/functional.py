@@ -1,21 +1,30 @@
 """Convolution forward pass and input gradient computed with the exact matrix.
 
 ``conv`` is the seed's ``vec(Y) = W vec(X_pad) + b`` and ``conv_input_grad``
-its backward ``dX = crop(W.T vec(dY))``, each one sparse-times-dense product
+its backward ``dX = P^H W^H vec(dY)``, each one sparse-times-dense product
 over the whole batch. Arrays use PyTorch's layout and the matrix is built in
-row-major order, so vectorizing a batch is a free reshape.
+row-major order, so vectorizing a batch is a free reshape. For complex data the
+backward is the adjoint (conjugate transpose), what ``torch.autograd`` returns.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
-from ._validation import as_batch, as_weight, check_dtype, check_groups, check_max_bytes
-from .geometry import ConvGeometry, conv_geometry
+from ._validation import (
+    as_batch,
+    as_weight,
+    check_exact_integers,
+    check_groups,
+    check_max_bytes,
+    compute_dtype,
+)
+from .geometry import ConvGeometry, make_geometry
 from .matrix import assemble, check_bias
 from .padding import pad, pad_adjoint
 
@@ -56,7 +65,9 @@ def conv(
     -------
     numpy.ndarray
         ``(N, C_out, *out)``, or ``(C_out, *out)`` for one sample, in the
-        common dtype of ``x``, ``weight`` and ``bias``.
+        common dtype of ``x``, ``weight`` and ``bias``; exact int64 for integer
+        and boolean data (a ``ValueError`` when the exact result could leave
+        int64), float32 for float16 data.
 
     See Also
     --------
@@ -75,9 +86,9 @@ def conv(
     """
     w = as_weight(weight)
     xb, single = as_batch(
-        x, "x", channels=_in_channels(w, groups), ndim=w.ndim - 2
+        x, "x", channels=w.shape[1] * check_groups(groups, w.shape[0]), ndim=w.ndim - 2
     )
-    geom = conv_geometry(
+    geom = make_geometry(
         w.shape,
         xb.shape[2:],
         stride=stride,
@@ -85,9 +96,14 @@ def conv(
         dilation=dilation,
         groups=groups,
         padding_mode=padding_mode,
+        input_name="x",
     )
     b = check_bias(bias, geom.out_channels)
-    dtype = check_dtype(np.result_type(xb, w, *(() if b is None else (b,))), "x")
+    dtype = compute_dtype(xb, w, *(() if b is None else (b,)))
+    if dtype.kind == "i":
+        check_exact_integers(geom.taps, [("x", xb), ("weight", w)],
+                             None if b is None else ("bias", b))
+    max_bytes = check_max_bytes(max_bytes)
     n = xb.shape[0]
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
     W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
@@ -111,12 +127,13 @@ def conv_input_grad(
     padding_mode: PaddingMode = "zeros",
     max_bytes: int | None = None,
 ) -> np.ndarray:
-    """Gradient of a convolution layer with respect to its input, ``dX = P.T W.T vec(dY)``.
+    """Gradient of a convolution layer with respect to its input, ``dX = P^H W^H vec(dY)``.
 
     Equal to autograd through ``torch.nn.Conv{1,2,3}d`` (and, for zero padding,
     ``torch.nn.grad.conv{1,2,3}d_input``): the seed's backward ``W.T vec(dY)``
     followed by the adjoint of the padding, which crops the border for zero
     padding and adds it back onto the pixels it copied for the other modes.
+    For complex data it is the adjoint ``W.conj().T``, as PyTorch's autograd.
 
     Parameters
     ----------
@@ -133,7 +150,8 @@ def conv_input_grad(
     Returns
     -------
     numpy.ndarray
-        ``dX`` of shape ``(N, C_in, *input_size)`` or ``(C_in, *input_size)``.
+        ``dX`` of shape ``(N, C_in, *input_size)`` or ``(C_in, *input_size)``,
+        dtypes as in :func:`conv`.
 
     Examples
     --------
@@ -145,7 +163,7 @@ def conv_input_grad(
              [1., 2., 1.]]]])
     """
     w = as_weight(weight)
-    geom = conv_geometry(
+    geom = make_geometry(
         w.shape,
         input_size,
         stride=stride,
@@ -158,11 +176,19 @@ def conv_input_grad(
     if dy.shape[2:] != geom.output_size:
         raise ValueError(
             f"`grad_output` must have spatial size {geom.output_size}, the output size of "
-            f"this layer on input_size {geom.input_size}; got shape {dy.shape}."
+            f"this layer on `input_size` {geom.input_size}; got shape {dy.shape}."
         )
-    dtype = check_dtype(np.result_type(dy, w), "grad_output")
-    grad = input_grad_batch(geom, w, dy, dtype, max_bytes)
+    dtype = compute_dtype(dy, w)
+    if dtype.kind == "i":
+        check_exact_integers(adjoint_terms(geom), [("grad_output", dy), ("weight", w)])
+    grad = input_grad_batch(geom, w, dy, dtype, check_max_bytes(max_bytes), conjugate=True)
     return grad[0] if single else grad
+
+
+def adjoint_terms(geom: ConvGeometry) -> int:
+    """At most how many products one input pixel of ``W^T dY`` (padding folded back) sums."""
+    fold = 1 if geom.padding_mode == "zeros" else math.prod(1 + lo + hi for lo, hi in geom.padding)
+    return geom.out_per_group * math.prod(geom.kernel_size) * fold
 
 
 def input_grad_batch(
@@ -171,18 +197,21 @@ def input_grad_batch(
     dy: np.ndarray,
     dtype: np.dtype,
     max_bytes: int | None,
+    *,
+    conjugate: bool,
 ) -> np.ndarray:
-    """``P.T W.T vec(dY)`` for a validated batch ``dy`` of shape ``(N, C_out, *out)``."""
+    """``P^T W^T vec(dY)`` for a validated batch ``dy`` of shape ``(N, C_out, *out)``.
+
+    With ``conjugate`` the weight is conjugated first: the adjoint ``W^H``.
+    """
     n = dy.shape[0]
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
+    if conjugate and np.iscomplexobj(weight):
+        weight = np.conj(weight)
     W = _matrix(geom, weight, dtype, max_bytes, dense_bytes)
     flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
     grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
     return pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
-
-
-def _in_channels(weight: np.ndarray, groups: Any) -> int:
-    return weight.shape[1] * check_groups(groups, weight.shape[0], weight.shape[1])
 
 
 def _matrix(
@@ -199,6 +228,6 @@ def _matrix(
         domain="padded",
         order="C",
         dtype=dtype,
-        max_bytes=check_max_bytes(max_bytes),
+        max_bytes=max_bytes,
         extra_bytes=dense_bytes,
     )

@@ -20,6 +20,7 @@ from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
     as_int_tuple,
     as_padding,
+    as_weight_shape,
     check_domain,
     check_groups,
     check_padding_mode,
@@ -225,17 +226,39 @@ def conv_geometry(
     >>> g.output_size, g.matrix_shape("padded"), g.nnz("padded")
     ((16, 16), (2048, 972), 55296)
     """
-    c_out, c_in_g, *kernel = (int(v) for v in weight_shape)
+    shape = as_weight_shape(weight_shape)
+    return make_geometry(shape, input_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, weight_name="weight_shape")
+
+
+def make_geometry(
+    weight_shape: tuple[int, ...],
+    input_size: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    padding_mode: Any = "zeros",
+    input_name: str = "input_size",
+    weight_name: str = "weight",
+) -> ConvGeometry:
+    """:func:`conv_geometry` for a checked weight shape; errors name the caller's parameters.
+
+    ``input_name`` is what the caller calls the input size (``x`` when it is read
+    off an array), ``weight_name`` what it calls the weight.
+    """
+    c_out, c_in_g, *kernel = weight_shape
     ndim = len(kernel)
     kernel_size = tuple(kernel)
-    size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
+    size = as_int_tuple(input_size, input_name, ndim, minimum=1)
     stride_t = as_int_tuple(stride, "stride", ndim, minimum=1)
     dilation_t = as_int_tuple(dilation, "dilation", ndim, minimum=1)
     pads = as_padding(
         padding, ndim, kernel_size=kernel_size, dilation=dilation_t, stride=stride_t
     )
-    groups = check_groups(groups, c_out, c_in_g)
-    check_padding_mode(padding_mode)
+    groups = check_groups(groups, c_out, out_name=weight_name)
+    mode = check_padding_mode(padding_mode)
     geom = ConvGeometry(
         in_channels=c_in_g * groups,
         out_channels=c_out,
@@ -245,10 +268,17 @@ def conv_geometry(
         stride=stride_t,
         dilation=dilation_t,
         padding=pads,
-        padding_mode=padding_mode,
+        padding_mode=mode,  # type: ignore[arg-type]
     )
-    _check_fits(geom.padded_size, geom.dilated_kernel_size, size, pads)
-    check_mode_limits(size, pads, padding_mode)
+    for axis, (p, e) in enumerate(zip(geom.padded_size, geom.dilated_kernel_size)):
+        if e > p:
+            raise ValueError(
+                f"the dilated kernel of `{weight_name}` ({_x(geom.dilated_kernel_size)}, with "
+                f"`dilation` {_x(dilation_t)}) is larger than the padded input "
+                f"({_x(geom.padded_size)} = `{input_name}` {_x(size)} + `padding` "
+                f"{list(pads)}) on spatial axis {axis}: {e} > {p}; no output would be produced."
+            )
+    check_mode_limits(size, pads, mode)
     return geom
 
 
@@ -293,41 +323,70 @@ def output_size(
 
 def _axis_input_count(n: int, k: int, s: int, d: int, lo: int, n_out: int, mode: str) -> int:
     """Distinct (output, input) index pairs along one axis of the input-domain matrix."""
-    offset = np.arange(k, dtype=np.int64) * d - lo  # input index of tap u at output 0
+    inside = _taps_inside(n, k, s, d, lo, n_out)
     if mode == "zeros":
-        first = np.maximum(0, -(offset // s))  # ceil(-offset / s), at least 0
-        last = np.minimum(n_out - 1, (n - 1 - offset) // s)
-        return int(np.maximum(last - first + 1, 0).sum())
-    # Rows whose taps all land inside the input read k distinct pixels; only the
-    # rows near the border can fold taps together. Count those explicitly.
+        return inside
+    if mode == "circular":
+        # Positions a + u*d (mod n) of one row repeat with period n / gcd(d, n) in u.
+        return n_out * min(k, n // math.gcd(d, n))
+    if mode == "replicate":
+        return inside + _replicate_extra(n, k, s, d, lo, n_out)
+    # reflect: rows whose taps all land inside read k distinct pixels; count the rest.
     first_inner = -(-lo // s)
     last_inner = min(n_out - 1, (n - 1 + lo - (k - 1) * d) // s)
-    inner = max(0, last_inner - first_inner + 1)
-    border = np.arange(n_out, dtype=np.int64)
-    if inner:
-        border = np.concatenate([border[:first_inner], border[last_inner + 1 :]])
-    total = inner * k
-    chunk = max(1, 2**20 // k)  # bound the scratch for huge replicate paddings
-    for start in range(0, border.size, chunk):
-        rows = border[start : start + chunk, np.newaxis]
-        cols = np.sort(map_positions(rows * s + offset[np.newaxis, :], n, mode), axis=1)
-        total += int(rows.size + np.count_nonzero(np.diff(cols, axis=1)))
+    if first_inner > last_inner:
+        first_inner, last_inner = n_out, n_out - 1
+    total = (last_inner - first_inner + 1) * k
+    offset = np.arange(k, dtype=np.int64) * d - lo  # input index of tap u at output 0
+    chunk = max(1, 2**20 // k)
+    for begin, end in ((0, min(first_inner, n_out)), (last_inner + 1, n_out)):
+        for start in range(begin, end, chunk):
+            rows = np.arange(start, min(end, start + chunk), dtype=np.int64)[:, np.newaxis]
+            cols = np.sort(map_positions(rows * s + offset[np.newaxis, :], n, mode), axis=1)
+            total += int(rows.size + np.count_nonzero(np.diff(cols, axis=1)))
     return total
 
 
-def _check_fits(
-    padded: tuple[int, ...],
-    dilated_kernel: tuple[int, ...],
-    size: tuple[int, ...],
-    pads: tuple[tuple[int, int], ...],
-) -> None:
-    for axis, (p, e) in enumerate(zip(padded, dilated_kernel)):
-        if e > p:
-            raise ValueError(
-                f"the dilated kernel ({_x(dilated_kernel)}) is larger than the padded input "
-                f"({_x(padded)} = input {_x(size)} + padding {list(pads)}) on spatial axis "
-                f"{axis}: {e} > {p}; no output would be produced."
-            )
+def _replicate_extra(n: int, k: int, s: int, d: int, lo: int, n_out: int) -> int:
+    """Edge pixels that replicate padding adds to rows beyond what their inside taps read.
+
+    Row ``o`` reads input positions ``o*s + u*d - lo``. Taps below 0 read pixel 0,
+    which is new unless an inside tap sits exactly on 0; likewise above ``n - 1``.
+    """
+    if n == 1:  # every row reads the one pixel, which at most one tap sits on
+        return n_out - _taps_inside(n, k, s, d, lo, n_out)
+    below_end = min(n_out, -(-lo // s))  # rows with a tap below 0: o*s < lo
+    first_hit = max(0, -(-(lo - (k - 1) * d) // s))  # rows whose taps reach back to 0
+    below = below_end - _count_congruent(first_hit, below_end, s, lo, d)
+    above_start = max(0, (n - 1 + lo - (k - 1) * d) // s + 1)  # last tap beyond n - 1
+    last_hit = min(n_out, (n - 1 + lo) // s + 1)  # rows with a tap at or before n - 1
+    above = max(0, n_out - above_start) - _count_congruent(above_start, last_hit, s,
+                                                           n - 1 + lo, d)
+    return below + above
+
+
+def _count_congruent(a: int, b: int, s: int, r: int, d: int) -> int:
+    """How many ``o`` in ``[a, b)`` have ``o*s = r (mod d)``."""
+    if b <= a:
+        return 0
+    g = math.gcd(s, d)
+    if r % g:
+        return 0
+    m = d // g
+    o0 = (r // g) * pow(s // g, -1, m) % m if m > 1 else 0
+    return (b - 1 - o0) // m - (a - 1 - o0) // m
+
+
+def _taps_inside(n: int, k: int, s: int, d: int, lo: int, n_out: int) -> int:
+    """Pairs (output o, tap u) whose input position ``o*s + u*d - lo`` lies in ``[0, n)``."""
+    total = 0
+    chunk = 2**20
+    for start in range(0, k, chunk):
+        offset = np.arange(start, min(k, start + chunk), dtype=np.int64) * d - lo
+        first = np.maximum(0, -(offset // s))  # ceil(-offset / s), at least 0
+        last = np.minimum(n_out - 1, (n - 1 - offset) // s)
+        total += int(np.maximum(last - first + 1, 0).sum())
+    return total
 
 
 def _x(sizes: tuple[int, ...]) -> str:

@@ -18,15 +18,18 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from . import _sparse
+from . import _memory
 from ._typing import IntOrTuple, PaddingLike
 from ._validation import (
     as_int_tuple,
     as_numeric_array,
+    as_shape,
+    check_exact_integers,
     check_max_bytes,
+    compute_dtype,
     spatial_ndim_for_kernel,
 )
-from .geometry import ConvGeometry, conv_geometry
+from .geometry import ConvGeometry, make_geometry
 
 __all__ = ["col2im", "im2col"]
 
@@ -83,11 +86,11 @@ def im2col(
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     if arr.ndim == ndim + 1:
         arr = arr[np.newaxis]
-    geom = _geometry(arr.shape[1], kernel_size, arr.shape[2:], stride, padding, dilation)
+    geom = _geometry(arr.shape[1], kernel_size, arr.shape[2:], stride, padding, dilation, "x")
     n = arr.shape[0]
     rows = geom.in_channels * math.prod(geom.kernel_size)
     cols = math.prod(geom.output_size) * n
-    _sparse.check_budget(
+    _memory.check_budget(
         rows * cols * arr.itemsize + _padded_bytes(geom, n, arr.itemsize),
         check_max_bytes(max_bytes),
         f"im2col of shape ({rows}, {cols})",
@@ -119,6 +122,7 @@ def col2im(
     stride: IntOrTuple = 1,
     padding: PaddingLike = 0,
     dilation: IntOrTuple = 1,
+    max_bytes: int | None = None,
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: add every column back onto its receptive field.
 
@@ -134,11 +138,14 @@ def col2im(
         ``kernel_size`` also ``(C, *spatial)`` for one sample.
     kernel_size, stride, padding, dilation
         As in :func:`im2col`.
+    max_bytes : int, optional
+        Memory budget for the result (default: 75% of the available memory).
 
     Returns
     -------
     numpy.ndarray
-        An array of shape ``input_shape``.
+        An array of shape ``input_shape``; int64 for integer or boolean
+        ``cols`` (sums are exact), float32 for float16, else ``cols``'s dtype.
 
     Examples
     --------
@@ -150,13 +157,12 @@ def col2im(
            [1., 2., 1.]])
     """
     arr = as_numeric_array(cols, "cols")
-    shape = tuple(input_shape)
+    shape = as_shape(input_shape, "input_shape")
     ndim = spatial_ndim_for_kernel(kernel_size, len(shape), "input_shape")
     single = len(shape) == ndim + 1
     full_shape = (1, *shape) if single else shape
-    as_int_tuple(full_shape, "input_shape", len(full_shape), minimum=0)
     n, c = full_shape[0], full_shape[1]
-    geom = _geometry(c, kernel_size, full_shape[2:], stride, padding, dilation)
+    geom = _geometry(c, kernel_size, full_shape[2:], stride, padding, dilation, "input_shape")
     out = geom.output_size
     expected = (c * math.prod(geom.kernel_size), math.prod(out) * n)
     if arr.shape != expected:
@@ -164,8 +170,13 @@ def col2im(
             f"`cols` must have shape {expected} for input_shape {shape}, kernel "
             f"{geom.kernel_size} and output {out}; got {arr.shape}."
         )
+    dtype = compute_dtype(arr)
+    if dtype.kind == "i":  # a pixel sums at most one entry per tap
+        check_exact_integers(math.prod(geom.kernel_size), [("cols", arr)])
+    _memory.check_budget(_padded_bytes(geom, n, dtype.itemsize), check_max_bytes(max_bytes),
+                         f"col2im of shape {tuple(full_shape)}")
     blocks = arr.reshape(c, *geom.kernel_size, *out, n)
-    padded = np.zeros((n, c, *geom.padded_size), dtype=arr.dtype)
+    padded = np.zeros((n, c, *geom.padded_size), dtype=dtype)
     taps = itertools.product(*(range(k) for k in geom.kernel_size))
     for tap, window in zip(taps, geom.tap_windows()):
         # (C, *out, N) -> (N, C, *out)
@@ -187,12 +198,14 @@ def _geometry(
     stride: IntOrTuple,
     padding: PaddingLike,
     dilation: IntOrTuple,
+    input_name: str,
 ) -> ConvGeometry:
     kernel = as_int_tuple(kernel_size, "kernel_size", len(spatial), minimum=1)
     if channels < 1:
-        raise ValueError(f"the input must have at least one channel; got {channels}.")
-    return conv_geometry(
-        (1, channels, *kernel), spatial, stride=stride, padding=padding, dilation=dilation
+        raise ValueError(f"`{input_name}` must have at least one channel; got {channels}.")
+    return make_geometry(
+        (1, channels, *kernel), spatial, stride=stride, padding=padding, dilation=dilation,
+        input_name=input_name, weight_name="kernel_size",
     )
 
 

@@ -18,19 +18,22 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from . import _sparse
+from . import _memory, _sparse
+from ._memory import format_bytes
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int_tuple,
     as_numeric_array,
     as_weight,
     check_domain,
-    check_dtype,
     check_max_bytes,
     check_order,
+    check_representable,
+    compute_dtype,
+    matrix_dtype,
     spatial_ndim_from,
 )
-from .geometry import ConvGeometry, conv_geometry
+from .geometry import ConvGeometry, make_geometry
 from .layout import flat_strides
 from .padding import map_positions
 
@@ -88,11 +91,15 @@ def conv_matrix(
         Vectorization of rows and columns: ``"F"`` is the seed's column-major
         order, ``"C"`` PyTorch's ``reshape`` order. See :func:`convop.vec`.
     dtype : dtype, optional
-        Data type of the entries; default the weight's.
+        Data type of the entries. Default: the weight's (float32 for float16
+        weights; int64 for integer or boolean weights in the input domain of the
+        folding padding modes, whose entries can be sums of weights; see the
+        dtype table in ``docs/conventions.md``). An integer dtype must hold every
+        entry exactly.
     max_bytes : int, optional
         Memory budget for the matrix and its assembly scratch; by default 75% of
-        the available memory. A larger request raises ``MemoryError`` before
-        allocating.
+        the memory available to this process. A larger request raises
+        ``MemoryError`` before allocating.
 
     Returns
     -------
@@ -150,7 +157,7 @@ def conv_matrix(
     array([ 0., 16., 40., 64., 24.])
     """
     w = as_weight(weight)
-    geom = conv_geometry(
+    geom = make_geometry(
         w.shape,
         input_size,
         stride=stride,
@@ -161,8 +168,9 @@ def conv_matrix(
     )
     check_domain(domain)
     check_order(order)
-    dt = check_dtype(w.dtype if dtype is None else dtype)
-    return assemble(geom, w, domain=domain, order=order, dtype=dt, max_bytes=max_bytes)
+    dt = matrix_dtype(w.dtype, dtype, sums=folds_taps(geom, domain))
+    return assemble(geom, w, domain=domain, order=order, dtype=dt,
+                    max_bytes=check_max_bytes(max_bytes))
 
 
 def assemble(
@@ -180,19 +188,24 @@ def assemble(
     ``extra_bytes`` are dense arrays the caller will allocate beside the
     matrix; they count against the same budget.
     """
-    max_bytes = check_max_bytes(max_bytes)
     shape = geom.matrix_shape(domain)
+    dense = f" plus {format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
+    if domain == "input" and geom.padding_mode == "reflect":
+        # Reflect's exact count loops over border rows; the row pointers alone bound
+        # the request from below and keep absurd sizes from reaching that loop.
+        _memory.check_budget((shape[0] + 1) * 4 + extra_bytes, max_bytes,
+                             f"the {domain}-domain conv matrix of shape {shape}{dense}")
     nnz = geom.nnz(domain)
     idx_dtype = geom.index_dtype(domain)
     block_full = math.prod(geom.output_size) * geom.taps
     needed = geom.matrix_nbytes(domain, dtype) + _WORKSPACE_BYTES_PER_BLOCK_ENTRY * block_full
-    dense = f" plus {_sparse.format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
-    _sparse.check_budget(
+    _memory.check_budget(
         needed + extra_bytes,
         max_bytes,
         f"the {domain}-domain conv matrix of shape {shape} with {nnz} stored entries "
         f"({dtype} data, {idx_dtype} indices){dense}",
     )
+    check_representable(weight, dtype)
 
     block_cols, block_taps, row_counts, folds = channel_block(geom, domain, order)
     per_channel = block_cols.size
@@ -205,8 +218,15 @@ def assemble(
     # cost a second, strided copy. mode="wrap" avoids take's buffered bounds check;
     # every tap index is in range by construction.
     np.take(wflat, block_taps, axis=1, out=data2d, mode="wrap")
-    for entry, tap in folds:  # taps that padding folded onto an entry already stored
-        data2d[:, entry] += wflat[:, tap]
+    if folds:  # taps that padding folded onto one entry: summed exactly, rounded once
+        wide = weight.reshape(c_out, -1).astype(
+            np.result_type(compute_dtype(weight.dtype), compute_dtype(dtype)), copy=False)
+        entries = np.unique(np.concatenate([entry for entry, _ in folds]))
+        sums = wide[:, block_taps[entries]]
+        for entry, tap in folds:  # no entry repeats within one pair, so += is safe
+            sums[:, np.searchsorted(entries, entry)] += wide[:, tap]
+        check_representable(sums, dtype)
+        data2d[:, entries] = sums
 
     indices = np.empty(c_out * per_channel, dtype=idx_dtype)
     pixels_per_channel = shape[1] // geom.in_channels
@@ -226,6 +246,12 @@ def assemble(
         out=indptr[1:].reshape(c_out, rows_per_channel),
     )
     return _sparse.csr_from_parts(data, indices, indptr, shape)
+
+
+def folds_taps(geom: ConvGeometry, domain: str) -> bool:
+    """Tell whether entries of the matrix may be sums of taps (input domain, non-zero padding)."""
+    return domain == "input" and geom.padding_mode != "zeros" and any(
+        lo or hi for lo, hi in geom.padding)
 
 
 def channel_block(
@@ -309,7 +335,8 @@ def _fold_rows(
     return flat_cols[first], flat_taps[first], row_counts, folds
 
 
-def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F") -> np.ndarray:
+def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F", *,
+                max_bytes: int | None = None) -> np.ndarray:
     """Return the seed's ``b``: each channel's bias repeated over its output pixels.
 
     Parameters
@@ -322,11 +349,13 @@ def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F"
         Vectorization order. The channel is the slowest index in both orders,
         so ``b`` is the same for both; the argument is checked for symmetry
         with the other functions.
+    max_bytes : int, optional
+        Memory budget for the result (default: 75% of the available memory).
 
     Returns
     -------
     numpy.ndarray
-        ``b`` of length ``C_out * prod(output_size)``.
+        ``b`` of length ``C_out * prod(output_size)``, in the bias's dtype.
 
     Examples
     --------
@@ -339,6 +368,9 @@ def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F"
     if b.ndim != 1:
         raise ValueError(f"`bias` must be one value per output channel (1-D); got shape {b.shape}.")
     size = as_int_tuple(output_size, "output_size", spatial_ndim_from(output_size), minimum=1)
+    length = b.size * math.prod(size)
+    _memory.check_budget(length * b.itemsize, check_max_bytes(max_bytes),
+                         f"the bias vector of length {length}")
     return np.repeat(b, math.prod(size))
 
 
@@ -347,7 +379,7 @@ def check_bias(bias: Any, out_channels: int) -> np.ndarray | None:
     if bias is None:
         return None
     b = as_numeric_array(bias, "bias")
-    if b.shape != (out_channels,):
+    if b.shape != (out_channels,):  # a 0-d or longer bias is a mistake, not a broadcast
         raise ValueError(
             f"`bias` must have shape ({out_channels},), one value per output channel; "
             f"got shape {b.shape}."

@@ -16,15 +16,16 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from . import _sparse
-from ._typing import PADDING_MODES, IntOrTuple, Order, PaddingLike, PaddingMode
+from . import _memory, _sparse
+from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
     as_int_tuple,
     as_padding,
-    check_choice,
     check_dtype,
+    check_max_bytes,
     check_order,
+    check_padding_mode,
     spatial_ndim_from,
 )
 from .layout import flat_strides
@@ -34,8 +35,26 @@ __all__ = ["pad", "pad_adjoint", "pad_matrix", "source_index"]
 _NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def source_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
+def source_index(size: int, before: int, after: int, mode: str, *,
+                 max_bytes: int | None = None) -> np.ndarray:
     """Input position copied to each padded position along one axis (``-1``: a zero).
+
+    Parameters
+    ----------
+    size : int
+        Input size along the axis.
+    before, after : int
+        Padding on each side.
+    mode : {"zeros", "reflect", "replicate", "circular"}
+        PyTorch's padding modes (their limits apply: reflect padding smaller
+        than ``size``, circular padding at most ``size``).
+    max_bytes : int, optional
+        Memory budget for the result (default: 75% of the available memory).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array of length ``size + before + after``.
 
     Examples
     --------
@@ -45,6 +64,18 @@ def source_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
     >>> source_index(3, 2, 2, "circular").tolist()
     [1, 2, 0, 1, 2, 0, 1]
     """
+    n = as_int(size, "size", minimum=1)
+    lo = as_int(before, "before", minimum=0)
+    hi = as_int(after, "after", minimum=0)
+    check_padding_mode(mode, "mode")
+    check_mode_limits((n,), ((lo, hi),), mode)
+    _memory.check_budget(8 * (n + lo + hi), check_max_bytes(max_bytes),
+                         f"the source index of {n + lo + hi} padded positions")
+    return axis_sources(n, lo, hi, mode)
+
+
+def axis_sources(size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """:func:`source_index` for validated arguments."""
     return map_positions(np.arange(size + before + after, dtype=np.int64) - before, size, mode)
 
 
@@ -88,6 +119,7 @@ def pad_matrix(
     padding_mode: PaddingMode = "zeros",
     order: Order = "F",
     dtype: npt.DTypeLike = np.float64,
+    max_bytes: int | None = None,
 ) -> sp.csr_array:
     """Build the sparse ``P`` with ``vec(X_pad) = P vec(X)``.
 
@@ -106,6 +138,9 @@ def pad_matrix(
         Vectorization of rows and columns.
     dtype : dtype
         Data type of the entries (ones).
+    max_bytes : int, optional
+        Memory budget for the matrix and its assembly scratch (default: 75% of
+        the available memory).
 
     Returns
     -------
@@ -130,13 +165,21 @@ def pad_matrix(
         raise ValueError(f"`padding` must be ints or (before, after) pairs here; got {padding!r}.")
     pads = as_padding(padding, ndim, kernel_size=(1,) * ndim, dilation=(1,) * ndim,
                       stride=(1,) * ndim)
-    check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    check_padding_mode(padding_mode)
     check_order(order)
     dt = check_dtype(dtype)
     check_mode_limits(size, pads, padding_mode)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
     rows, cols = channels * math.prod(padded), channels * math.prod(size)
+    nnz = rows if padding_mode != "zeros" else cols
     idx = _sparse.index_dtype(max(rows, cols))
+    # The matrix, then the scratch: channel 0's source columns and mask, and the int64
+    # column indices and row counts of every channel before they are narrowed.
+    needed = (nnz * (dt.itemsize + idx.itemsize) + (rows + 1) * idx.itemsize
+              + math.prod(padded) * 9 + nnz * 8 + rows * (1 + idx.itemsize))
+    _memory.check_budget(needed, check_max_bytes(max_bytes),
+                         f"the padding matrix of shape ({rows}, {cols}) with {nnz} stored "
+                         f"entries ({dt} data, {idx} indices)")
 
     # Source column of every padded pixel of channel 0, in `order`: a sum of per-axis terms.
     src_strides = flat_strides(size, order)
@@ -144,7 +187,7 @@ def pad_matrix(
     source: np.ndarray = np.zeros((), dtype=np.int64)
     valid: np.ndarray = np.ones((), dtype=bool)
     for axis in axes_slow_first:
-        s = source_index(size[axis], *pads[axis], padding_mode)
+        s = axis_sources(size[axis], *pads[axis], padding_mode)
         source = np.add.outer(source, np.maximum(s, 0) * src_strides[axis])
         valid = np.logical_and.outer(valid, s >= 0)
     kept = source.reshape(-1)[valid.reshape(-1)]
@@ -181,7 +224,7 @@ def pad_adjoint(
         ax = axis + 2
         inner = np.take(grad, np.arange(lo, lo + n), axis=ax)  # a copy we may add into
         if mode != "zeros":
-            src = source_index(n, lo, hi, mode)
+            src = axis_sources(n, lo, hi, mode)
             for p in (*range(lo), *range(lo + n, lo + n + hi)):
                 target: list[slice | int] = [slice(None)] * grad.ndim
                 target[ax] = int(src[p])

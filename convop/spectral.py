@@ -34,7 +34,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-from . import _sparse
+from . import _memory
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
@@ -155,11 +155,11 @@ class _Target:
         if m * n > DENSE_SVD_MAX_ENTRIES:
             raise ValueError(
                 f"all singular values need a dense SVD of the {m}x{n} matrix "
-                f"({_sparse.format_bytes(8 * m * n)}), more than convop does densely "
+                f"({_memory.format_bytes(8 * m * n)}), more than convop does densely "
                 f"({DENSE_SVD_MAX_ENTRIES} entries); pass `k=` for the k largest or smallest, "
                 f"or use `circular_singular_values` for circular padding."
             )
-        _sparse.check_budget(8 * m * n * 3, self.max_bytes, f"a dense {m}x{n} SVD")
+        _memory.check_budget(8 * m * n * 3, self.max_bytes, f"a dense {m}x{n} SVD")
         if self._matrix is not None or isinstance(self.operator, LayerOperator):
             return self.matrix().toarray()
         return np.asarray(self.operator @ np.eye(n, dtype=self.operator.dtype))
@@ -654,7 +654,7 @@ def _smallest(A: sp.csr_array, k: int, rng: np.random.Generator,
     else:
         tall = rm >= rn
         G = (B.T @ B if tall else B @ B.T).tocsc()
-        _sparse.check_budget(
+        _memory.check_budget(
             # SuperLU fill on these grids stays within ~10x the Gram matrix.
             12 * (G.data.nbytes + G.indices.nbytes) + G.indptr.nbytes,
             max_bytes,

@@ -27,14 +27,16 @@ from ._validation import (
     as_int_tuple,
     as_padding,
     as_weight,
-    check_dtype,
+    check_exact_integers,
     check_groups,
     check_max_bytes,
     check_order,
+    compute_dtype,
+    matrix_dtype,
     spatial_ndim_from,
 )
-from .functional import input_grad_batch
-from .geometry import ConvGeometry, conv_geometry
+from .functional import adjoint_terms, input_grad_batch
+from .geometry import ConvGeometry, make_geometry
 from .layout import vec
 from .matrix import assemble, check_bias
 
@@ -110,17 +112,22 @@ def conv_transpose(
     """
     w = as_weight(weight)
     ndim = w.ndim - 2
-    check_groups(groups, w.shape[0], w.shape[1])
+    check_groups(groups, w.shape[0])
     xb, single = as_batch(x, "x", channels=w.shape[0], ndim=ndim)
-    layer = _layer(w.shape, xb.shape[2:], stride, padding, output_padding, dilation, groups)
+    layer = _layer(w.shape, xb.shape[2:], stride, padding, output_padding, dilation, groups,
+                   input_name="x")
     b = check_bias(bias, layer.conv.in_channels)
-    dtype = check_dtype(np.result_type(xb, w, *(() if b is None else (b,))), "x")
+    dtype = compute_dtype(xb, w, *(() if b is None else (b,)))
+    if dtype.kind == "i":
+        check_exact_integers(adjoint_terms(layer.conv), [("x", xb), ("weight", w)],
+                             None if b is None else ("bias", b))
     if layer.trimmed:  # rows the convolution has beyond `input_size` receive zeros
         extra = [(0, 0), (0, 0)] + [
             (0, o - i) for o, i in zip(layer.conv.output_size, layer.input_size)
         ]
         xb = np.pad(xb, extra)
-    y = input_grad_batch(layer.conv, w, xb, dtype, check_max_bytes(max_bytes))
+    # PyTorch's transposed convolution is the transpose W^T, not the adjoint W^H.
+    y = input_grad_batch(layer.conv, w, xb, dtype, check_max_bytes(max_bytes), conjugate=False)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, *([1] * ndim))
     return y[0] if single else y
@@ -157,7 +164,7 @@ def conv_transpose_matrix(
     order : {"F", "C"}
         Vectorization of rows and columns.
     dtype : dtype, optional
-        Data type of the entries; default the weight's.
+        Data type of the entries; default as in :func:`convop.conv_matrix`.
     max_bytes : int, optional
         Memory budget for the matrix and its transpose.
 
@@ -178,18 +185,15 @@ def conv_transpose_matrix(
     """
     w = as_weight(weight)
     check_order(order)
-    dt = check_dtype(w.dtype if dtype is None else dtype)
+    dt = matrix_dtype(w.dtype, dtype)
     layer = _layer(w.shape, input_size, stride, padding, output_padding, dilation, groups)
     budget = check_max_bytes(max_bytes)
-    A = assemble(
-        layer.conv,
-        w,
-        domain="input",
-        order=order,
-        dtype=dt,
-        max_bytes=budget,
-        extra_bytes=layer.conv.matrix_nbytes("input", dt),  # the transposed copy
-    )
+    conv = layer.conv
+    extra = conv.matrix_nbytes("input", dt)  # the transposed copy
+    if layer.trimmed:  # the kept rows' mask and index array, and the trimmed copy
+        extra += conv.vector_size("output") * 10 + conv.matrix_nbytes("input", dt)
+    A = assemble(conv, w, domain="input", order=order, dtype=dt, max_bytes=budget,
+                 extra_bytes=extra)
     if layer.trimmed:
         keep = np.zeros((layer.conv.out_channels, *layer.conv.output_size), dtype=bool)
         inside = (slice(None),) + tuple(slice(0, i) for i in layer.input_size)
@@ -253,10 +257,11 @@ def _layer(
     output_padding: Any,
     dilation: Any,
     groups: Any,
+    input_name: str = "input_size",
 ) -> _TransposeLayer:
     ndim = len(weight_shape) - 2
     kernel = tuple(weight_shape[2:])
-    size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
+    size = as_int_tuple(input_size, input_name, ndim, minimum=1)
     stride_t = as_int_tuple(stride, "stride", ndim, minimum=1)
     dilation_t = as_int_tuple(dilation, "dilation", ndim, minimum=1)
     pads = _transpose_padding(padding, ndim, kernel, dilation_t, stride_t)
@@ -277,7 +282,7 @@ def _layer(
             f"the transposed convolution's output size {out} must be positive; reduce "
             f"`padding` {pads} (input size {size}, kernel {kernel})."
         )
-    conv = conv_geometry(
+    conv = make_geometry(
         weight_shape, out, stride=stride_t, padding=pads, dilation=dilation_t, groups=groups
     )
     return _TransposeLayer(conv=conv, input_size=size, output_size=out)

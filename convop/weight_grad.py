@@ -16,22 +16,27 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from . import _sparse
+from . import _memory, _sparse
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
     as_int_tuple,
     as_numeric_array,
     as_weight,
+    check_domain,
     check_dtype,
+    check_exact_integers,
     check_groups,
     check_max_bytes,
     check_order,
+    check_representable,
+    compute_dtype,
+    matrix_dtype,
     spatial_ndim_for_kernel,
 )
-from .geometry import ConvGeometry, conv_geometry
+from .geometry import ConvGeometry, make_geometry
 from .layout import vec
-from .matrix import assemble, bias_vector, channel_block, check_bias
+from .matrix import assemble, channel_block, check_bias
 from .padding import pad
 
 __all__ = ["affine_matrix", "conv_bias_grad", "conv_weight_grad", "weight_matrix"]
@@ -103,10 +108,11 @@ def weight_matrix(
     True
     """
     check_order(order)
+    c_out = as_int(out_channels, "out_channels", minimum=1)
     xb, geom = _input_and_geometry(
-        x, kernel_size, out_channels, stride, padding, dilation, groups, padding_mode
+        x, kernel_size, c_out, stride, padding, dilation, groups, padding_mode, "out_channels"
     )
-    dt = check_dtype(xb.dtype if dtype is None else dtype)
+    dt = matrix_dtype(xb.dtype, dtype)
     return _assemble_weight_matrix(geom, xb, order, dt, check_max_bytes(max_bytes))
 
 
@@ -122,10 +128,11 @@ def conv_weight_grad(
     padding_mode: PaddingMode = "zeros",
     max_bytes: int | None = None,
 ) -> np.ndarray:
-    """Gradient of a convolution layer with respect to its weight, ``M.T vec(dY)``.
+    """Gradient of a convolution layer with respect to its weight, ``M^H vec(dY)``.
 
     Summed over the batch; equal to the seed's ``dW = dout_flat @ X_col.T`` and
-    to ``torch.nn.grad.conv{1,2,3}d_weight`` / autograd.
+    to ``torch.nn.grad.conv{1,2,3}d_weight`` / autograd (for complex data the
+    adjoint ``M.conj().T``, as PyTorch's autograd).
 
     Parameters
     ----------
@@ -141,7 +148,8 @@ def conv_weight_grad(
     Returns
     -------
     numpy.ndarray
-        ``dW`` of shape ``(C_out, C_in // groups, *kernel)``.
+        ``dW`` of shape ``(C_out, C_in // groups, *kernel)``, dtypes as in
+        :func:`convop.conv`.
 
     Examples
     --------
@@ -162,8 +170,12 @@ def conv_weight_grad(
             f"{dy_arr.shape}."
         )
     out_channels = dy_arr.shape[0 if single else 1]
+    if out_channels == 0:
+        raise ValueError(f"`grad_output` must have at least one channel; got shape "
+                         f"{dy_arr.shape}.")
     xb, geom = _input_and_geometry(
-        arr, kernel_size, out_channels, stride, padding, dilation, groups, padding_mode
+        arr, kernel_size, out_channels, stride, padding, dilation, groups, padding_mode,
+        "grad_output"
     )
     dyb = dy_arr[np.newaxis] if single else dy_arr
     expected = (xb.shape[0], geom.out_channels, *geom.output_size)
@@ -172,7 +184,12 @@ def conv_weight_grad(
             f"`grad_output` must have shape {expected[1:] if single else expected} for this "
             f"input and layer; got {dy_arr.shape}."
         )
-    dtype = check_dtype(np.result_type(xb, dyb), "grad_output")
+    dtype = compute_dtype(xb, dyb)
+    if dtype.kind == "i":
+        check_exact_integers(xb.shape[0] * math.prod(geom.output_size),
+                             [("x", xb), ("grad_output", dyb)])
+    if np.iscomplexobj(xb):
+        xb = np.conj(xb)  # M^H dY: the adjoint, as autograd computes it
     M = _assemble_weight_matrix(geom, xb, "C", dtype, check_max_bytes(max_bytes))
     return (M.T @ dyb.astype(dtype, copy=False).reshape(-1)).reshape(geom.weight_shape)
 
@@ -191,7 +208,7 @@ def conv_bias_grad(grad_output: npt.ArrayLike, *, batch: bool | None = None) -> 
     Returns
     -------
     numpy.ndarray
-        ``db`` of shape ``(C_out,)``.
+        ``db`` of shape ``(C_out,)``, dtypes as in :func:`convop.conv`.
 
     Examples
     --------
@@ -201,16 +218,19 @@ def conv_bias_grad(grad_output: npt.ArrayLike, *, batch: bool | None = None) -> 
     array([32., 32., 32.])
     """
     dy = as_numeric_array(grad_output, "grad_output")
-    if batch is None:
-        batch = dy.ndim >= 4
-    if not isinstance(batch, (bool, np.bool_)):
+    if batch is not None and not isinstance(batch, (bool, np.bool_)):
         raise TypeError(f"`batch` must be True, False or None; got {batch!r}.")
+    batch = dy.ndim >= 4 if batch is None else bool(batch)
     channel = 1 if batch else 0
-    if dy.ndim < channel + 2:
+    if not channel + 2 <= dy.ndim <= channel + 4:
         raise ValueError(
-            f"`grad_output` must be (N, C_out, *out) or (C_out, *out); got shape {dy.shape}."
+            f"`grad_output` must be (N, C_out, *out) or (C_out, *out) with 1 to 3 spatial "
+            f"axes; got shape {dy.shape}."
         )
-    return dy.sum(axis=tuple(a for a in range(dy.ndim) if a != channel))
+    dtype = compute_dtype(dy)
+    if dtype.kind == "i":
+        check_exact_integers(dy.size // max(1, dy.shape[channel]), [("grad_output", dy)])
+    return dy.sum(axis=tuple(a for a in range(dy.ndim) if a != channel), dtype=dtype)
 
 
 def affine_matrix(
@@ -255,7 +275,7 @@ def affine_matrix(
     True
     """
     w = as_weight(weight)
-    geom = conv_geometry(
+    geom = make_geometry(
         w.shape,
         input_size,
         stride=stride,
@@ -264,20 +284,22 @@ def affine_matrix(
         groups=groups,
         padding_mode=padding_mode,
     )
+    check_domain(domain)
+    check_order(order)
     b = check_bias(bias, geom.out_channels)
-    dt = check_dtype(np.result_type(w, *(() if b is None else (b,))) if dtype is None else dtype)
+    dt = (compute_dtype(w, *(() if b is None else (b,))) if dtype is None
+          else check_dtype(dtype))
+    if b is not None:
+        check_representable(b, dt)
     rows = geom.vector_size("output")
-    W = assemble(
-        geom,
-        w,
-        domain=domain,
-        order=order,
-        dtype=dt,
-        max_bytes=check_max_bytes(max_bytes),
-        extra_bytes=geom.matrix_nbytes(domain, dt) + rows * dt.itemsize,  # the stacked copy
-    )
-    column = bias_vector(np.zeros(geom.out_channels, dt) if b is None else b, geom.output_size)
-    return sp.hstack([W, sp.csr_array(column.astype(dt).reshape(-1, 1))], format="csr")
+    # The stacked copy: every entry and index again, plus the bias column.
+    idx = _sparse.index_dtype(max(geom.nnz(domain) + rows, rows, geom.matrix_shape(domain)[1] + 1))
+    stacked = geom.matrix_nbytes(domain, dt) + rows * (2 * dt.itemsize + 2 * idx.itemsize)
+    W = assemble(geom, w, domain=domain, order=order, dtype=dt,
+                 max_bytes=check_max_bytes(max_bytes), extra_bytes=stacked)
+    column = np.repeat(np.zeros(geom.out_channels, dt) if b is None else b.astype(dt),
+                       math.prod(geom.output_size))
+    return sp.hstack([W, sp.csr_array(column.reshape(-1, 1))], format="csr")
 
 
 def _input_and_geometry(
@@ -289,27 +311,31 @@ def _input_and_geometry(
     dilation: IntOrTuple,
     groups: int,
     padding_mode: PaddingMode,
+    out_name: str,
 ) -> tuple[np.ndarray, ConvGeometry]:
     arr = as_numeric_array(x, "x")
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     xb = arr[np.newaxis] if arr.ndim == ndim + 1 else arr
     kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
-    c_out = as_int(out_channels, "out_channels", minimum=1)
-    groups = check_groups(groups, c_out, 1)
+    groups = check_groups(groups, out_channels, out_name=out_name)
     c_in = xb.shape[1]
     if c_in == 0 or c_in % groups:
         raise ValueError(
             f"`groups` must divide the input channels: `x` has C_in={c_in}, which {groups} "
             f"groups do not divide."
         )
-    geom = conv_geometry(
-        (c_out, c_in // groups, *kernel),
+    if 0 in xb.shape[2:]:
+        raise ValueError(f"`x` must have a positive spatial size; got shape {arr.shape}.")
+    geom = make_geometry(
+        (out_channels, c_in // groups, *kernel),
         xb.shape[2:],
         stride=stride,
         padding=padding,
         dilation=dilation,
         groups=groups,
         padding_mode=padding_mode,
+        input_name="x",
+        weight_name="kernel_size",
     )
     return xb, geom
 
@@ -325,7 +351,7 @@ def _assemble_weight_matrix(
     idx_dtype = _sparse.index_dtype(max(nnz, rows, cols))
     needed = nnz * (dtype.itemsize + idx_dtype.itemsize) + (rows + 1) * idx_dtype.itemsize
     scratch = n * geom.vector_size("padded") * dtype.itemsize * 2
-    _sparse.check_budget(
+    _memory.check_budget(
         needed + scratch,
         max_bytes,
         f"the weight matrix of shape ({rows}, {cols}) with {nnz} stored entries "
@@ -337,6 +363,7 @@ def _assemble_weight_matrix(
     tap_column = np.argsort(vec(np.arange(taps).reshape(geom.weight_shape[1:]), order,
                                 batch=False))  # C-order tap index -> column in `order`
 
+    check_representable(xb, dtype)
     padded = pad(xb.astype(dtype, copy=False), geom.padding, geom.padding_mode)
     flat = np.ascontiguousarray(vec(padded, order, batch=True).T)  # (N, C_in * prod(padded))
     groups, c_out_g = geom.groups, geom.out_per_group

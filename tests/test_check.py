@@ -54,8 +54,37 @@ def test_dot_test_of_the_layer_functions_and_an_unflipped_adjoint(rng):
 def test_dot_test_rejects_wrong_shapes_and_dtypes():
     with pytest.raises(ValueError, match=r"`forward` must return shape \(3,\)"):
         convop.dot_test(lambda x: x, lambda y: y, (2,), (3,))
-    with pytest.raises(TypeError, match="`dtype` must be float32 or float64"):
+    with pytest.raises(TypeError, match="`dtype` must be float32, float64, complex64 or complex128"):
         convop.dot_test(lambda x: x, lambda y: y, (2,), (2,), dtype=np.int64)
+    with pytest.raises(TypeError, match="`forward` must be callable; got 3"):
+        convop.dot_test(3, lambda y: y, (2,), (2,))
+    with pytest.raises(TypeError, match="`adjoint` must be callable"):
+        convop.dot_test(lambda x: x, None, (2,), (2,))
+    with pytest.raises(TypeError, match="`input_shape` must be a shape"):
+        convop.dot_test(lambda x: x, lambda y: y, "ab", (2,))
+    with pytest.raises(ValueError, match=r"`trials` must be at most 10000; got 2147483648"):
+        convop.dot_test(lambda x: x, lambda y: y, (2,), (2,), trials=2**31)
+    with pytest.raises(MemoryError, match=r"a dot test on arrays of shapes \(1048576,\)"):
+        convop.dot_test(lambda x: x, lambda y: y, (2**20,), (2**20,), max_bytes=2**20)
+
+
+def test_dot_test_complex_catches_a_missing_conjugate(rng):
+    A = rng.standard_normal((5, 4)) + 1j * rng.standard_normal((5, 4))
+    good = convop.dot_test(lambda x: A @ x, lambda y: A.conj().T @ y, (4,), (5,),
+                           dtype=np.complex128, rng=0)
+    assert good.passed and isinstance(good.lhs[0], complex)
+    transpose_only = convop.dot_test(lambda x: A @ x, lambda y: A.T @ y, (4,), (5,),
+                                     dtype=np.complex128, rng=0)
+    assert not transpose_only.passed
+
+
+def test_dot_test_tolerance_follows_the_result_dtype(rng):
+    A = rng.standard_normal((30, 20))
+    A32 = A.astype(np.float32)
+    report = convop.dot_test(lambda x: A32 @ x.astype(np.float32), lambda y: A.T @ y,
+                             (20,), (30,), rng=0)
+    assert report.dtype == "float32" and report.passed, report
+    assert report.tolerance > 1e-7
 
 
 # check_conv: convop itself and wrong implementations ---------------------------------------

@@ -199,7 +199,7 @@ def test_inspect_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
     (["--kernel", "3x3x3"], "argument --kernel: expected 1 or 2 values"),
     (["--padding", "1:2:3"], "argument --padding: expected before:after integers per axis"),
     (["--padding", "1:2x3"], "argument --padding: expected before:after integers per axis"),
-    (["--padding", "same", "--stride", "2"], "`padding='same'` needs stride 1"),
+    (["--padding", "same", "--stride", "2"], "`padding='same'` needs `stride` 1"),
     (["--stride", "0"], "`stride` must be a positive int"),
     (["--groups", "2"], "argument --groups: must be positive and divide the 3 input channels"),
     (["--weight", "missing.npy"], "argument --weight: cannot read 'missing.npy'"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
 import convop
-from convop import _sparse
+from convop import _memory
 
 
 def test_huge_matrix_refused_with_estimate():
@@ -45,10 +49,80 @@ def test_im2col_budget():
 
 
 def test_default_budget_reads_available_memory():
-    avail = _sparse.available_memory()
+    avail = _memory.available_memory()
     assert avail is None or avail > 0
-    budget = _sparse.default_budget()
+    budget = _memory.default_budget()
     assert budget is None or budget <= avail
+
+
+def _fake_proc(tmp_path, monkeypatch, cgroup_line):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cgroup").write_text(cgroup_line + "\n")
+    (proc / "meminfo").write_text("MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n")
+    monkeypatch.setattr(_memory, "PROC_CGROUP", proc / "cgroup")
+    monkeypatch.setattr(_memory, "MEMINFO", proc / "meminfo")
+    root = tmp_path / "cgroup"
+    monkeypatch.setattr(_memory, "CGROUP_ROOT", root)
+    return root
+
+
+def test_cgroup_v2_limit_and_its_parents(tmp_path, monkeypatch):
+    root = _fake_proc(tmp_path, monkeypatch, "0::/jobs/job7")
+    leaf = root / "jobs" / "job7"
+    leaf.mkdir(parents=True)
+    (leaf / "memory.max").write_text("max\n")
+    (root / "jobs" / "memory.max").write_text(f"{4 * 2**30}\n")  # the parent limits
+    (root / "jobs" / "memory.current").write_text(f"{3 * 2**30}\n")
+    (root / "jobs" / "memory.stat").write_text(f"anon 1\ninactive_file {2**30}\n")
+    # 4 GiB limit - (3 GiB used - 1 GiB reclaimable cache) = 2 GiB
+    assert _memory.available_memory() == 2 * 2**30
+    assert _memory.default_budget() == int(1.5 * 2**30)
+    with pytest.raises(MemoryError, match=r"default budget .* of 1\.5 GiB"):
+        convop.conv_matrix(np.ones((64, 64, 3, 3)), (80, 80), padding=1)
+
+
+def test_cgroup_v1_memory_controller(tmp_path, monkeypatch):
+    root = _fake_proc(tmp_path, monkeypatch, "4:cpu,memory:/batch")
+    folder = root / "memory" / "batch"
+    folder.mkdir(parents=True)
+    (folder / "memory.limit_in_bytes").write_text(f"{2**30}\n")
+    (folder / "memory.usage_in_bytes").write_text(f"{2**28}\n")
+    assert _memory.available_memory() == 2**30 - 2**28
+    (folder / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # unlimited
+    assert _memory.available_memory() == 50000000 * 1024
+
+
+def test_cgroup_path_missing_in_a_namespace_uses_the_mount_root(tmp_path, monkeypatch):
+    root = _fake_proc(tmp_path, monkeypatch, "0::/somewhere/else")
+    root.mkdir()
+    (root / "memory.max").write_text(f"{2**31}\n")
+    assert _memory.available_memory() == 2**31
+
+
+def test_rlimit_as_is_respected(tmp_path):
+    # Under `ulimit -v 6GiB` a request of 8 GiB must be refused, not attempted.
+    script = textwrap.dedent("""
+        import resource
+        limit = 6 * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        import numpy as np
+        import convop
+        from convop import _memory
+        budget = _memory.default_budget()
+        assert budget is not None and budget < limit, budget
+        try:
+            convop.conv_matrix(np.ones((64, 64, 3, 3)), (150, 150), padding=1)
+        except MemoryError as err:
+            assert "needs an estimated" in str(err) and "default budget" in str(err), err
+            print("refused", budget)
+        else:
+            raise SystemExit("not refused")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("refused")
 
 
 @pytest.mark.bigmem
