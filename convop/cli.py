@@ -41,12 +41,8 @@ from .layout import unvec, vec
 from .matrix import assemble, conv_matrix
 from .operator import LayerOperator
 from .padding import pad_matrix
-from .spectral import (
-    DENSE_SVD_MAX_ENTRIES,
-    circulant_problem,
-    circular_singular_values,
-    singular_values,
-)
+from .spectral import DENSE_SVD_MAX_ENTRIES, circular_singular_values, singular_values
+from .spectral.circular import circulant_problem
 from .validation import KINDS, check_conv, dot_test
 
 DEMO_SEED = 0

@@ -4,31 +4,39 @@ For layers whose matrix is too large to build, or when only products are
 needed (Lanczos for the spectral norm), :class:`LayerOperator` applies the
 layer's own map ``vec(X) -> vec(Y)`` (the input-domain matrix of
 :func:`convop.conv_matrix`) and its exact adjoint with the seed's im2col
-method: one GEMM ``W_row @ X_col`` per group (``W_row.T @ dY`` and a col2im
+method: one GEMM ``W_row @ X_col`` per group (``W_row^H @ dY`` and a col2im
 for the adjoint), the batch processed in chunks so the patch buffer stays
 small. Its memory is ``C_in * prod(kernel) * prod(out)`` per sample, a
 ``C_out / groups``-th of the explicit matrix's entries.
+
+Products follow scipy's promotion: a real operator applied to complex or
+wider vectors computes in the promoted dtype (the weights are exact there),
+and ``rmatvec``/``.H`` apply the adjoint, the conjugate transpose.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from . import _memory
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
-from ._validation import as_weight, check_dtype, check_order
-from .geometry import ConvGeometry, conv_geometry
+from ._validation import as_weight, check_dtype, check_max_bytes, check_order, float_dtype
+from .geometry import ConvGeometry, make_geometry
 from .im2col import receptive_fields
 from .layout import unvec, vec
 from .matrix import assemble
 from .padding import pad, pad_adjoint
 
 __all__ = ["LayerOperator"]
+
+#: The dtypes a :class:`LayerOperator` computes in.
+OPERATOR_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
+                                               np.complex128))
 
 
 class LayerOperator(LinearOperator):
@@ -44,19 +52,27 @@ class LayerOperator(LinearOperator):
         As in :func:`convop.conv_matrix`.
     order : {"F", "C"}
         Vectorization of inputs and outputs, as in :func:`convop.conv_matrix`.
+    dtype : dtype, optional
+        Floating dtype of the operator (float32, float64, complex64 or
+        complex128). Default: the weight's (float64 for integer weights,
+        float32 for float16).
+    max_bytes : int, optional
+        Memory budget of one product (the padded input, the patch buffer and
+        the output of one sample); by default 75% of the available memory.
+        Batches are processed in chunks that stay within it.
 
     Attributes
     ----------
     geometry : ConvGeometry
         The layer's sizes.
     weight : numpy.ndarray
-        The filters, as floating point.
+        The filters, in the operator's dtype.
 
     Notes
     -----
     ``A @ v`` equals ``conv_matrix(..., domain="input") @ v`` and ``A.H @ w``
-    its transpose (the weight is real, so the adjoint is the transpose), for
-    every padding mode. :meth:`to_matrix` builds that sparse matrix.
+    its conjugate transpose, for every padding mode. :meth:`to_matrix` builds
+    that sparse matrix.
 
     Examples
     --------
@@ -82,9 +98,11 @@ class LayerOperator(LinearOperator):
         groups: int = 1,
         padding_mode: PaddingMode = "zeros",
         order: Order = "F",
+        dtype: npt.DTypeLike | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         w = as_weight(weight)
-        self.geometry: ConvGeometry = conv_geometry(
+        self.geometry: ConvGeometry = make_geometry(
             w.shape,
             input_size,
             stride=stride,
@@ -94,12 +112,40 @@ class LayerOperator(LinearOperator):
             padding_mode=padding_mode,
         )
         self.order: Order = check_order(order)
-        dtype = check_dtype(np.result_type(w.dtype, np.float32))
-        self.weight = w.astype(dtype, copy=False)
+        dt = float_dtype(w.dtype) if dtype is None else check_dtype(dtype)
+        if dt not in OPERATOR_DTYPES:
+            raise TypeError(f"`dtype` must be float32, float64, complex64 or complex128; "
+                            f"got {dt}.")
+        if np.iscomplexobj(w) and dt.kind != "c":
+            raise TypeError(f"`dtype` {dt} cannot hold the complex `weight`.")
+        self.max_bytes = check_max_bytes(max_bytes)
         g = self.geometry
-        # (G, C_out/G, C_in/G * taps): the seed's W_row of each group.
-        self._rows = self.weight.reshape(g.groups, g.out_per_group, -1)
-        super().__init__(dtype=dtype, shape=g.matrix_shape("input"))
+        _memory.check_budget(self.sample_bytes(dt), self.max_bytes,
+                             f"one product of the layer operator {g.matrix_shape('input')}")
+        self.weight = w.astype(dt, copy=False)
+        self._rows_by_dtype: dict[np.dtype, np.ndarray] = {}
+        super().__init__(dtype=dt, shape=g.matrix_shape("input"))
+
+    def sample_bytes(self, dtype: npt.DTypeLike | None = None) -> int:
+        """Bytes one sample of a product allocates: padded input, patches, output, vectors."""
+        g = self.geometry
+        item = np.dtype(self.dtype if dtype is None else dtype).itemsize
+        patches = g.in_channels * math.prod(g.kernel_size) * math.prod(g.output_size)
+        return item * (patches + 2 * g.vector_size("padded") + 3 * g.vector_size("output")
+                       + 2 * g.vector_size("input"))
+
+    def _rows(self, dtype: np.dtype) -> np.ndarray:
+        """Return the seed's ``W_row`` of each group, ``(G, C_out/G, C_in/G * taps)``."""
+        rows = self._rows_by_dtype.get(dtype)
+        if rows is None:
+            g = self.geometry
+            rows = self.weight.astype(dtype).reshape(g.groups, g.out_per_group, -1)
+            self._rows_by_dtype[dtype] = rows
+        return rows
+
+    def _work_dtype(self, data: np.ndarray) -> np.dtype:
+        """Scipy's promotion: the operator's dtype, widened by the data's (integers as float)."""
+        return np.result_type(self.dtype, float_dtype(data.dtype))
 
     def describe(self) -> str:
         """One line naming the operator: the layer's geometry."""
@@ -113,7 +159,7 @@ class LayerOperator(LinearOperator):
             domain="input",
             order=self.order,
             dtype=self.dtype,
-            max_bytes=max_bytes,
+            max_bytes=max_bytes if max_bytes is not None else self.max_bytes,
         )
 
     # Products ---------------------------------------------------------------------------
@@ -121,28 +167,31 @@ class LayerOperator(LinearOperator):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Apply the layer (without bias) to a batch ``(N, C_in, *input_size)``."""
         g = self.geometry
-        y = np.empty((x.shape[0], g.out_channels, *g.output_size), dtype=self.dtype)
-        for batch in self._chunks(x.shape[0]):
-            cols = self._im2col(x[batch])  # (n, G, C_in/G * taps, P)
-            y[batch] = (self._rows @ cols).reshape(-1, g.out_channels, *g.output_size)
+        dt = self._work_dtype(x)
+        rows = self._rows(dt)
+        y = np.empty((x.shape[0], g.out_channels, *g.output_size), dtype=dt)
+        for batch in self._chunks(x.shape[0], dt):
+            cols = self._im2col(x[batch], dt)  # (n, G, C_in/G * taps, P)
+            y[batch] = (rows @ cols).reshape(-1, g.out_channels, *g.output_size)
         return y
 
     def adjoint_apply(self, y: np.ndarray) -> np.ndarray:
-        """Apply the exact adjoint to a batch ``(N, C_out, *output_size)``."""
+        """Apply the exact adjoint (conjugate transpose) to a batch ``(N, C_out, *output_size)``."""
         g = self.geometry
-        grad = np.empty((y.shape[0], g.in_channels, *g.input_size), dtype=self.dtype)
-        rows_t = np.swapaxes(self._rows, 1, 2)  # (G, C_in/G * taps, C_out/G)
-        for batch in self._chunks(y.shape[0]):
-            part = y[batch].astype(self.dtype, copy=False)
+        dt = self._work_dtype(y)
+        rows_h = np.swapaxes(self._rows(dt), 1, 2).conj()  # (G, C_in/G * taps, C_out/G)
+        grad = np.empty((y.shape[0], g.in_channels, *g.input_size), dtype=dt)
+        for batch in self._chunks(y.shape[0], dt):
+            part = y[batch].astype(dt, copy=False)
             n = part.shape[0]
-            cols = rows_t @ part.reshape(n, g.groups, g.out_per_group, -1)
-            grad[batch] = self._col2im(cols)
+            cols = rows_h @ part.reshape(n, g.groups, g.out_per_group, -1)
+            grad[batch] = self._col2im(cols, dt)
         return grad
 
-    def _im2col(self, x: np.ndarray) -> np.ndarray:
+    def _im2col(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         g = self.geometry
         n = x.shape[0]
-        xp = pad(x.astype(self.dtype, copy=False), g.padding, g.padding_mode)
+        xp = pad(x.astype(dtype, copy=False), g.padding, g.padding_mode)
         windows = receptive_fields(xp, g)
         # (n, C, *out, *kernel) -> (n, C, *kernel, *out): rows (channel, tap), columns pixels
         order = (0, 1, *range(2 + g.ndim, 2 + 2 * g.ndim), *range(2, 2 + g.ndim))
@@ -150,21 +199,21 @@ class LayerOperator(LinearOperator):
             n, g.groups, g.in_per_group * math.prod(g.kernel_size), math.prod(g.output_size)
         )
 
-    def _col2im(self, cols: np.ndarray) -> np.ndarray:
+    def _col2im(self, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
         g = self.geometry
         n = cols.shape[0]
         blocks = cols.reshape(n, g.in_channels, math.prod(g.kernel_size), *g.output_size)
-        grad = np.zeros((n, g.in_channels, *g.padded_size), dtype=self.dtype)
+        grad = np.zeros((n, g.in_channels, *g.padded_size), dtype=dtype)
         for t, window in enumerate(g.tap_windows()):
             index: tuple[slice, ...] = (slice(None), slice(None), *window)
             grad[index] += blocks[:, :, t]
         return pad_adjoint(grad, g.input_size, g.padding, g.padding_mode)
 
-    def _chunks(self, n: int) -> list[slice]:
-        """Batch slices whose im2col buffer stays within about 256 MiB."""
-        g = self.geometry
-        per_sample = g.in_channels * math.prod(g.kernel_size) * math.prod(g.output_size)
-        step = max(1, (2**28 // max(1, per_sample * self.dtype.itemsize)))
+    def _chunks(self, n: int, dtype: np.dtype) -> list[slice]:
+        """Batch slices whose buffers stay within about 256 MiB (and the budget)."""
+        per_sample = max(1, self.sample_bytes(dtype))
+        limit = 2**28 if self.max_bytes is None else min(2**28, self.max_bytes)
+        step = max(1, limit // per_sample)
         return [slice(i, min(n, i + step)) for i in range(0, max(n, 1), step)]
 
     def _matmat(self, X: np.ndarray) -> np.ndarray:
@@ -183,31 +232,5 @@ class LayerOperator(LinearOperator):
     def _rmatvec(self, y: np.ndarray) -> np.ndarray:
         return self._rmatmat(np.reshape(y, (-1, 1)))[:, 0]
 
-    def _adjoint(self) -> LinearOperator:
-        return _Adjoint(self)
-
     def __repr__(self) -> str:
         return f"<LayerOperator {self.shape[0]}x{self.shape[1]}: {self.describe()}>"
-
-
-class _Adjoint(LinearOperator):
-    """The adjoint of a :class:`LayerOperator`, sharing its weight."""
-
-    def __init__(self, op: LayerOperator) -> None:
-        self.op = op
-        super().__init__(dtype=op.dtype, shape=(op.shape[1], op.shape[0]))
-
-    def _matmat(self, X: Any) -> np.ndarray:
-        return self.op._rmatmat(X)
-
-    def _matvec(self, x: Any) -> np.ndarray:
-        return self.op._rmatvec(x)
-
-    def _rmatmat(self, Y: Any) -> np.ndarray:
-        return self.op._matmat(Y)
-
-    def _rmatvec(self, y: Any) -> np.ndarray:
-        return self.op._matvec(y)
-
-    def _adjoint(self) -> LinearOperator:
-        return self.op

@@ -14,9 +14,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._validation import as_weight
-from .geometry import ConvGeometry, conv_geometry
+from .geometry import ConvGeometry
 from .operator import LayerOperator
-from .spectral import _block_spectrum, circular_padding
+from .spectral.circular import block_spectrum, circular_geometry
 
 __all__ = ["plot_frequency_response", "plot_spectrum", "plot_structure"]
 
@@ -212,10 +212,8 @@ def plot_frequency_response(
     plt_ax = _axes(ax)
     w = as_weight(weight)
     ndim = w.ndim - 2
-    geom = conv_geometry(w.shape, input_size, stride=stride, dilation=dilation, groups=groups,
-                         padding=circular_padding(w.shape[2:], dilation),
-                         padding_mode="circular")
-    spectrum, _ = _block_spectrum(geom, w)
+    geom = circular_geometry(w.shape, input_size, stride, dilation, groups, None)
+    spectrum, _ = block_spectrum(geom, w)
     blocks = spectrum.reshape(*spectrum.shape[:ndim], geom.out_channels, -1)
     values = np.linalg.svd(blocks, compute_uv=False)  # (*freqs, min(C_out, C_in s^d))
     top = values[..., 0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import scipy.sparse.linalg as sla
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import integer_array, moded_layers, seeds
@@ -56,6 +58,49 @@ def test_batch_chunks_bound_memory(monkeypatch, rng):
     op = convop.LayerOperator(weight, 9, padding=1)
     x = rng.standard_normal((7, 2, 9))
     expected = op.forward(x)
-    # Force one sample per chunk: results do not depend on the chunking.
-    monkeypatch.setattr(convop.LayerOperator, "_chunks", lambda self, n: [slice(i, i + 1) for i in range(n)])
-    np.testing.assert_allclose(op.forward(x), expected, rtol=1e-14, atol=1e-14)
+    # One sample per chunk (a budget of one sample's bytes): results do not depend on it.
+    small = convop.LayerOperator(weight, 9, padding=1, max_bytes=op.sample_bytes())
+    assert len(small._chunks(7, np.dtype(np.float64))) == 7
+    np.testing.assert_allclose(small.forward(x), expected, rtol=1e-14, atol=1e-14)
+    with pytest.raises(MemoryError, match=r"one product of the layer operator \(27, 18\)"):
+        convop.LayerOperator(weight, 9, padding=1, max_bytes=op.sample_bytes() - 1)
+
+
+def test_huge_input_size_is_refused_at_construction():
+    with pytest.raises(MemoryError, match="one product of the layer operator"):
+        convop.LayerOperator(np.ones((2, 2, 3, 3)), (10**6, 10**6))
+
+
+def test_complex_operator_applies_the_conjugate_transpose(rng):
+    w = rng.standard_normal((4, 3, 3, 3)) + 1j * rng.standard_normal((4, 3, 3, 3))
+    op = convop.LayerOperator(w, (6, 5), padding=1, stride=(2, 1))
+    A = convop.conv_matrix(w, (6, 5), padding=1, stride=(2, 1), domain="input")
+    y = rng.standard_normal(op.shape[0]) + 1j * rng.standard_normal(op.shape[0])
+    for applied in (op.rmatvec(y), op.H @ y, op.H.matmat(y[:, None])[:, 0]):
+        np.testing.assert_allclose(applied, A.conj().T @ y, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(op.T @ y, A.T @ y, rtol=1e-13, atol=1e-13)
+    x = rng.standard_normal(op.shape[1]) + 0j
+    np.testing.assert_allclose(op.H.H @ x, A @ x, rtol=1e-13, atol=1e-13)
+
+
+def test_real_operator_promotes_like_scipy(rng):
+    w = rng.standard_normal((4, 3, 3, 3))
+    op = convop.LayerOperator(w.astype(np.float32), (6, 6), padding=1)
+    A = convop.conv_matrix(w.astype(np.float32), (6, 6), padding=1, domain="input")
+    v = rng.standard_normal(op.shape[1]) + 1j * rng.standard_normal(op.shape[1])
+    reference = sla.aslinearoperator(A) @ v
+    result = op @ v
+    assert result.dtype == reference.dtype == np.complex128
+    np.testing.assert_allclose(result, reference, rtol=1e-12, atol=1e-12)
+    assert (op @ v.real).dtype == np.float64  # float64 data: the float32 weights, exactly
+    assert (op @ v.real.astype(np.float32)).dtype == np.float32
+
+
+def test_operator_dtype_argument():
+    w = np.ones((1, 1, 3))
+    assert convop.LayerOperator(w, 5, dtype=np.complex64).dtype == np.complex64
+    assert convop.LayerOperator(np.ones((1, 1, 3), np.int8), 5).dtype == np.float64
+    with pytest.raises(TypeError, match="`dtype` must be float32, float64"):
+        convop.LayerOperator(w, 5, dtype=np.int64)
+    with pytest.raises(TypeError, match="cannot hold the complex `weight`"):
+        convop.LayerOperator(w * 1j, 5, dtype=np.float64)

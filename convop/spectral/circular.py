@@ -1,0 +1,238 @@
+"""Circular padding: every singular value through the FFT, and a Lanczos warm start.
+
+With circular padding totalling ``d*(k-1)`` per axis and an input divisible by
+the stride, the layer is block circulant: on the frequency grid of
+``input_size / stride`` it is diagonalized into one ``C_out x (C_in * prod(s))``
+matrix per frequency (Sedghi, Gupta and Long, ICLR 2019; the polyphase
+decomposition of the input for strides).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _memory
+from .._typing import IntOrTuple, PaddingLike
+from .._validation import (
+    as_int,
+    as_int_tuple,
+    as_padding,
+    as_weight,
+    check_finite,
+    check_max_bytes,
+)
+from ..geometry import ConvGeometry, make_geometry
+from ..operator import LayerOperator
+from .tolerance import rank_tolerance, zero_below
+
+
+def circular_singular_values(
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    stride: IntOrTuple = 1,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding: PaddingLike | None = None,
+    chunk_bytes: int = 2**27,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    r"""All singular values of a circular-padded layer, exactly, through the FFT.
+
+    With circular padding of total ``d*(k-1)`` per axis the layer is a block
+    circulant operator: on the frequency grid of ``input_size / stride`` it is
+    diagonalized into one ``C_out x (C_in * prod(stride))`` matrix per frequency
+    (Sedghi, Gupta and Long, ICLR 2019; the polyphase decomposition of the
+    input for strides), whose singular values together are the operator's.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Filters with 1, 2 or 3 spatial axes; computed in float64 (complex128).
+    input_size : int or tuple of int
+        Spatial size, divisible by the stride on every axis.
+    stride, dilation, groups
+        As in :func:`convop.conv_matrix`.
+    padding : optional
+        Circular padding; its total must be ``d*(k-1)`` per axis (the split
+        does not change the singular values). Default: PyTorch's ``"same"`` split.
+    chunk_bytes : int
+        Memory for the per-frequency matrices processed at once.
+    max_bytes : int, optional
+        Memory budget (default: 75% of the available memory).
+
+    Returns
+    -------
+    numpy.ndarray
+        All ``prod(input_size / stride) * min(C_out, C_in * prod(stride))``
+        singular values, descending; the same as those of
+        ``conv_matrix(..., padding_mode="circular", domain="input")`` (its
+        other ``min(rows, cols)`` minus that many are 0). Values at or below
+        ``max(rows, cols) * eps * sigma_max`` are exactly 0.
+
+    Notes
+    -----
+    With ``K_{full}[m, c, z] = \sum_u K[m, c, u] [z \equiv u d - p (\bmod n)]`` and
+    polyphase kernels ``K_p[m, c, t] = K_{full}[m, c, t s + p]`` on the grid
+    ``n / s``, the layer is ``y[m, o] = \sum_{c, p, j} K_p[m, c, j - o] x[c, j s + p]``,
+    a circular correlation per phase; the DFT turns it into
+    ``\hat y(f) = \overline{\hat K(f)} \hat x(f)`` with ``\hat K(f)`` of size
+    ``C_out x C_in s^d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import circular_singular_values
+    >>> circular_singular_values(np.ones((1, 1, 3)), 4)   # |1 + 2cos(2 pi f / 4)|
+    array([3., 1., 1., 1.])
+    """
+    w = as_weight(weight)
+    check_finite(w, "weight")
+    geom = circular_geometry(w.shape, input_size, stride, dilation, groups, padding)
+    chunk = as_int(chunk_bytes, "chunk_bytes", minimum=1)
+    budget = check_max_bytes(max_bytes)
+    problem = circulant_problem(geom)
+    if problem is not None:
+        raise ValueError(problem)
+    width = geom.in_channels * math.prod(geom.stride)
+    freqs = math.prod(geom.input_size) // math.prod(geom.stride)
+    count = freqs * min(geom.out_channels, width)
+    _memory.check_budget(spectrum_bytes(geom, np.iscomplexobj(w)) + chunk + 4 * 8 * count, budget,
+                         f"the FFT spectrum of the circular layer ({count} singular values)")
+    spectrum, multiplicity = block_spectrum(geom, w)
+    mats = spectrum.reshape(-1, geom.out_channels, width)  # one block per frequency
+    per_matrix = 16 * geom.out_channels * width * 3
+    step = max(1, chunk // per_matrix)
+    values = np.concatenate([
+        np.linalg.svd(mats[i:i + step], compute_uv=False) for i in range(0, len(mats), step)
+    ])
+    values = np.repeat(values, multiplicity.reshape(-1), axis=0).ravel()
+    m, n = geom.matrix_shape("input")
+    return zero_below(values, rank_tolerance(m, n, float(values.max(initial=0.0)),
+                                             float(np.finfo(np.float64).eps)))
+
+
+def circular_geometry(weight_shape: tuple[int, ...], input_size: Any, stride: Any, dilation: Any,
+                      groups: Any, padding: Any) -> ConvGeometry:
+    """Return the geometry of the circular layer, with PyTorch's "same" split by default."""
+    if padding is None:
+        ndim = len(weight_shape) - 2
+        padding = circular_padding(weight_shape[2:], as_int_tuple(dilation, "dilation", ndim,
+                                                                  minimum=1))
+    return make_geometry(weight_shape, input_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, padding_mode="circular")
+
+
+def spectrum_bytes(geom: ConvGeometry, complex_data: bool = False) -> int:
+    """Bytes of the wrapped kernel, its transposed copy and its FFT (per-frequency blocks)."""
+    full = geom.out_channels * geom.in_channels * math.prod(geom.input_size)
+    return 3 * full * (16 if complex_data else 8)
+
+
+def circulant_problem(geom: Any) -> str | None:
+    """Why the layer with circular padding would not be block circulant; None when it is.
+
+    Circulant means padding totalling ``d*(k-1)`` on every axis (the output grid is the
+    input grid divided by the stride) and an input size divisible by the stride.
+    """
+    for axis, (n, s, (lo, hi), k, d) in enumerate(zip(
+        geom.input_size, geom.stride, geom.padding, geom.kernel_size, geom.dilation
+    )):
+        if lo + hi != d * (k - 1):
+            return (f"`padding` must total dilation*(kernel-1) = {d * (k - 1)} on spatial axis "
+                    f"{axis} for the layer to be circulant; got {(lo, hi)}.")
+        if n % s:
+            return (f"`input_size` {n} on spatial axis {axis} must be divisible by the stride "
+                    f"{s} for the polyphase FFT.")
+    return None
+
+
+def circular_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]
+                     ) -> tuple[tuple[int, int], ...]:
+    """PyTorch's "same" split of the total ``d*(k-1)``, which makes a circular layer circulant."""
+    ndim = len(kernel)
+    return as_padding("same", ndim, kernel_size=tuple(kernel), dilation=tuple(dilation),
+                      stride=(1,) * ndim)
+
+
+def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frequency ``C_out x C_in*prod(s)`` blocks of the circular layer, and multiplicities.
+
+    Returns the blocks with shape ``(*freqs, C_out, C_in, *phases)`` and, per
+    frequency, how many frequencies of the full grid share its singular values
+    (2 for the conjugate pairs folded by the real FFT).
+    """
+    ndim = geom.ndim
+    c_out, c_in = geom.out_channels, geom.in_channels
+    # The kernel wrapped onto the input grid: K_full[m, c, (u*d - lo) mod n].
+    full = np.zeros((c_out, c_in, *geom.input_size), dtype=np.result_type(w, np.float64))
+    for group in range(geom.groups):
+        rows = slice(group * geom.out_per_group, (group + 1) * geom.out_per_group)
+        cols = slice(group * geom.in_per_group, (group + 1) * geom.in_per_group)
+        for tap in np.ndindex(*geom.kernel_size):
+            at = tuple((u * d - lo) % n for u, d, (lo, _), n in zip(
+                tap, geom.dilation, geom.padding, geom.input_size))
+            target: tuple[Any, ...] = (rows, cols, *at)
+            source: tuple[Any, ...] = (rows, slice(None), *tap)
+            full[target] += w[source]
+    # Polyphase split: z = t * s + p  ->  axes (t_1, p_1, t_2, p_2, ...).
+    grid = tuple(n // s for n, s in zip(geom.input_size, geom.stride))
+    split = full.reshape(c_out, c_in, *[v for q, s in zip(grid, geom.stride) for v in (q, s)])
+    t_axes = tuple(2 + 2 * i for i in range(ndim))
+    p_axes = tuple(3 + 2 * i for i in range(ndim))
+    blocks = split.transpose(*t_axes, 0, 1, *p_axes)
+    real = not np.iscomplexobj(blocks)
+    spectrum = (np.fft.rfftn if real else np.fft.fftn)(blocks, axes=tuple(range(ndim)))
+    count = np.ones(spectrum.shape[:ndim], dtype=np.int64)
+    if real:  # frequencies f and -f have conjugate blocks, hence equal singular values
+        last = np.arange(spectrum.shape[ndim - 1])
+        count[..., (last > 0) & (2 * last != grid[-1])] = 2
+    return spectrum, count
+
+
+def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
+                   ) -> np.ndarray | None:
+    """Top right singular vector of the layer's circular counterpart, as a Lanczos start.
+
+    Exists when the stride divides the input and the padding totals d*(k-1) (the
+    "same" layers of most networks); None otherwise, and None when its FFT would
+    take more than ``budget`` bytes (the warm start never costs more than the
+    solve it warms). A little noise keeps the start from being orthogonal to the
+    true top singular vector.
+    """
+    g = op.geometry
+    if g.groups != 1 or op.order != "C" or circulant_problem(g) is not None:
+        return None
+    if spectrum_bytes(g, np.iscomplexobj(op.weight)) > budget:
+        return None
+    circular = make_geometry(op.weight.shape, g.input_size, stride=g.stride, padding=g.padding,
+                             dilation=g.dilation, padding_mode="circular")
+    spectrum, _ = block_spectrum(circular, op.weight)
+    ndim = g.ndim
+    mats = spectrum.reshape(-1, g.out_channels, g.in_channels * math.prod(g.stride))
+    top = np.linalg.norm(mats, ord=2, axis=(1, 2))  # per-frequency largest singular value
+    f = int(np.argmax(top))
+    _, _, vh = np.linalg.svd(mats[f])
+    freq = np.unravel_index(f, spectrum.shape[:ndim])
+    grid = tuple(n // s for n, s in zip(g.input_size, g.stride))
+    # x[c, j*s + p] = conj(v[c, p]) exp(2 pi i <f, j> / q): the block's right singular vector.
+    phase = np.ones((), dtype=complex)
+    for axis in range(ndim):
+        wave = np.exp(2j * np.pi * freq[axis] * np.arange(grid[axis]) / grid[axis])
+        phase = np.multiply.outer(phase, wave)
+    v = vh[0].conj().reshape(g.in_channels, *g.stride)
+    x = np.multiply.outer(v, phase)  # (C_in, *phases, *grid)
+    if not np.iscomplexobj(op.weight):
+        x = np.real(x)
+    # -> (C_in, q_1, s_1, q_2, s_2, ...) -> (C_in, *input_size)
+    order = [0] + [a for i in range(ndim) for a in (1 + ndim + i, 1 + i)]
+    x = x.transpose(order).reshape(g.in_channels, *g.input_size).reshape(-1)
+    norm = np.linalg.norm(x)
+    if norm == 0:
+        return None
+    noise = rng.standard_normal(x.size)
+    return x / norm + 1e-2 * noise / np.linalg.norm(noise)

@@ -1,0 +1,225 @@
+"""Spectra are exact for the weights given: float32 weights, complex weights, rank deficiency.
+
+The reference is always a dense SVD of the input-domain matrix in float64
+(complex128) with convop's documented rank tolerance max(m, n) * eps * sigma_max.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import convop
+from convop.spectral.smallest import DENSE_SMALL
+
+
+def dense_values(weight, size, **layer):
+    A = convop.conv_matrix(np.asarray(weight).astype(np.result_type(weight, np.float64)), size,
+                           domain="input", **layer).toarray()
+    s = np.linalg.svd(A, compute_uv=False)
+    tol = max(A.shape) * np.finfo(np.float64).eps * s[0]
+    return np.where(s <= tol, 0.0, s), tol
+
+
+# float32 weights -------------------------------------------------------------------------
+
+
+def ill_conditioned(rng, channels=8):
+    """A layer whose smallest singular value is far below its largest (kappa ~ 1e5)."""
+    w = rng.standard_normal((channels, channels, 3, 3))
+    w[:, :, 1, 1] += 0.5 * np.eye(channels)
+    w[0] = 0.999 * w[1] + 1e-4 * w[0]  # nearly a duplicated filter
+    return w
+
+
+def test_float32_weights_give_the_float64_spectrum_of_the_same_numbers(rng):
+    w32 = ill_conditioned(rng).astype(np.float32)
+    w64 = w32.astype(np.float64)  # the same numbers, exactly
+    reference, _ = dense_values(w64, (12, 12), padding=1)
+    kw = dict(padding=1, rng=0)
+    small32 = convop.singular_values(w32, (12, 12), k=3, which="smallest", **kw)
+    # Absolute accuracy ~ eps ||A|| is all any method (the dense SVD too) has for tiny values.
+    np.testing.assert_allclose(small32, reference[-3:], rtol=1e-9,
+                               atol=200 * np.finfo(float).eps * reference[0])
+    np.testing.assert_allclose(convop.spectral_norm(w32, (12, 12), rtol=1e-12, **kw),
+                               reference[0], rtol=1e-11)
+    report = convop.spectrum_report(w32, (12, 12), **kw)
+    np.testing.assert_allclose(1 / report.condition_number, reference[-1] / reference[0],
+                               rtol=1e-9, atol=200 * np.finfo(float).eps)
+    assert reference[0] / reference[-1] > 1e4  # it is ill-conditioned
+    np.testing.assert_array_equal(convop.singular_values(w32, (6, 6), padding=1),
+                                  convop.singular_values(w64, (6, 6), padding=1))
+
+
+def test_float32_circular_spectrum_is_computed_in_float64(rng):
+    w32 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(convop.circular_singular_values(w32, (8, 8)),
+                                  convop.circular_singular_values(w32.astype(np.float64), (8, 8)))
+
+
+def test_lower_precision_only_when_asked(rng):
+    w = rng.standard_normal((4, 4, 3, 3))
+    exact = convop.spectral_norm(w, (10, 10), padding=1, rtol=1e-12, rng=0)
+    fast = convop.spectral_norm(w, (10, 10), padding=1, rtol=1e-5, rng=0, dtype=np.float32)
+    assert abs(fast - exact) <= 1e-4 * exact
+    with pytest.raises(ValueError, match=r"`rtol` 1e-10 is finer than float32 products resolve"):
+        convop.spectral_norm(w, (10, 10), padding=1, dtype=np.float32)
+    with pytest.raises(TypeError, match="`dtype` must be float32, float64, complex64 or complex128"):
+        convop.spectral_norm(w, (10, 10), padding=1, dtype=np.int32)
+
+
+# Rank deficiency ---------------------------------------------------------------------------
+
+
+class Deficient(NamedTuple):
+    name: str
+    weight: np.ndarray
+
+
+def deficient_layers():
+    rng = np.random.default_rng(14)
+    dup = rng.standard_normal((4, 4, 3, 3))
+    dup[1] = dup[0]  # a duplicated output filter
+    a, b, k = rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal((3, 3))
+    rank1 = a[:, None, None, None] * b[None, :, None, None] * k  # rank-1 channel mixing
+    return [Deficient("duplicated filter", dup), Deficient("rank-1 mixing", rank1)]
+
+
+DEFICIENT = deficient_layers()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("size", [8, 11, 16])
+@pytest.mark.parametrize("layer", DEFICIENT, ids=[d.name for d in DEFICIENT])
+def test_rank_deficient_layers_report_exact_zeros(layer, size, mode):
+    reference, _ = dense_values(layer.weight, (size, size), padding=1, padding_mode=mode)
+    zeros = int(np.count_nonzero(reference == 0))
+    assert zeros >= 1 and 4 * size * size > DENSE_SMALL  # the sparse paths run
+    kw = dict(padding=1, padding_mode=mode, rng=0)
+    for k in (1, 5):
+        got = convop.singular_values(layer.weight, (size, size), k=k, which="smallest", **kw)
+        np.testing.assert_array_equal(got, np.zeros(k))
+    report = convop.spectrum_report(layer.weight, (size, size), **kw)
+    assert report.sigma_min == 0.0 and report.rank_deficient
+    assert report.condition_number == np.inf
+
+
+def test_k_reaching_past_the_null_space(rng):
+    # The circular difference [1, -1]: exactly one zero (the constant), then 2 sin(pi f / n).
+    n = 150
+    w = np.array([[[1.0, -1.0]]])
+    reference, _ = dense_values(w, n, padding=((0, 1),), padding_mode="circular")
+    assert np.count_nonzero(reference == 0) == 1
+    got = convop.singular_values(w, n, k=4, which="smallest", padding=((0, 1),),
+                                 padding_mode="circular", rng=0)
+    np.testing.assert_allclose(got, reference[-4:], rtol=1e-10, atol=0)
+    assert got[-1] == 0.0
+
+
+def test_a_value_between_the_tolerance_and_the_normal_equations_floor():
+    # [1, -(1 - d)] circular: sigma_min = d = 1e-9, far below sqrt(eps) * ||A|| ~ 4e-7,
+    # far above the rank tolerance ~ 1e-13. The Gram matrix cannot see it; the augmented can.
+    n, d = 200, 1e-9
+    w = np.array([[[1.0, -(1.0 - d)]]])
+    reference, tol = dense_values(w, n, padding=((0, 1),), padding_mode="circular")
+    assert tol < reference[-1] < 1e-8
+    got = convop.singular_values(w, n, k=2, which="smallest", padding=((0, 1),),
+                                 padding_mode="circular", rng=0)
+    np.testing.assert_allclose(got, reference[-2:], rtol=1e-6, atol=10 * tol)
+    assert got[-1] > 0
+
+
+def test_the_fft_applies_the_same_tolerance():
+    dup = DEFICIENT[0].weight
+    fft = convop.circular_singular_values(dup, (8, 8))
+    reference, _ = dense_values(dup, (8, 8), padding=1, padding_mode="circular")
+    np.testing.assert_allclose(fft, reference, rtol=1e-10, atol=0)
+    assert np.count_nonzero(fft == 0) == np.count_nonzero(reference == 0) > 0
+
+
+# Complex weights ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_complex_spectra(mode, rng):
+    w = rng.standard_normal((4, 3, 3, 3)) + 1j * rng.standard_normal((4, 3, 3, 3))
+    reference, _ = dense_values(w, (8, 8), padding=1, padding_mode=mode)
+    kw = dict(padding=1, padding_mode=mode, rng=0)
+    np.testing.assert_allclose(convop.spectral_norm(w, (8, 8), **kw), reference[0], rtol=1e-10)
+    np.testing.assert_allclose(convop.singular_values(w, (8, 8), k=3, which="smallest", **kw),
+                               reference[-3:], rtol=1e-9)
+    op = convop.LayerOperator(w, (8, 8), padding=1, padding_mode=mode)
+    np.testing.assert_allclose(convop.spectral_norm(op, rng=0), reference[0], rtol=1e-10)
+    if mode == "circular":
+        np.testing.assert_allclose(convop.circular_singular_values(w, (8, 8)),
+                                   reference[:64 * 3], rtol=1e-10)
+
+
+def test_complex_svds_through_the_operator(rng):
+    import scipy.sparse.linalg as sla
+
+    w = rng.standard_normal((4, 3, 3, 3)) + 1j * rng.standard_normal((4, 3, 3, 3))
+    reference, _ = dense_values(w, (8, 8), padding=1)
+    s = sla.svds(convop.LayerOperator(w, (8, 8), padding=1), k=2, return_singular_vectors=False,
+                 rng=0)
+    np.testing.assert_allclose(np.sort(s)[::-1], reference[:2], rtol=1e-9)
+
+
+# Bad input and memory --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused(bad):
+    w = np.ones((2, 2, 3, 3))
+    w[0, 0, 1, 1] = bad
+    for call in (lambda: convop.spectral_norm(w, (6, 6)),
+                 lambda: convop.singular_values(w, (6, 6)),
+                 lambda: convop.spectrum_report(w, (6, 6)),
+                 lambda: convop.circular_singular_values(w, (6, 6)),
+                 lambda: convop.spectral_norm(convop.LayerOperator(w, (6, 6))),
+                 lambda: convop.spectral_norm(convop.conv_matrix(w, (6, 6), domain="input"))):
+        with pytest.raises(ValueError, match="`weight` must be finite"):
+            call()
+
+
+def test_spectral_memory_is_checked_before_allocating():
+    w = np.ones((256, 256, 3, 3))
+    with pytest.raises(MemoryError, match=r"Lanczos with 40 vectors of length 4194304 needs"):
+        convop.spectral_norm(w, (128, 128), padding=1, max_bytes=2**30)
+    with pytest.raises(MemoryError, match="FFT spectrum of the circular layer"):
+        convop.circular_singular_values(np.ones((512, 512, 3, 3), np.float32), (4096, 4096))
+    with pytest.raises(MemoryError, match="Lanczos with"):
+        convop.spectral_norm(np.ones((4, 4, 3, 3)), (64, 64), padding=1, max_bytes=3 * 2**20)
+    with pytest.raises(MemoryError, match="one product of the layer operator"):
+        convop.singular_values(np.ones((2, 2, 3, 3)), (10**5, 10**5), k=1)
+    with pytest.raises(MemoryError, match="sparse LU of the"):
+        convop.singular_values(np.ones((4, 4, 3, 3)), (40, 40), padding=1, k=1,
+                               which="smallest", max_bytes=8 * 2**20)
+
+
+def test_the_warm_start_never_costs_more_than_the_solve(monkeypatch, rng):
+    from convop.spectral import circular
+
+    def refuse(*args):
+        raise AssertionError("the FFT of the warm start ran over its budget")
+
+    monkeypatch.setattr(circular, "block_spectrum", refuse)
+    op = convop.LayerOperator(rng.standard_normal((64, 64, 3, 3)), (8, 8), padding=1, order="C")
+    budget = circular.spectrum_bytes(op.geometry) - 1
+    assert circular.circular_start(op, rng, budget=budget) is None
+
+
+def test_chunk_bytes_and_rtol_are_validated():
+    w = np.ones((2, 2, 3, 3))
+    for bad, error in ((0, ValueError), (np.nan, TypeError), (np.inf, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="`chunk_bytes`"):
+            convop.circular_singular_values(w, (6, 6), chunk_bytes=bad)
+    assert convop.spectral_norm(w, (6, 6), rtol=np.float32(1e-6)) > 0
+    assert convop.spectral_norm(w, (6, 6), rtol=np.array(1e-6)) > 0
+    for bad in (0.0, 1.0, np.nan, -1e-3):
+        with pytest.raises(ValueError, match=r"`rtol` must be a float in \(0, 1\)"):
+            convop.spectral_norm(w, (6, 6), rtol=bad)
+    with pytest.raises(TypeError, match="`rtol`"):
+        convop.spectral_norm(w, (6, 6), rtol="1e-6")
