@@ -22,10 +22,7 @@ import json
 import math
 import os
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 import numpy as np
@@ -33,6 +30,7 @@ import scipy.sparse as sp
 
 from . import __version__
 from ._memory import format_bytes
+from ._progress import Progress
 from ._typing import DOMAINS, ORDERS, PADDING_MODES
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry
@@ -175,26 +173,34 @@ def _padding(text: str, ndim: int) -> Any:
     return pairs
 
 
+#: Weight dtypes ``inspect --weight`` reads (scipy.sparse stores no float16).
+WEIGHT_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
 def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
     shape = _sizes(args.input, "--in")
-    if not 2 <= len(shape) <= 4:
-        raise UsageError(f"argument --in: expected C x 1 to 3 spatial sizes; got {args.input!r}")
+    if not 2 <= len(shape) <= 4 or min(shape) < 1:
+        raise UsageError(f"argument --in: expected C x 1 to 3 spatial sizes, all positive; got "
+                         f"{args.input!r}")
     channels, size = shape[0], shape[1:]
     ndim = len(size)
+    if args.groups < 1:
+        raise UsageError(f"argument --groups: must be a positive integer; got {args.groups}")
     if args.weight:
         if args.kernel or args.out_channels:
             raise UsageError("argument --weight: replaces --kernel and --out-channels; pass "
                              "one or the other")
-        try:
-            weight = np.load(args.weight, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"argument --weight: cannot read {args.weight!r}: {err}") from err
+        weight = _load_weight(args.weight)
         source = f"from {args.weight}"
     else:
         kernel = _sizes(args.kernel or "3", "--kernel", ndim)
+        if min(kernel) < 1:
+            raise UsageError(f"argument --kernel: sizes must be positive; got {args.kernel!r}")
         c_out = 8 if args.out_channels is None else args.out_channels
-        if c_out < 1 or args.groups < 1 or channels % args.groups:
-            raise UsageError(f"argument --groups: must be positive and divide the {channels} "
+        if c_out < 1:
+            raise UsageError(f"argument --out-channels: must be a positive integer; got {c_out}")
+        if channels % args.groups or c_out % args.groups:
+            raise UsageError(f"argument --groups: {args.groups} must divide the {channels} "
                              f"input channels and the {c_out} output channels")
         rng = np.random.default_rng(args.seed)
         weight = rng.standard_normal((c_out, channels // args.groups, *kernel))
@@ -202,50 +208,79 @@ def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
     if weight.ndim != ndim + 2:
         raise UsageError(f"argument --weight: shape {weight.shape} does not match {ndim} "
                          f"spatial axes of --in {args.input}")
+    if weight.shape[0] % args.groups:
+        raise UsageError(f"argument --groups: {args.groups} must divide the {weight.shape[0]} "
+                         f"output channels of --weight")
     if weight.shape[1] * args.groups != channels:
         raise UsageError(f"argument --in: {channels} channels, but the weight {weight.shape} "
                          f"with {args.groups} groups reads {weight.shape[1] * args.groups}")
-    geom = conv_geometry(weight.shape, size, stride=_sizes(args.stride, "--stride", ndim),
-                         padding=_padding(args.padding, ndim),
-                         dilation=_sizes(args.dilation, "--dilation", ndim), groups=args.groups,
-                         padding_mode=args.padding_mode)
+    try:
+        geom = conv_geometry(weight.shape, size, stride=_sizes(args.stride, "--stride", ndim),
+                             padding=_padding(args.padding, ndim),
+                             dilation=_sizes(args.dilation, "--dilation", ndim),
+                             groups=args.groups, padding_mode=args.padding_mode)
+    except (ValueError, TypeError) as err:
+        raise UsageError(_flag_names(str(err))) from err
     return weight, geom, source
 
 
-@contextmanager
-def _progress(what: str, quiet: bool = False) -> Iterator[None]:
-    """Say on stderr what is being computed when it takes more than a moment."""
-    start = time.perf_counter()
-    announced = threading.Event()
-
-    def announce() -> None:
-        announced.set()
-        print(f"computing {what} ...", file=sys.stderr, flush=True)
-
-    timer = threading.Timer(1.0, announce)
-    if not quiet:
-        timer.start()
+def _load_weight(path: str) -> np.ndarray:
     try:
-        yield
-    finally:
-        timer.cancel()
-        if announced.is_set():
-            print(f"  {what}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr,
-                  flush=True)
+        weight = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"argument --weight: cannot read {path!r}: {err}") from err
+    if not isinstance(weight, np.ndarray) or weight.dtype.name not in WEIGHT_DTYPES:
+        dtype = getattr(weight, "dtype", type(weight).__name__)
+        raise UsageError(f"argument --weight: {path!r} holds {dtype}; expected one of "
+                         f"{', '.join(WEIGHT_DTYPES)} (convert with numpy's astype)")
+    if not 3 <= weight.ndim <= 5 or 0 in weight.shape:
+        raise UsageError(f"argument --weight: shape {weight.shape} is not (C_out, C_in/groups, "
+                         f"*kernel) with 1 to 3 non-empty spatial axes")
+    if not np.all(np.isfinite(weight)):
+        raise UsageError(f"argument --weight: {path!r} holds NaN or infinite entries")
+    return weight
 
 
-def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``convop inspect``; returns 0, or 1 when the dot test fails."""
+def _flag_names(message: str) -> str:
+    """Name the command-line flags in a library error message, not the keyword arguments."""
+    for keyword, flag in (("`padding='same'`", "--padding same"),
+                          ("`input_size`", "--in"), ("`stride`", "--stride"),
+                          ("`padding_mode`", "--padding-mode"), ("`padding`", "--padding"),
+                          ("`dilation`", "--dilation"), ("`groups`", "--groups"),
+                          ("`weight`", "--weight/--kernel")):
+        message = message.replace(keyword, flag)
+    return message
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --save and --plot paths before any computation."""
+    if args.save:
+        folder = os.path.dirname(os.path.abspath(args.save))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"argument --save: cannot write {args.save!r}: {folder!r} is not a "
+                             f"writable directory")
+        if os.path.isdir(args.save):
+            raise UsageError(f"argument --save: {args.save!r} is a directory")
     if args.plot:
         try:
             importlib.import_module("matplotlib")
         except ImportError:
             raise UsageError('argument --plot: plotting needs matplotlib: python -m pip install '
                              '"convop[plot]"') from None
-    try:
-        weight, geom, source = _layer(args)
-    except (ValueError, TypeError) as err:
-        raise UsageError(str(err)) from err
+        try:
+            os.makedirs(args.plot, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"argument --plot: cannot create {args.plot!r}: "
+                             f"{err.strerror or err}") from err
+        if not os.access(args.plot, os.W_OK):
+            raise UsageError(f"argument --plot: {args.plot!r} is not writable")
+
+
+def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``convop inspect``; returns 0, or 1 when the dot test fails."""
+    _check_seed(args.seed)
+    weight, geom, source = _layer(args)
+    _check_outputs(args)
     shape = geom.matrix_shape(args.domain)
     nnz = geom.nnz(args.domain)
     idx = geom.index_dtype(args.domain)
@@ -271,50 +306,64 @@ def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
         print(f"matrix     {args.domain} domain, order {args.order}: {shape[0]} x {shape[1]}, "
               f"nnz {nnz}, density {report['matrix']['density']:.3%}, {format_bytes(nbytes)} "
               f"({weight.dtype} data, {idx} indices)", file=out, flush=True)
-    start = time.perf_counter()
-    with _progress("the matrix"):
-        try:
+    # Products, the dot test and the spectrum run in float64 (complex128) on the exact
+    # weights, whatever dtype the matrix is stored in.
+    work = np.dtype(np.complex128 if np.iscomplexobj(weight) else np.float64)
+    layer: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding,
+                                 dilation=geom.dilation, groups=geom.groups,
+                                 padding_mode=geom.padding_mode)
+    try:
+        with Progress("building the matrix") as stage:
             W = assemble(geom, weight, domain=args.domain, order=args.order, dtype=weight.dtype)
-        except MemoryError as err:
-            print(f"convop: {err}", file=sys.stderr)
-            return 1
-    report["matrix"]["build_seconds"] = time.perf_counter() - start
+        op = LayerOperator(weight, geom.input_size, order=args.order, dtype=work, **layer)
+    except MemoryError as err:
+        print(f"convop: {err}", file=sys.stderr)
+        return 1
+    report["matrix"]["build_seconds"] = stage.elapsed
     if text:
-        print(f"build      {report['matrix']['build_seconds']:.3f} s", file=out, flush=True)
+        print(f"build      {stage.elapsed:.3f} s", file=out, flush=True)
 
-    op = LayerOperator(weight, geom.input_size, stride=geom.stride, padding=geom.padding,
-                       dilation=geom.dilation, groups=geom.groups,
-                       padding_mode=geom.padding_mode, order=args.order)
-    # The transpose of the built matrix, composed with P^T in the padded domain.
+    # The adjoint of the built matrix, composed with P^T in the padded domain.
     P = pad_matrix(geom.in_channels, geom.input_size, geom.padding,
                    padding_mode=geom.padding_mode, order=args.order) if (
         args.domain == "padded") else None
+    W_adjoint = W.T.conj() if np.iscomplexobj(W) else W.T
 
     def adjoint(y: np.ndarray) -> np.ndarray:
-        back = W.T @ y
+        back = W_adjoint @ y
         return back if P is None else P.T @ back
 
-    dot = dot_test(op.matvec, adjoint, (op.shape[1],), (op.shape[0],), rng=args.seed)
+    with Progress("the dot test"):
+        dot = dot_test(op.matvec, adjoint, (op.shape[1],), (op.shape[0],), dtype=work,
+                       rng=args.seed)
     report["dot_test"] = {"passed": dot.passed, "worst": dot.worst, "tolerance": dot.tolerance,
-                          "pair": "matrix-free forward vs. transpose of the built matrix"}
+                          "dtype": dot.dtype,
+                          "pair": "matrix-free forward vs. adjoint of the built matrix"}
     if text:
-        print(f"dot test   {'passed' if dot.passed else 'FAILED'}: matrix-free forward vs. W^T "
-              f"(worst relative error {dot.worst:.1e}, tolerance {dot.tolerance:.1e})",
-              file=out, flush=True)
+        print(f"dot test   {'passed' if dot.passed else 'FAILED'}: matrix-free forward vs. W^H "
+              f"(worst relative error {dot.worst:.1e}, tolerance {dot.tolerance:.1e}, "
+              f"{dot.dtype})", file=out, flush=True)
 
-    report["spectrum"] = _spectrum(args, op, W, text, out)
+    spectral_op = LayerOperator(weight, geom.input_size, order="C", dtype=work, **layer)
+    report["spectrum"] = _spectrum(args, spectral_op, text, out)
     if args.save:
-        sp.save_npz(args.save, W)
+        with Progress(f"saving {args.save}"):
+            sp.save_npz(args.save, W)
         report["saved"] = args.save
         if text:
             print(f"saved      {args.save}", file=out)
     if args.plot:
-        report["plots"] = _plots(args, weight, geom, op, W)
+        report["plots"] = _plots(args, weight, geom, spectral_op, W)
         if text:
             print(f"plots      {', '.join(report['plots'])}", file=out)
     if args.json:
         print(json.dumps(report, indent=2, default=_json_default), file=out)
     return 0 if dot.passed else 1
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise UsageError(f"argument --seed: must be a non-negative integer; got {seed}")
 
 
 def _json_default(value: Any) -> Any:
@@ -323,7 +372,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def _spectrum(args: argparse.Namespace, op: LayerOperator, W: Any, text: bool, out: TextIO
+def _spectrum(args: argparse.Namespace, op: LayerOperator, text: bool, out: TextIO
               ) -> dict[str, Any]:
     m, n = op.shape
     result: dict[str, Any] = {"operator": f"the layer map (input domain, {m} x {n})"}
@@ -332,22 +381,23 @@ def _spectrum(args: argparse.Namespace, op: LayerOperator, W: Any, text: bool, o
         return result
     if text:
         print(f"spectrum   of {result['operator']}", file=out, flush=True)
-    with _progress("the spectral norm", quiet=False):
-        sigma_max = float(singular_values(op, k=1, rng=args.seed)[0])
+    try:
+        with Progress("the spectral norm"):
+            sigma_max = float(singular_values(op, k=1, rng=args.seed)[0])
+    except MemoryError as err:
+        return _skipped(result, f"{err}", text, out)
     result["spectral_norm"] = sigma_max
     if text:
         print(f"  spectral norm      {sigma_max:.12g}", file=out, flush=True)
     if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT:
-        reason = (f"the smallest singular value of a {m} x {n} operator needs a sparse LU of "
-                  f"its {min(m, n)}-unknown Gram matrix; pass --spectrum full")
-        result["sigma_min"] = None
-        result["condition_number"] = None
-        result["skipped"] = reason
-        if text:
-            print(f"  smallest           skipped: {reason}", file=out)
-        return result
-    with _progress("the smallest singular value"):
-        sigma_min = float(singular_values(op, k=1, which="smallest", rng=args.seed)[0])
+        return _skipped(result, f"the smallest singular value of a {m} x {n} operator needs a "
+                        f"sparse LU of its {min(m, n)}-unknown Gram matrix; pass --spectrum full",
+                        text, out)
+    try:
+        with Progress("the smallest singular value"):
+            sigma_min = float(singular_values(op, k=1, which="smallest", rng=args.seed)[0])
+    except MemoryError as err:
+        return _skipped(result, f"{err}", text, out)
     cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
     result["sigma_min"] = sigma_min
     result["condition_number"] = cond if math.isfinite(cond) else "inf"
@@ -358,12 +408,20 @@ def _spectrum(args: argparse.Namespace, op: LayerOperator, W: Any, text: bool, o
     return result
 
 
+def _skipped(result: dict[str, Any], reason: str, text: bool, out: TextIO) -> dict[str, Any]:
+    result.setdefault("sigma_min", None)
+    result.setdefault("condition_number", None)
+    result["skipped"] = reason
+    if text:
+        print(f"  skipped            {reason}", file=out, flush=True)
+    return result
+
+
 def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op: LayerOperator,
            W: Any) -> list[str]:
     from . import plotting
 
     plt = plotting._pyplot()
-    os.makedirs(args.plot, exist_ok=True)
     written = []
 
     def save(ax: Any, name: str) -> None:
@@ -372,26 +430,29 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
         plt.close(ax.figure)
         written.append(path)
 
-    save(plotting.plot_structure(W, channels=(geom.out_channels, geom.in_channels)),
-         "structure.png")
+    with Progress("drawing structure.png"):
+        save(plotting.plot_structure(W, channels=(geom.out_channels, geom.in_channels)),
+             "structure.png")
     circulant = geom.padding_mode == "circular" and circulant_problem(geom) is None
     m, n = op.shape
+    with Progress("drawing spectrum.png"):
+        if circulant:
+            values = circular_singular_values(weight, geom.input_size, stride=geom.stride,
+                                              dilation=geom.dilation, groups=geom.groups)
+            title = f"all {values.size} singular values (circular padding, FFT)"
+        elif m * n <= DENSE_SVD_MAX_ENTRIES:
+            values = singular_values(op)
+            title = f"all {values.size} singular values"
+        else:
+            k = min(PLOT_TOP_K, min(m, n) - 2)
+            values = singular_values(op, k=k, rng=args.seed)
+            title = f"the {k} largest singular values"
+        save(plotting.plot_spectrum(values, title=title), "spectrum.png")
     if circulant:
-        values = circular_singular_values(weight, geom.input_size, stride=geom.stride,
-                                          dilation=geom.dilation, groups=geom.groups)
-        title = f"all {values.size} singular values (circular padding, FFT)"
-    elif m * n <= DENSE_SVD_MAX_ENTRIES:
-        values = singular_values(op.to_matrix())
-        title = f"all {values.size} singular values"
-    else:
-        k = min(PLOT_TOP_K, min(m, n) - 2)
-        values = singular_values(op, k=k, rng=args.seed)
-        title = f"the {k} largest singular values"
-    save(plotting.plot_spectrum(values, title=title), "spectrum.png")
-    if circulant:
-        save(plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
-                                              dilation=geom.dilation, groups=geom.groups),
-             "frequency.png")
+        with Progress("drawing frequency.png"):
+            save(plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
+                                                  dilation=geom.dilation, groups=geom.groups),
+                 "frequency.png")
     return written
 
 

@@ -249,6 +249,14 @@ def output_padding_for(
     return tuple(result)
 
 
+def transposed_output_size(weight_shape: tuple[int, ...], input_size: Any, *, stride: Any = 1,
+                           padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
+                           groups: Any = 1) -> tuple[int, ...]:
+    """Validate a transposed convolution and return its output size (internal helper)."""
+    layer = _layer(weight_shape, input_size, stride, padding, output_padding, dilation, groups)
+    return layer.output_size
+
+
 def _layer(
     weight_shape: tuple[int, ...],
     input_size: Any,

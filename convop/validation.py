@@ -30,13 +30,14 @@ from ._validation import (
     as_int_tuple,
     as_padding,
     as_shape,
+    as_weight_shape,
     check_callable,
     check_choice,
     check_max_bytes,
 )
 from .functional import conv, conv_input_grad
 from .geometry import conv_geometry
-from .transposed import conv_transpose
+from .transposed import conv_transpose, transposed_output_size
 from .weight_grad import conv_weight_grad
 
 __all__ = [
@@ -339,7 +340,10 @@ def standard_configs(kind: str = "forward", which: str = "standard") -> list[Lay
     (True, 8)
     """
     check_choice(kind, "kind", KINDS)
-    check_choice(which, "configs", ("standard", "quick"))
+    return _battery(kind, check_choice(which, "which", ("standard", "quick")))
+
+
+def _battery(kind: str, which: str) -> list[LayerConfig]:
     if kind == "transpose":
         return list(_TRANSPOSE if which == "standard" else _TRANSPOSE[:6])
     if which == "quick":
@@ -468,16 +472,42 @@ def check_conv(
     >>> report.passed, report.failures[0].cause
     (False, 'kernel flipped (convolution instead of cross-correlation)')
     """
+    check_callable(impl, "impl")
     check_choice(kind, "kind", KINDS)
-    default = np.dtype(dtype)
+    try:
+        default = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`dtype` must be float32 or float64; got {dtype!r}.") from err
     if default not in RTOL:
         raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
-    battery = standard_configs(kind, configs) if isinstance(configs, str) else list(configs)
+    battery = _check_configs(configs, kind)
     gen = np.random.default_rng(rng)
     results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
     name = getattr(impl, "__qualname__", None) or type(impl).__name__
     module = getattr(impl, "__module__", None)
     return CheckReport(kind, f"{module}.{name}" if module else name, str(default), results)
+
+
+def _check_configs(configs: Any, kind: str) -> list[LayerConfig]:
+    """Return the battery: a named one, or a non-empty sequence of valid LayerConfigs."""
+    if isinstance(configs, str):
+        return _battery(kind, check_choice(configs, "configs", ("standard", "quick")))
+    if not isinstance(configs, Sequence):
+        raise TypeError(f"`configs` must be 'standard', 'quick' or a sequence of LayerConfig; "
+                        f"got {configs!r}.")
+    battery = list(configs)
+    if not battery:
+        raise ValueError("`configs` must hold at least one LayerConfig; got an empty sequence "
+                         "(a check that runs nothing proves nothing).")
+    for i, cfg in enumerate(battery):
+        if not isinstance(cfg, LayerConfig):
+            raise TypeError(f"`configs[{i}]` must be a LayerConfig; got {cfg!r} of type "
+                            f"{type(cfg).__name__}.")
+        try:
+            _inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0), shapes_only=True)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"`configs[{i}]` ({cfg.name!r}) is not a valid layer: {err}") from err
+    return battery
 
 
 # One configuration ------------------------------------------------------------------------
@@ -500,19 +530,32 @@ class _Case(NamedTuple):
         return kw
 
 
-def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator
-            ) -> dict[str, Any]:
-    weight = gen.standard_normal(cfg.weight_shape).astype(dtype)
+def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator,
+            shapes_only: bool = False) -> dict[str, Any]:
+    """Random inputs of a configuration (with ``shapes_only``, just its validation)."""
+    shape = as_weight_shape(cfg.weight_shape, "weight_shape")
+    batch = as_int(cfg.batch, "batch", minimum=0, maximum=2**16)
+    if cfg.dtype is not None and np.dtype(cfg.dtype) not in RTOL:
+        raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
     if kind == "transpose":
-        c_in, c_out = cfg.weight_shape[0], cfg.weight_shape[1] * cfg.groups
-        x = gen.standard_normal((cfg.batch, c_in, *cfg.input_size)).astype(dtype)
+        transposed_output_size(shape, cfg.input_size, stride=cfg.stride, padding=cfg.padding,
+                               output_padding=cfg.output_padding, dilation=cfg.dilation,
+                               groups=cfg.groups)
+        if shapes_only:
+            return {}
+        weight = gen.standard_normal(shape).astype(dtype)
+        c_in, c_out = shape[0], shape[1] * cfg.groups
+        x = gen.standard_normal((batch, c_in, *cfg.input_size)).astype(dtype)
         bias = gen.standard_normal(c_out).astype(dtype) if cfg.bias else None
         return {"x": x, "weight": weight, "bias": bias}
-    geom = conv_geometry(cfg.weight_shape, cfg.input_size, stride=cfg.stride,
+    geom = conv_geometry(shape, cfg.input_size, stride=cfg.stride,
                          padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
                          padding_mode=cfg.padding_mode)
-    x = gen.standard_normal((cfg.batch, geom.in_channels, *cfg.input_size)).astype(dtype)
-    dy = gen.standard_normal((cfg.batch, geom.out_channels, *geom.output_size)).astype(dtype)
+    if shapes_only:
+        return {}
+    weight = gen.standard_normal(shape).astype(dtype)
+    x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
+    dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
     bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
     return {"x": x, "weight": weight, "bias": bias, "grad_output": dy}
 

@@ -199,9 +199,17 @@ def test_inspect_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
     (["--kernel", "3x3x3"], "argument --kernel: expected 1 or 2 values"),
     (["--padding", "1:2:3"], "argument --padding: expected before:after integers per axis"),
     (["--padding", "1:2x3"], "argument --padding: expected before:after integers per axis"),
-    (["--padding", "same", "--stride", "2"], "`padding='same'` needs `stride` 1"),
-    (["--stride", "0"], "`stride` must be a positive int"),
-    (["--groups", "2"], "argument --groups: must be positive and divide the 3 input channels"),
+    (["--padding", "same", "--stride", "2"], "--padding same needs --stride 1"),
+    (["--stride", "0"], "--stride must be a positive int"),
+    (["--groups", "2"], "argument --groups: 2 must divide the 3 input channels"),
+    (["--groups", "0"], "argument --groups: must be a positive integer; got 0"),
+    (["--kernel", "0"], "argument --kernel: sizes must be positive; got '0'"),
+    (["--out-channels", "0"], "argument --out-channels: must be a positive integer; got 0"),
+    (["--seed", "-1"], "argument --seed: must be a non-negative integer; got -1"),
+    (["--in", "0x8x8"], "argument --in: expected C x 1 to 3 spatial sizes, all positive"),
+    (["--save", "/nonexistent/W.npz"], "argument --save: cannot write '/nonexistent/W.npz'"),
+    (["--plot", "/proc/x"], "argument --plot: cannot create '/proc/x'"),
+    (["--in", "3x4x4", "--kernel", "7"], "larger than the padded input"),
     (["--weight", "missing.npy"], "argument --weight: cannot read 'missing.npy'"),
     (["--weight", "w.npy", "--kernel", "3"], "argument --weight: replaces --kernel"),
     (["--padding-mode", "mirror"], "argument --padding-mode: invalid choice"),
@@ -212,6 +220,45 @@ def test_inspect_bad_arguments(argv, message, capsys):
     code, _ = run("inspect", *argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(("weight", "message"), [
+    (np.ones((2, 3, 3, 3), np.float16), "holds float16; expected one of float32"),
+    (np.full((2, 3, 3, 3), np.nan), "holds NaN or infinite entries"),
+    (np.ones((2, 3, 0, 3)), "is not (C_out, C_in/groups, *kernel)"),
+    (np.array(["a"]), "holds <U1"),
+])
+def test_inspect_bad_weight_files(weight, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("w.npy", weight)
+    code, _ = run("inspect", "--weight", "w.npy", "--in", "3x8x8")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_inspect_float32_weights_pass_the_dot_test(tmp_path, capsys, monkeypatch):
+    # float32 weights are exact numbers: the dot test runs in float64 and must pass.
+    monkeypatch.chdir(tmp_path)
+    np.save("w32.npy", np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32))
+    code, out = run("inspect", "--weight", "w32.npy", "--in", "3x16x16", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["dot_test"]["passed"] and report["dot_test"]["dtype"] == "float64"
+    assert report["matrix"]["dtype"] == "float32"
+
+
+def test_every_stage_reports_progress(tmp_path, capsys, monkeypatch):
+    from convop import _progress
+
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    monkeypatch.setattr(_progress, "INTERVAL", 0.01)
+    code, _ = run("inspect", "--in", "2x6x6", "--out-channels", "2", "--padding-mode",
+                  "circular", "--save", str(tmp_path / "W.npz"), "--plot", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    for stage in ("building the matrix", "the dot test", "the spectral norm",
+                  "the smallest singular value", "saving", "drawing structure.png",
+                  "drawing spectrum.png", "drawing frequency.png"):
+        assert f"{stage}" in err and "done in" in err, (stage, err)
 
 
 def test_inspect_weight_shape_mismatch(tmp_path, capsys):
