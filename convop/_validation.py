@@ -80,6 +80,19 @@ def check_callable(value: Any, name: str) -> Callable[..., Any]:
     return cast(Callable[..., Any], value)
 
 
+def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
+    """Return a numpy Generator from None, a non-negative int, a Generator or a BitGenerator."""
+    if rng is None or isinstance(rng, (np.random.Generator, np.random.BitGenerator,
+                                       np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    if is_int(rng):
+        if int(rng) < 0:
+            raise ValueError(f"`{name}` must be a non-negative int seed; got {int(rng)}.")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"`{name}` must be None, a non-negative int or a numpy Generator; got "
+                    f"{_show(rng)} of type {type(rng).__name__}.")
+
+
 def check_bool(value: Any, name: str) -> bool:
     """Check a flag: True or False (numpy booleans included)."""
     if not isinstance(value, (bool, np.bool_)):

@@ -13,10 +13,24 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ._validation import as_weight
+from . import _memory
+from ._validation import (
+    as_int,
+    as_int_tuple,
+    as_numeric_array,
+    as_weight,
+    check_bool,
+    check_finite,
+    check_max_bytes,
+)
 from .geometry import ConvGeometry
 from .operator import LayerOperator
-from .spectral.circular import block_spectrum, circular_geometry
+from .spectral.circular import (
+    block_spectrum,
+    circulant_problem,
+    circular_geometry,
+    spectrum_bytes,
+)
 
 __all__ = ["plot_frequency_response", "plot_spectrum", "plot_structure"]
 
@@ -38,6 +52,11 @@ def _pyplot() -> Any:
     return plt
 
 
+def _check_title(value: Any, name: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string or None; got {value!r}.")
+
+
 def _axes(ax: Any) -> Any:
     if ax is not None:
         return ax
@@ -52,6 +71,7 @@ def plot_structure(
     channels: tuple[int, int] | None = None,
     max_pixels: int = 600,
     title: str | None = None,
+    max_bytes: int | None = None,
 ) -> Any:
     """Draw the sparsity pattern of ``W`` with its channel blocks outlined.
 
@@ -72,6 +92,8 @@ def plot_structure(
         Largest image side before downsampling.
     title : str, optional
         Defaults to the matrix shape and nnz.
+    max_bytes : int, optional
+        Memory budget for the matrix of a LayerOperator and the image.
 
     Returns
     -------
@@ -87,11 +109,16 @@ def plot_structure(
     'W: 50 x 50, nnz 676 (one pixel per entry)'
     >>> plt.close("all")
     """
-    plt_ax = _axes(ax)
+    pixels = as_int(max_pixels, "max_pixels", minimum=1, maximum=10_000)
+    budget = check_max_bytes(max_bytes)
+    _check_title(title, "title")
+    if channels is not None:
+        channels = as_int_tuple(channels, "channels", 2, minimum=1)  # type: ignore[assignment]
     if isinstance(W_or_layer, LayerOperator):
         geom: ConvGeometry = W_or_layer.geometry
         channels = channels or (geom.out_channels, geom.in_channels)
-        W = W_or_layer.to_matrix()
+        _memory.check_budget(pixels * pixels * 16, budget, "the structure image")
+        W = W_or_layer.to_matrix(max_bytes=budget)
     elif sp.issparse(W_or_layer):
         W = sp.csr_array(W_or_layer)
     else:
@@ -99,9 +126,11 @@ def plot_structure(
             f"`W_or_layer` must be a scipy sparse matrix or a LayerOperator; got "
             f"{type(W_or_layer).__name__}."
         )
+    _memory.check_budget(pixels * pixels * 16 + W.nnz * 16, budget, "the structure image")
+    plt_ax = _axes(ax)
     rows, cols = W.shape
-    step_r = max(1, -(-rows // max_pixels))
-    step_c = max(1, -(-cols // max_pixels))
+    step_r = max(1, -(-rows // pixels))
+    step_c = max(1, -(-cols // pixels))
     row_idx = np.repeat(np.arange(rows), np.diff(W.indptr))
     image = np.zeros((-(-rows // step_r), -(-cols // step_c)))
     np.add.at(image, (row_idx // step_r, W.indices // step_c), 1.0)
@@ -161,8 +190,16 @@ def plot_spectrum(
     [3.0, 2.0, 1.0]
     >>> plt.close("all")
     """
+    arr = as_numeric_array(values, "values")
+    if arr.dtype.kind == "c":
+        raise TypeError("`values` must be real singular values; got a complex array.")
+    check_finite(arr, "values")
+    _check_title(title, "title")
+    _check_title(label, "label")
+    if log is not None:
+        check_bool(log, "log")
     plt_ax = _axes(ax)
-    s = np.sort(np.asarray(values, dtype=np.float64).ravel())[::-1]
+    s = np.sort(arr.astype(np.float64).ravel())[::-1]
     positive = s[s > 0]
     if log is None:
         log = positive.size > 1 and positive[0] / positive[-1] > 100
@@ -188,12 +225,28 @@ def plot_frequency_response(
     dilation: Any = 1,
     groups: int = 1,
     title: str | None = None,
+    max_bytes: int | None = None,
 ) -> Any:
     """Show the circular layer's largest singular value at each frequency.
 
     The per-frequency view of :func:`convop.circular_singular_values`: in 2-D
     an image over the (centered) frequency grid, in 1-D every singular value per
     frequency as curves; in 3-D the central slice of the last frequency axis.
+
+    Parameters
+    ----------
+    weight : array_like, shape (C_out, C_in // groups, *kernel)
+        Filters (finite).
+    input_size : int or tuple of int
+        Spatial size, divisible by the stride.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure by default.
+    stride, dilation, groups
+        As in :func:`convop.circular_singular_values`.
+    title : str, optional
+        Axes title.
+    max_bytes : int, optional
+        Memory budget for the FFT spectrum.
 
     Returns
     -------
@@ -209,10 +262,17 @@ def plot_frequency_response(
     'largest singular value per frequency, max 18'
     >>> plt.close("all")
     """
-    plt_ax = _axes(ax)
     w = as_weight(weight)
+    check_finite(w, "weight")
+    _check_title(title, "title")
     ndim = w.ndim - 2
     geom = circular_geometry(w.shape, input_size, stride, dilation, groups, None)
+    problem = circulant_problem(geom)
+    if problem is not None:
+        raise ValueError(problem)
+    _memory.check_budget(spectrum_bytes(geom, np.iscomplexobj(w)), check_max_bytes(max_bytes),
+                         "the FFT spectrum of the circular layer")
+    plt_ax = _axes(ax)
     spectrum, _ = block_spectrum(geom, w)
     blocks = spectrum.reshape(*spectrum.shape[:ndim], geom.out_channels, -1)
     values = np.linalg.svd(blocks, compute_uv=False)  # (*freqs, min(C_out, C_in s^d))

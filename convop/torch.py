@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import as_int_tuple
+from ._validation import as_int_tuple, as_rng
 from .geometry import conv_geometry
 from .matrix import conv_matrix
 from .transposed import _transpose_padding, conv_transpose_matrix
@@ -145,7 +145,7 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     dtype = np.dtype(weight.dtype)
     if dtype not in RTOL:
         raise TypeError(f"the module's weight must be float32 or float64; got {dtype}.")
-    gen = np.random.default_rng(rng)
+    gen = as_rng(rng)
     ndim = weight.ndim - 2
     size = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,) * ndim
     c_in = weight.shape[0] if transposed else weight.shape[1] * layer["groups"]

@@ -29,6 +29,7 @@ from ._validation import (
     as_int,
     as_int_tuple,
     as_padding,
+    as_rng,
     as_shape,
     as_weight_shape,
     check_callable,
@@ -182,7 +183,7 @@ def dot_test(
     n_in, n_out = math.prod(in_shape), math.prod(out_shape)
     _memory.check_budget(4 * (n_in + n_out) * max(dt.itemsize, 8), check_max_bytes(max_bytes),
                          f"a dot test on arrays of shapes {in_shape} and {out_shape}")
-    gen = np.random.default_rng(rng)
+    gen = as_rng(rng)
     lhs: list[float | complex] = []
     rhs: list[float | complex] = []
     errors = []
@@ -481,7 +482,7 @@ def check_conv(
     if default not in RTOL:
         raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
     battery = _check_configs(configs, kind)
-    gen = np.random.default_rng(rng)
+    gen = as_rng(rng)
     results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
     name = getattr(impl, "__qualname__", None) or type(impl).__name__
     module = getattr(impl, "__module__", None)

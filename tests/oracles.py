@@ -44,7 +44,7 @@ def loop_matrix(weight: np.ndarray, layer: Layer, domain: str, order: str,
     c_out_g = c_out // layer.groups
     rows = c_out * math.prod(out)
     cols = layer.in_channels * math.prod(cols_size)
-    dense = np.zeros((rows, cols))
+    dense = np.zeros((rows, cols), dtype=np.complex128 if np.iscomplexobj(weight) else np.float64)
     pattern = np.zeros((rows, cols), dtype=bool)
     for m in range(c_out):
         g = m // c_out_g

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
+from .._validation import as_rng
 from ._target import Target
 from .values import check_rtol, check_rtol_for, compute, layer_arguments
 
@@ -92,7 +92,7 @@ def spectrum_report(
                                                         padding_mode),
                     max_bytes=max_bytes, dtype=dtype)
     check_rtol_for(tol, target)
-    gen = np.random.default_rng(rng)
+    gen = as_rng(rng)
     top = compute(target, 1, "largest", tol, gen)
     sigma_max = float(top[0]) if top.size else 0.0
     bottom = compute(target, 1, "smallest", tol, gen, sigma_max=sigma_max)

@@ -19,7 +19,7 @@ import scipy.sparse.linalg as sla
 
 from .. import _memory
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
-from .._validation import as_int, as_real, check_choice
+from .._validation import as_int, as_real, as_rng, check_choice
 from ._target import Target
 from .circular import circular_start
 from .lanczos import basis_size, top_eigenpairs
@@ -109,7 +109,7 @@ def singular_values(
                 f"`k` must be at most min(rows, cols) = {full} for this {target.shape[0]}x"
                 f"{target.shape[1]} operator; got {k}."
             )
-    return compute(target, k, which, tol, np.random.default_rng(rng))
+    return compute(target, k, which, tol, as_rng(rng))
 
 
 def spectral_norm(
