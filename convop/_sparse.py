@@ -13,13 +13,19 @@ INT64_LIMIT: int = int(np.iinfo(np.int64).max)
 
 
 def index_dtype(max_value: int) -> np.dtype:
-    """Return int32 when ``max_value`` fits below :data:`INT32_LIMIT`, else int64."""
-    if max_value > INT64_LIMIT:
-        raise ValueError(
-            f"the matrix needs indices up to {max_value}, beyond what int64 indices hold "
-            f"({INT64_LIMIT}); reduce the sizes."
-        )
+    """Return int32 when ``max_value`` fits below :data:`INT32_LIMIT`, else int64.
+
+    Values beyond int64 also give int64 (for byte estimates); assembly checks the
+    range with :func:`check_index_range` before it writes an index.
+    """
     return np.dtype(np.int32) if max_value <= INT32_LIMIT else np.dtype(np.int64)
+
+
+def check_index_range(max_value: int, what: str, names: str) -> None:
+    """Refuse a matrix whose indices would not fit in int64, naming the parameters to reduce."""
+    if max_value > INT64_LIMIT:
+        raise ValueError(f"{what} needs indices up to {max_value}, beyond int64 "
+                         f"({INT64_LIMIT}); reduce {names}.")
 
 
 def csr_from_parts(

@@ -13,9 +13,10 @@ follows numpy's promotion.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -27,6 +28,24 @@ INT_LIMIT = 2**60
 _INT64_MAX = int(np.iinfo(np.int64).max)
 # Data types scipy.sparse stores (float16 is not among them).
 _SPARSE_DTYPE_CHARS = "?" + np.typecodes["AllInteger"] + "fdgFDG"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ieee(function: F) -> F:
+    """Run ``function`` with numpy's floating-point warnings off.
+
+    NaN and inf in the data give the exact IEEE results (inf - inf is NaN), as
+    in PyTorch and BLAS; they are answers, not events to warn about.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 # Scalars -----------------------------------------------------------------------------------
@@ -153,13 +172,18 @@ def as_shape(value: Any, name: str, *, min_ndim: int = 0) -> tuple[int, ...]:
     return out
 
 
-def spatial_ndim_from(*values: Any, default: int = 1) -> int:
-    """Infer the spatial rank from the first argument that is a sequence."""
-    for value in values:
-        items = _items(value)
-        if items is not None:
-            return len(items)
-    return default
+def spatial_ndim_from(named: dict[str, Any], default: int = 1) -> int:
+    """Infer the spatial rank from the arguments given as sequences, which must agree.
+
+    ``named`` maps parameter names to values; scalars say nothing about the rank.
+    """
+    lengths = {name: len(items) for name, value in named.items()
+               if not isinstance(value, str) and (items := _items(value)) is not None}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"`{name}` has {n}" for name, n in lengths.items())
+        raise ValueError(f"the per-axis arguments must have one entry per spatial axis; "
+                         f"{shown}.")
+    return next(iter(lengths.values()), default)
 
 
 def as_padding(
@@ -184,7 +208,7 @@ def as_padding(
         if padding == "same":
             if any(s != 1 for s in stride):
                 raise ValueError(
-                    f"`{name}='same'` needs `stride` 1 on every axis; got stride {stride}."
+                    f"`{name}` 'same' needs `stride` 1 on every axis; got stride {stride}."
                 )
             totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
             return tuple((t // 2, t - t // 2) for t in totals)
@@ -327,11 +351,11 @@ def matrix_dtype(values_dtype: np.dtype, dtype: Any, *, sums: bool = False) -> n
 
 
 def check_representable(values: np.ndarray, dtype: np.dtype, name: str = "dtype") -> None:
-    """Refuse an integer or bool ``dtype`` that cannot hold ``values`` exactly."""
+    """Refuse a ``dtype`` that would drop imaginary parts or cannot hold integers exactly."""
+    if values.dtype.kind == "c" and dtype.kind != "c" and np.any(values.imag != 0):
+        raise ValueError(f"`{name}` {dtype} cannot hold the complex entries; use a complex dtype.")
     if dtype.kind not in "biu" or values.size == 0:
         return
-    if values.dtype.kind == "c" and np.any(values.imag != 0):
-        raise ValueError(f"`{name}` {dtype} cannot hold complex entries.")
     real = values.real if values.dtype.kind == "c" else values
     if real.dtype.kind == "f" and not np.all(np.isfinite(real) & (real == np.round(real))):
         raise ValueError(f"`{name}` {dtype} cannot hold the non-integer entries exactly.")
@@ -441,12 +465,12 @@ def as_batch(x: Any, name: str, *, channels: int, ndim: int) -> tuple[np.ndarray
     else:
         raise ValueError(
             f"`{name}` must have shape (N, C, *spatial) or (C, *spatial) with {ndim} "
-            f"spatial axes; got shape {arr.shape}."
+            f"spatial axes, as `weight` has; got shape {arr.shape}."
         )
     if arr.shape[1] != channels:
         raise ValueError(
-            f"`{name}` must have {channels} channels on axis {0 if single else 1}; "
-            f"got shape {arr.shape[1:] if single else arr.shape}."
+            f"`{name}` must have {channels} channels on axis {0 if single else 1}, as `weight` "
+            f"and `groups` say; got shape {arr.shape[1:] if single else arr.shape}."
         )
     if 0 in arr.shape[2:]:
         raise ValueError(f"`{name}` must have a positive spatial size; got shape {arr.shape}.")

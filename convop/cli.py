@@ -243,7 +243,7 @@ def _load_weight(path: str) -> np.ndarray:
 
 def _flag_names(message: str) -> str:
     """Name the command-line flags in a library error message, not the keyword arguments."""
-    for keyword, flag in (("`padding='same'`", "--padding same"),
+    for keyword, flag in (("`padding` 'same'", "--padding same"),
                           ("`input_size`", "--in"), ("`stride`", "--stride"),
                           ("`padding_mode`", "--padding-mode"), ("`padding`", "--padding"),
                           ("`dilation`", "--dilation"), ("`groups`", "--groups"),

@@ -23,6 +23,7 @@ from ._validation import (
     check_groups,
     check_max_bytes,
     compute_dtype,
+    ieee,
 )
 from .geometry import ConvGeometry, make_geometry
 from .matrix import assemble, check_bias
@@ -31,6 +32,7 @@ from .padding import pad, pad_adjoint
 __all__ = ["conv", "conv_input_grad"]
 
 
+@ieee
 def conv(
     x: npt.ArrayLike,
     weight: npt.ArrayLike,
@@ -115,6 +117,7 @@ def conv(
     return y[0] if single else y
 
 
+@ieee
 def conv_input_grad(
     grad_output: npt.ArrayLike,
     weight: npt.ArrayLike,
@@ -199,16 +202,23 @@ def input_grad_batch(
     max_bytes: int | None,
     *,
     conjugate: bool,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """``P^T W^T vec(dY)`` for a validated batch ``dy`` of shape ``(N, C_out, *out)``.
 
-    With ``conjugate`` the weight is conjugated first: the adjoint ``W^H``.
+    With ``conjugate`` the weight is conjugated first: the adjoint ``W^H``. With
+    ``rows`` (C-order row indices of ``W``), only those rows take part and ``dy``
+    holds just their values, ``(N, len(rows))``.
     """
     n = dy.shape[0]
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
+    if rows is not None:  # the row selection copies the kept part of W
+        dense_bytes += geom.matrix_nbytes("padded", dtype)
     if conjugate and np.iscomplexobj(weight):
         weight = np.conj(weight)
     W = _matrix(geom, weight, dtype, max_bytes, dense_bytes)
+    if rows is not None:
+        W = W[rows]
     flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
     grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
     return pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)

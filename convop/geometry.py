@@ -251,6 +251,8 @@ def make_geometry(
     c_out, c_in_g, *kernel = weight_shape
     ndim = len(kernel)
     kernel_size = tuple(kernel)
+    check_ranks({input_name: input_size, "stride": stride, "dilation": dilation,
+                 "padding": padding}, weight_shape, weight_name)
     size = as_int_tuple(input_size, input_name, ndim, minimum=1)
     stride_t = as_int_tuple(stride, "stride", ndim, minimum=1)
     dilation_t = as_int_tuple(dilation, "dilation", ndim, minimum=1)
@@ -280,6 +282,21 @@ def make_geometry(
             )
     check_mode_limits(size, pads, mode)
     return geom
+
+
+def check_ranks(named: dict[str, Any], weight_shape: tuple[int, ...], weight_name: str) -> None:
+    """Per-axis arguments given as sequences need one entry per spatial axis of the weight."""
+    ndim = len(weight_shape) - 2
+    for name, value in named.items():
+        length = spatial_ndim_from({name: value}, default=ndim)
+        if length != ndim:
+            hint = ""
+            if name == "padding" and ndim == 1 and length == 2:
+                hint = f" For asymmetric padding of 1 axis write ({tuple(value)!r},)."
+            raise ValueError(
+                f"`{name}` has {length} entries, but `{weight_name}` {tuple(weight_shape)} has "
+                f"{ndim} spatial axes; give one entry per spatial axis.{hint}"
+            )
 
 
 def output_size(
@@ -313,7 +330,8 @@ def output_size(
     >>> output_size(224, 7, stride=2, padding=3)
     (112,)
     """
-    ndim = spatial_ndim_from(input_size, kernel_size, stride, dilation, padding)
+    ndim = spatial_ndim_from(dict(input_size=input_size, kernel_size=kernel_size, stride=stride,
+                                  dilation=dilation, padding=padding))
     kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
     geom = conv_geometry(
         (1, 1, *kernel), input_size, stride=stride, padding=padding, dilation=dilation

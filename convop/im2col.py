@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,9 @@ from ._validation import (
     check_exact_integers,
     check_max_bytes,
     compute_dtype,
+    ieee,
     spatial_ndim_for_kernel,
+    spatial_ndim_from,
 )
 from .geometry import ConvGeometry, make_geometry
 
@@ -83,6 +86,7 @@ def im2col(
             9, 10, 11,  0, 12, 13, 14, 15])
     """
     arr = as_numeric_array(x, "x")
+    _check_axes(kernel_size, stride, padding, dilation)
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     if arr.ndim == ndim + 1:
         arr = arr[np.newaxis]
@@ -114,6 +118,7 @@ def receptive_fields(padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     ]
 
 
+@ieee
 def col2im(
     cols: npt.ArrayLike,
     input_shape: tuple[int, ...],
@@ -157,6 +162,7 @@ def col2im(
            [1., 2., 1.]])
     """
     arr = as_numeric_array(cols, "cols")
+    _check_axes(kernel_size, stride, padding, dilation)
     shape = as_shape(input_shape, "input_shape")
     ndim = spatial_ndim_for_kernel(kernel_size, len(shape), "input_shape")
     single = len(shape) == ndim + 1
@@ -189,6 +195,12 @@ def col2im(
     )
     result = padded[crop]
     return result[0] if single else result
+
+
+def _check_axes(kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+    """Check that the per-axis arguments agree on the spatial rank."""
+    spatial_ndim_from(dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                           dilation=dilation))
 
 
 def _geometry(

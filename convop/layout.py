@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._typing import Order
-from ._validation import as_int_tuple, check_order
+from ._validation import as_numeric_array, as_shape, check_order
 
 __all__ = ["flat_strides", "unvec", "vec"]
 
@@ -76,7 +76,7 @@ def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
     arr = np.asarray(x)
     is_batch = _is_batch(arr, batch)
     lead = 2 if is_batch else 1
-    if arr.ndim < lead + 1:
+    if not lead + 1 <= arr.ndim <= lead + 3:
         what = "(N, C, *spatial)" if is_batch else "(C, *spatial)"
         raise ValueError(f"`x` must have shape {what} with 1 to 3 spatial axes; got {arr.shape}.")
     if order == "F":
@@ -112,9 +112,9 @@ def unvec(v: Any, shape: Any, order: Order = "F") -> np.ndarray:
     True
     """
     check_order(order)
-    arr = np.asarray(v)
-    shape_t = as_int_tuple(tuple(shape), "shape", len(tuple(shape)), minimum=0)
-    if len(shape_t) < 2:
+    arr = as_numeric_array(v, "v")
+    shape_t = as_shape(shape, "shape")
+    if not 2 <= len(shape_t) <= 4:
         raise ValueError(f"`shape` must be (C, *spatial) with 1 to 3 spatial axes; got {shape_t}.")
     n = int(np.prod(shape_t))
     if arr.ndim not in (1, 2) or arr.shape[0] != n:

@@ -30,6 +30,7 @@ from ._validation import (
     check_order,
     check_representable,
     compute_dtype,
+    ieee,
     matrix_dtype,
     spatial_ndim_from,
 )
@@ -44,6 +45,7 @@ __all__ = ["bias_vector", "conv_matrix"]
 _WORKSPACE_BYTES_PER_BLOCK_ENTRY = 33
 
 
+@ieee
 def conv_matrix(
     weight: npt.ArrayLike,
     input_size: IntOrTuple,
@@ -191,11 +193,11 @@ def assemble(
     shape = geom.matrix_shape(domain)
     dense = f" plus {format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
     if domain == "input" and geom.padding_mode == "reflect":
-        # Reflect's exact count loops over border rows; the row pointers alone bound
-        # the request from below and keep absurd sizes from reaching that loop.
+        # Reflect's exact count loops over border rows; the row pointers alone bound the
+        # request from below and keep absurd sizes from reaching that loop.
         _memory.check_budget((shape[0] + 1) * 4 + extra_bytes, max_bytes,
                              f"the {domain}-domain conv matrix of shape {shape}{dense}")
-    nnz = geom.nnz(domain)
+    nnz = geom.nnz(domain)  # closed form for the other modes
     idx_dtype = geom.index_dtype(domain)
     block_full = math.prod(geom.output_size) * geom.taps
     needed = geom.matrix_nbytes(domain, dtype) + _WORKSPACE_BYTES_PER_BLOCK_ENTRY * block_full
@@ -205,6 +207,8 @@ def assemble(
         f"the {domain}-domain conv matrix of shape {shape} with {nnz} stored entries "
         f"({dtype} data, {idx_dtype} indices){dense}",
     )
+    _sparse.check_index_range(max(nnz, *shape), f"the conv matrix of shape {shape}",
+                              "`input_size` or `padding`")
     check_representable(weight, dtype)
 
     block_cols, block_taps, row_counts, folds = channel_block(geom, domain, order)
@@ -367,7 +371,8 @@ def bias_vector(bias: npt.ArrayLike, output_size: IntOrTuple, order: Order = "F"
     b = as_numeric_array(bias, "bias")
     if b.ndim != 1:
         raise ValueError(f"`bias` must be one value per output channel (1-D); got shape {b.shape}.")
-    size = as_int_tuple(output_size, "output_size", spatial_ndim_from(output_size), minimum=1)
+    ndim = spatial_ndim_from(dict(output_size=output_size))
+    size = as_int_tuple(output_size, "output_size", ndim, minimum=1)
     length = b.size * math.prod(size)
     _memory.check_budget(length * b.itemsize, check_max_bytes(max_bytes),
                          f"the bias vector of length {length}")

@@ -25,7 +25,14 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import _memory
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
-from ._validation import as_weight, check_dtype, check_max_bytes, check_order, float_dtype
+from ._validation import (
+    as_weight,
+    check_dtype,
+    check_max_bytes,
+    check_order,
+    float_dtype,
+    ieee,
+)
 from .geometry import ConvGeometry, make_geometry
 from .im2col import receptive_fields
 from .layout import unvec, vec
@@ -216,11 +223,13 @@ class LayerOperator(LinearOperator):
         step = max(1, limit // per_sample)
         return [slice(i, min(n, i + step)) for i in range(0, max(n, 1), step)]
 
+    @ieee
     def _matmat(self, X: np.ndarray) -> np.ndarray:
         g = self.geometry
         x = unvec(X, (g.in_channels, *g.input_size), self.order)
         return vec(self.forward(x), self.order, batch=True)
 
+    @ieee
     def _rmatmat(self, Y: np.ndarray) -> np.ndarray:
         g = self.geometry
         y = unvec(Y, (g.out_channels, *g.output_size), self.order)

@@ -68,7 +68,10 @@ def source_index(size: int, before: int, after: int, mode: str, *,
     lo = as_int(before, "before", minimum=0)
     hi = as_int(after, "after", minimum=0)
     check_padding_mode(mode, "mode")
-    check_mode_limits((n,), ((lo, hi),), mode)
+    if (mode == "reflect" and max(lo, hi) >= n) or (mode == "circular" and max(lo, hi) > n):
+        rule = "smaller than" if mode == "reflect" else "at most"
+        raise ValueError(f"`before` and `after` must be {rule} `size` ({n}) for "
+                         f"`mode` {mode!r} (PyTorch's rule); got {lo} and {hi}.")
     _memory.check_budget(8 * (n + lo + hi), check_max_bytes(max_bytes),
                          f"the source index of {n + lo + hi} padded positions")
     return axis_sources(n, lo, hi, mode)
@@ -159,7 +162,7 @@ def pad_matrix(
            [0., 1., 0.]])
     """
     channels = as_int(channels, "channels", minimum=1)
-    ndim = spatial_ndim_from(input_size, padding)
+    ndim = spatial_ndim_from(dict(input_size=input_size, padding=padding))
     size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
     if isinstance(padding, str):
         raise ValueError(f"`padding` must be ints or (before, after) pairs here; got {padding!r}.")
@@ -223,7 +226,7 @@ def pad_adjoint(
     for axis, (n, (lo, hi)) in enumerate(zip(input_size, padding)):
         ax = axis + 2
         inner = np.take(grad, np.arange(lo, lo + n), axis=ax)  # a copy we may add into
-        if mode != "zeros":
+        if mode != "zeros" and (lo or hi):
             src = axis_sources(n, lo, hi, mode)
             for p in (*range(lo), *range(lo + n, lo + n + hi)):
                 target: list[slice | int] = [slice(None)] * grad.ndim

@@ -191,6 +191,8 @@ def plot_spectrum(
     >>> plt.close("all")
     """
     arr = as_numeric_array(values, "values")
+    if arr.ndim != 1:
+        raise ValueError(f"`values` must be a 1-D array of singular values; got shape {arr.shape}.")
     if arr.dtype.kind == "c":
         raise TypeError("`values` must be real singular values; got a complex array.")
     check_finite(arr, "values")

@@ -32,11 +32,12 @@ from ._validation import (
     check_max_bytes,
     check_order,
     compute_dtype,
+    ieee,
     matrix_dtype,
     spatial_ndim_from,
 )
 from .functional import adjoint_terms, input_grad_batch
-from .geometry import ConvGeometry, make_geometry
+from .geometry import ConvGeometry, check_ranks, make_geometry
 from .layout import vec
 from .matrix import assemble, check_bias
 
@@ -57,6 +58,7 @@ class _TransposeLayer:
         return self.conv.output_size != self.input_size
 
 
+@ieee
 def conv_transpose(
     x: npt.ArrayLike,
     weight: npt.ArrayLike,
@@ -121,18 +123,18 @@ def conv_transpose(
     if dtype.kind == "i":
         check_exact_integers(adjoint_terms(layer.conv), [("x", xb), ("weight", w)],
                              None if b is None else ("bias", b))
-    if layer.trimmed:  # rows the convolution has beyond `input_size` receive zeros
-        extra = [(0, 0), (0, 0)] + [
-            (0, o - i) for o, i in zip(layer.conv.output_size, layer.input_size)
-        ]
-        xb = np.pad(xb, extra)
-    # PyTorch's transposed convolution is the transpose W^T, not the adjoint W^H.
-    y = input_grad_batch(layer.conv, w, xb, dtype, check_max_bytes(max_bytes), conjugate=False)
+    # PyTorch's transposed convolution is the transpose W^T, not the adjoint W^H. Rows the
+    # convolution has beyond `input_size` take no part (padding x with zeros instead would
+    # turn a NaN weight into NaN * 0 = NaN there; PyTorch has no such rows).
+    rows = _kept_rows(layer, "C") if layer.trimmed else None
+    y = input_grad_batch(layer.conv, w, xb, dtype, check_max_bytes(max_bytes), conjugate=False,
+                         rows=rows)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, *([1] * ndim))
     return y[0] if single else y
 
 
+@ieee
 def conv_transpose_matrix(
     weight: npt.ArrayLike,
     input_size: IntOrTuple,
@@ -195,10 +197,7 @@ def conv_transpose_matrix(
     A = assemble(conv, w, domain="input", order=order, dtype=dt, max_bytes=budget,
                  extra_bytes=extra)
     if layer.trimmed:
-        keep = np.zeros((layer.conv.out_channels, *layer.conv.output_size), dtype=bool)
-        inside = (slice(None),) + tuple(slice(0, i) for i in layer.input_size)
-        keep[inside] = True
-        A = A[np.flatnonzero(vec(keep, order, batch=False))]
+        A = A[_kept_rows(layer, order)]
     T = A.T.tocsr()
     T.has_canonical_format = True  # the CSC->CSR conversion sorts every row
     return T
@@ -226,7 +225,9 @@ def output_padding_for(
     >>> output_padding_for((4, 4), (8, 7), 3, stride=2, padding=1)
     (1, 0)
     """
-    ndim = spatial_ndim_from(input_size, output_size, kernel_size, stride, padding, dilation)
+    ndim = spatial_ndim_from(dict(input_size=input_size, output_size=output_size,
+                                  kernel_size=kernel_size, stride=stride, padding=padding,
+                                  dilation=dilation))
     size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
     wanted = as_int_tuple(output_size, "output_size", ndim, minimum=1)
     kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
@@ -249,6 +250,13 @@ def output_padding_for(
     return tuple(result)
 
 
+def _kept_rows(layer: _TransposeLayer, order: str) -> np.ndarray:
+    """Rows of the convolution's matrix inside the transposed convolution's input size."""
+    keep = np.zeros((layer.conv.out_channels, *layer.conv.output_size), dtype=bool)
+    keep[(slice(None),) + tuple(slice(0, i) for i in layer.input_size)] = True
+    return np.flatnonzero(vec(keep, order, batch=False))
+
+
 def transposed_output_size(weight_shape: tuple[int, ...], input_size: Any, *, stride: Any = 1,
                            padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
                            groups: Any = 1) -> tuple[int, ...]:
@@ -269,6 +277,8 @@ def _layer(
 ) -> _TransposeLayer:
     ndim = len(weight_shape) - 2
     kernel = tuple(weight_shape[2:])
+    check_ranks({input_name: input_size, "stride": stride, "dilation": dilation,
+                 "padding": padding, "output_padding": output_padding}, weight_shape, "weight")
     size = as_int_tuple(input_size, input_name, ndim, minimum=1)
     stride_t = as_int_tuple(stride, "stride", ndim, minimum=1)
     dilation_t = as_int_tuple(dilation, "dilation", ndim, minimum=1)

@@ -190,12 +190,12 @@ def dot_test(
     least = dt
     for _ in range(trials):
         x, y = _random(gen, in_shape, dt), _random(gen, out_shape, dt)
-        ax = np.asarray(forward(x))
-        aty = np.asarray(adjoint(y))
+        ax = _apply(forward, "forward", x, "input_shape")
+        aty = _apply(adjoint, "adjoint", y, "output_shape")
         if ax.shape != out_shape or aty.shape != in_shape:
             raise ValueError(
-                f"`forward` must return shape {out_shape} and `adjoint` shape {in_shape}; "
-                f"got {ax.shape} and {aty.shape}."
+                f"`forward` must return `output_shape` {out_shape} and `adjoint` `input_shape` "
+                f"{in_shape}; got {ax.shape} and {aty.shape}."
             )
         least = max((least, ax.dtype, aty.dtype), key=_unit_roundoff)
         wide = np.complex128 if dt.kind == "c" or np.iscomplexobj(ax) or np.iscomplexobj(aty) \
@@ -209,6 +209,16 @@ def dot_test(
         errors.append(abs(a - b) / scale if scale > 0 else abs(a - b))
     tolerance = 4 * _unit_roundoff(least) * math.sqrt(max(n_in, n_out, 1))
     return DotTestReport(tuple(lhs), tuple(rhs), tuple(errors), tolerance, str(least))
+
+
+def _apply(function: Callable[[np.ndarray], Any], name: str, array: np.ndarray,
+           shape_name: str) -> np.ndarray:
+    """Call one side of the pair; its failure on the given shape is reported as such."""
+    try:
+        return np.asarray(function(array))
+    except Exception as err:  # the user's callable: whatever it raises, say where
+        raise ValueError(f"`{name}` failed on a random {array.dtype} array of `{shape_name}` "
+                         f"{array.shape}: {type(err).__name__}: {err}") from err
 
 
 def _unit_roundoff(dtype: np.dtype) -> float:
@@ -426,6 +436,7 @@ def check_conv(
     configs: str | Sequence[LayerConfig] = "standard",
     dtype: npt.DTypeLike = np.float64,
     rng: Any = None,
+    max_bytes: int | None = None,
 ) -> CheckReport:
     """Run a battery of layers through ``impl`` and compare with the exact operator.
 
@@ -447,6 +458,10 @@ def check_conv(
         Data type of the inputs, unless a configuration sets its own.
     rng : None, int or numpy.random.Generator
         Source of the random inputs.
+    max_bytes : int, optional
+        Memory budget of one configuration (its random inputs, the exact
+        results and their matrices); by default 75% of the available memory.
+        Configurations are checked against it before anything runs.
 
     Returns
     -------
@@ -481,7 +496,7 @@ def check_conv(
         raise TypeError(f"`dtype` must be float32 or float64; got {dtype!r}.") from err
     if default not in RTOL:
         raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
-    battery = _check_configs(configs, kind)
+    battery = _check_configs(configs, kind, check_max_bytes(max_bytes))
     gen = as_rng(rng)
     results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
     name = getattr(impl, "__qualname__", None) or type(impl).__name__
@@ -489,7 +504,7 @@ def check_conv(
     return CheckReport(kind, f"{module}.{name}" if module else name, str(default), results)
 
 
-def _check_configs(configs: Any, kind: str) -> list[LayerConfig]:
+def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[LayerConfig]:
     """Return the battery: a named one, or a non-empty sequence of valid LayerConfigs."""
     if isinstance(configs, str):
         return _battery(kind, check_choice(configs, "configs", ("standard", "quick")))
@@ -505,9 +520,11 @@ def _check_configs(configs: Any, kind: str) -> list[LayerConfig]:
             raise TypeError(f"`configs[{i}]` must be a LayerConfig; got {cfg!r} of type "
                             f"{type(cfg).__name__}.")
         try:
-            _inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0), shapes_only=True)
+            needed = _inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0),
+                             shapes_only=True)["bytes"]
         except (TypeError, ValueError) as err:
             raise type(err)(f"`configs[{i}]` ({cfg.name!r}) is not a valid layer: {err}") from err
+        _memory.check_budget(needed, max_bytes, f"`configs[{i}]` ({cfg.name!r})")
     return battery
 
 
@@ -539,11 +556,13 @@ def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generat
     if cfg.dtype is not None and np.dtype(cfg.dtype) not in RTOL:
         raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
     if kind == "transpose":
-        transposed_output_size(shape, cfg.input_size, stride=cfg.stride, padding=cfg.padding,
-                               output_padding=cfg.output_padding, dilation=cfg.dilation,
-                               groups=cfg.groups)
+        out = transposed_output_size(shape, cfg.input_size, stride=cfg.stride,
+                                     padding=cfg.padding, output_padding=cfg.output_padding,
+                                     dilation=cfg.dilation, groups=cfg.groups)
         if shapes_only:
-            return {}
+            geom = conv_geometry(shape, out, stride=cfg.stride, padding=cfg.padding,
+                                 dilation=cfg.dilation, groups=cfg.groups)
+            return {"bytes": _config_bytes(geom, batch)}
         weight = gen.standard_normal(shape).astype(dtype)
         c_in, c_out = shape[0], shape[1] * cfg.groups
         x = gen.standard_normal((batch, c_in, *cfg.input_size)).astype(dtype)
@@ -553,12 +572,19 @@ def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generat
                          padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
                          padding_mode=cfg.padding_mode)
     if shapes_only:
-        return {}
+        return {"bytes": _config_bytes(geom, batch)}
     weight = gen.standard_normal(shape).astype(dtype)
     x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
     dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
     bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
     return {"x": x, "weight": weight, "bias": bias, "grad_output": dy}
+
+
+def _config_bytes(geom: Any, batch: int) -> int:
+    """Bytes one configuration needs: inputs, outputs and the exact results, with a matrix."""
+    dense = batch * (geom.vector_size("input") + geom.vector_size("padded")
+                     + geom.vector_size("output")) * 8
+    return 6 * dense + 2 * geom.matrix_nbytes("padded")
 
 
 def _exact(case: _Case, weight: np.ndarray | None = None, bias: Any = "same",

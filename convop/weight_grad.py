@@ -31,8 +31,10 @@ from ._validation import (
     check_order,
     check_representable,
     compute_dtype,
+    ieee,
     matrix_dtype,
     spatial_ndim_for_kernel,
+    spatial_ndim_from,
 )
 from .geometry import ConvGeometry, make_geometry
 from .layout import vec
@@ -42,6 +44,7 @@ from .padding import pad
 __all__ = ["affine_matrix", "conv_bias_grad", "conv_weight_grad", "weight_matrix"]
 
 
+@ieee
 def weight_matrix(
     x: npt.ArrayLike,
     kernel_size: IntOrTuple,
@@ -116,6 +119,7 @@ def weight_matrix(
     return _assemble_weight_matrix(geom, xb, order, dt, check_max_bytes(max_bytes))
 
 
+@ieee
 def conv_weight_grad(
     x: npt.ArrayLike,
     grad_output: npt.ArrayLike,
@@ -162,6 +166,8 @@ def conv_weight_grad(
     """
     arr = as_numeric_array(x, "x")
     dy_arr = as_numeric_array(grad_output, "grad_output")
+    spatial_ndim_from(dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                           dilation=dilation))  # the per-axis arguments agree
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     single = arr.ndim == ndim + 1
     if dy_arr.ndim != arr.ndim:
@@ -194,6 +200,7 @@ def conv_weight_grad(
     return (M.T @ dyb.astype(dtype, copy=False).reshape(-1)).reshape(geom.weight_shape)
 
 
+@ieee
 def conv_bias_grad(grad_output: npt.ArrayLike, *, batch: bool | None = None) -> np.ndarray:
     """Gradient with respect to the bias: ``dY`` summed over the batch and all pixels.
 
@@ -233,6 +240,7 @@ def conv_bias_grad(grad_output: npt.ArrayLike, *, batch: bool | None = None) -> 
     return dy.sum(axis=tuple(a for a in range(dy.ndim) if a != channel), dtype=dtype)
 
 
+@ieee
 def affine_matrix(
     weight: npt.ArrayLike,
     input_size: IntOrTuple,
@@ -314,6 +322,8 @@ def _input_and_geometry(
     out_name: str,
 ) -> tuple[np.ndarray, ConvGeometry]:
     arr = as_numeric_array(x, "x")
+    spatial_ndim_from(dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                           dilation=dilation))  # the per-axis arguments agree
     ndim = spatial_ndim_for_kernel(kernel_size, arr.ndim, "x")
     xb = arr[np.newaxis] if arr.ndim == ndim + 1 else arr
     kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)

@@ -52,7 +52,7 @@ def test_dot_test_of_the_layer_functions_and_an_unflipped_adjoint(rng):
 
 
 def test_dot_test_rejects_wrong_shapes_and_dtypes():
-    with pytest.raises(ValueError, match=r"`forward` must return shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"`forward` must return `output_shape` \(3,\)"):
         convop.dot_test(lambda x: x, lambda y: y, (2,), (3,))
     with pytest.raises(TypeError, match="`dtype` must be float32, float64, complex64 or complex128"):
         convop.dot_test(lambda x: x, lambda y: y, (2,), (2,), dtype=np.int64)

@@ -132,3 +132,17 @@ def test_output_padding_for():
     y = convop.conv_transpose(np.ones((1, 1, 3, 5)), np.ones((1, 1, 2, 2)), stride=2,
                               output_padding=op)
     assert op == (1, 0) and y.shape[2:] == (7, 10)
+
+
+def test_rows_beyond_the_input_take_no_part(rng):
+    # output_padding >= stride (allowed by dilation): the extra output row gets only the bias,
+    # even from a NaN weight (found by the fuzzer; PyTorch agrees).
+    y = convop.conv_transpose(np.ones((1, 1, 1)), np.full((1, 1, 1), np.nan), np.zeros(1),
+                              dilation=2, output_padding=1)
+    assert np.isnan(y[0, 0, 0]) and y[0, 0, 1] == 0.0
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.functional.conv_transpose1d(
+        torch.ones((1, 1, 1), dtype=torch.float64), torch.full((1, 1, 1), float("nan"),
+                                                               dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64), dilation=2, output_padding=1).numpy()
+    np.testing.assert_array_equal(y, expected)

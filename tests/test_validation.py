@@ -39,17 +39,17 @@ MATRIX_CASES = {
     "stride-zero": Bad({"stride": (1, 0)}, ValueError, r"`stride` must be a positive int or a tuple of 2 positive ints; got \(1, 0\)"),
     "stride-bool": Bad({"stride": True}, TypeError, r"`stride` must be a positive int"),
     "stride-float": Bad({"stride": 1.0}, TypeError, r"`stride` .* got 1.0 of type float"),
-    "stride-length": Bad({"stride": (1, 1, 1)}, ValueError, r"`stride` .* got \(1, 1, 1\) with 3 entries"),
+    "stride-length": Bad({"stride": (1, 1, 1)}, ValueError, r"`stride` has 3 entries, but `weight` \(4, 2, 3, 3\) has 2 spatial axes"),
     "dilation-zero": Bad({"dilation": 0}, ValueError, r"`dilation` must be a positive int"),
     "dilation-float-in-tuple": Bad({"dilation": (1, 1.5)}, TypeError, r"`dilation` .*non-int"),
     "padding-negative": Bad({"padding": -1}, ValueError, r"`padding` must be a non-negative int.*negative"),
     "padding-negative-pair": Bad({"padding": ((0, 1), (2, -1))}, ValueError, r"negative"),
-    "padding-length": Bad({"padding": (1, 1, 1)}, ValueError, r"`padding` .* with 3 entries"),
+    "padding-length": Bad({"padding": (1, 1, 1)}, ValueError, r"`padding` has 3 entries, but `weight` .* has 2 spatial axes"),
     "padding-string": Bad({"padding": "full"}, ValueError, r"`padding` string must be 'valid' or 'same'; got 'full'"),
     "padding-bool": Bad({"padding": False}, TypeError, r"`padding` must be"),
     "padding-float": Bad({"padding": 1.0}, TypeError, r"`padding` must be"),
     "padding-triple": Bad({"padding": ((1, 1, 1), 0)}, TypeError, r"entry \(1, 1, 1\) is neither"),
-    "same-with-stride": Bad({"padding": "same", "stride": 2}, ValueError, r"`padding='same'` needs `stride` 1.*\(2, 2\)"),
+    "same-with-stride": Bad({"padding": "same", "stride": 2}, ValueError, r"`padding` 'same' needs `stride` 1.*\(2, 2\)"),
     "kernel-too-large": Bad({"input_size": (2, 8)}, ValueError, r"dilated kernel of `weight` \(3x3.*is larger than the padded input \(2x8 = `input_size` 2x8.*3 > 2"),
     "dilated-kernel-too-large": Bad({"dilation": 5, "padding": 1}, ValueError, r"dilated kernel of `weight` \(11x11, with `dilation` 5x5\).*\(10x10.*`padding`.*11 > 10"),
     "input-size-zero": Bad({"input_size": (0, 8)}, ValueError, r"`input_size` must be a positive int"),
@@ -87,7 +87,7 @@ def test_errors_come_before_any_large_allocation():
 
 def test_conv_rejects_wrong_channels_and_bias():
     x = np.ones((1, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"`x` must have 2 channels on axis 1; got shape \(1, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"`x` must have 2 channels on axis 1, as `weight` and `groups` say; got shape \(1, 3, 8, 8\)"):
         convop.conv(x, W2)
     with pytest.raises(ValueError, match=r"`x` must have 4 channels on axis 1"):
         convop.conv(x, W2[:, :1].repeat(2, axis=0), groups=4)
