@@ -250,7 +250,7 @@ def output_padding_for(
     return tuple(result)
 
 
-def _kept_rows(layer: _TransposeLayer, order: str) -> np.ndarray:
+def _kept_rows(layer: _TransposeLayer, order: Order) -> np.ndarray:
     """Rows of the convolution's matrix inside the transposed convolution's input size."""
     keep = np.zeros((layer.conv.out_channels, *layer.conv.output_size), dtype=bool)
     keep[(slice(None),) + tuple(slice(0, i) for i in layer.input_size)] = True
