@@ -6,12 +6,17 @@ every ``interval`` seconds with the latest status the work reported through
 :meth:`Progress.update` (an iteration count, an estimate), and a closing line
 with the time taken. Stages that finish quickly print nothing.
 
-Library functions take ``progress=None`` (report once a call runs longer than a
-second), ``True`` (report from the start) or ``False`` (never).
+Library functions that build large arrays report on their own once they pass a
+second (:func:`building`); the long computations take ``progress=None``
+(report once the call runs longer than a second), ``True`` (report from the
+start) or ``False`` (never). The environment variable ``CONVOP_PROGRESS=0``
+silences every report, ``CONVOP_PROGRESS=1`` makes them start at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -22,6 +27,8 @@ from typing import Any, TextIO
 DELAY = 1.0
 #: Seconds between two status lines after that.
 INTERVAL = 1.0
+#: Builders report only above this many bytes: smaller calls end well within a second.
+LARGE_BYTES = 256 * 2**20
 
 
 class Progress:
@@ -29,6 +36,9 @@ class Progress:
 
     def __init__(self, what: str, *, enabled: bool | None = None, stream: TextIO | None = None,
                  delay: float | None = None, interval: float | None = None) -> None:
+        setting = os.environ.get("CONVOP_PROGRESS", "")
+        if enabled is None and setting in ("0", "1"):
+            enabled = setting == "1"
         self.what = what
         self.enabled = enabled is not False
         self.stream = stream
@@ -79,6 +89,11 @@ class Progress:
             self.printed = True
             stream = self.stream if self.stream is not None else sys.stderr
             print(line, file=stream, flush=True)
+
+
+def building(what: str, nbytes: int) -> contextlib.AbstractContextManager[Any]:
+    """Return a :class:`Progress` for a large allocation, or nothing for a small one."""
+    return Progress(what) if nbytes >= LARGE_BYTES else contextlib.nullcontext()
 
 
 def check_progress(value: Any) -> bool | None:

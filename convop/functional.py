@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._progress import building
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
     as_batch,
@@ -110,8 +111,10 @@ def conv(
     dense_bytes = n * (geom.vector_size("padded") + geom.vector_size("output")) * dtype.itemsize
     W = _matrix(geom, w, dtype, max_bytes, dense_bytes)
 
-    padded = pad(xb.astype(dtype, copy=False), geom.padding, geom.padding_mode)
-    y = (W @ padded.reshape(n, W.shape[1]).T).T.reshape(n, geom.out_channels, *geom.output_size)
+    with building(f"the convolution of {n} samples", dense_bytes + W.data.nbytes):
+        padded = pad(xb.astype(dtype, copy=False), geom.padding, geom.padding_mode)
+        y = (W @ padded.reshape(n, W.shape[1]).T).T.reshape(n, geom.out_channels,
+                                                            *geom.output_size)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, *([1] * geom.ndim))
     return y[0] if single else y
@@ -219,9 +222,10 @@ def input_grad_batch(
     W = _matrix(geom, weight, dtype, max_bytes, dense_bytes)
     if rows is not None:
         W = W[rows]
-    flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
-    grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
-    return pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
+    with building(f"the backward pass of {n} samples", dense_bytes + W.data.nbytes):
+        flat = dy.astype(dtype, copy=False).reshape(n, W.shape[0]).T
+        grad_padded = (W.T @ flat).T.reshape(n, geom.in_channels, *geom.padded_size)
+        return pad_adjoint(grad_padded, geom.input_size, geom.padding, geom.padding_mode)
 
 
 def _matrix(

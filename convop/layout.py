@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ._typing import Order
-from ._validation import as_numeric_array, as_shape, check_order
+from . import _memory
+from ._validation import as_numeric_array, as_shape, check_max_bytes, check_order
 
 __all__ = ["flat_strides", "unvec", "vec"]
 
@@ -35,7 +36,8 @@ def flat_strides(sizes: tuple[int, ...], order: str) -> tuple[int, ...]:
     return tuple(strides)
 
 
-def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
+def vec(x: Any, order: Order = "F", *, batch: bool | None = None,
+        max_bytes: int | None = None) -> np.ndarray:
     """Vectorize one sample ``(C, *spatial)`` or a batch ``(N, C, *spatial)``.
 
     Parameters
@@ -51,6 +53,9 @@ def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
         or 5 dimensions are batches (``(N, C, H, W)``, ``(N, C, D, H, W)``);
         pass ``batch=True`` for a 1-D batch ``(N, C, L)`` and ``batch=False``
         for a 3-D sample ``(C, D, H, W)``.
+    max_bytes : int, optional
+        Memory budget for the copy the reordering may make (default: 75% of
+        the available memory).
 
     Returns
     -------
@@ -73,8 +78,9 @@ def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
     array([0, 1, 2, 3, 4, 5, 6, 7])
     """
     check_order(order)
-    arr = np.asarray(x)
+    arr = as_numeric_array(x, "x")
     is_batch = _is_batch(arr, batch)
+    _memory.check_budget(arr.nbytes, check_max_bytes(max_bytes), f"vec of shape {arr.shape}")
     lead = 2 if is_batch else 1
     if not lead + 1 <= arr.ndim <= lead + 3:
         what = "(N, C, *spatial)" if is_batch else "(C, *spatial)"
@@ -86,7 +92,8 @@ def vec(x: Any, order: Order = "F", *, batch: bool | None = None) -> np.ndarray:
     return arr.reshape(-1)
 
 
-def unvec(v: Any, shape: Any, order: Order = "F") -> np.ndarray:
+def unvec(v: Any, shape: Any, order: Order = "F", *, max_bytes: int | None = None
+          ) -> np.ndarray:
     """Undo :func:`vec`: a vector gives one sample, an ``(n, N)`` matrix a batch.
 
     Parameters
@@ -97,6 +104,8 @@ def unvec(v: Any, shape: Any, order: Order = "F") -> np.ndarray:
         Shape of one sample, ``(C, *spatial)``.
     order : {"F", "C"}
         The order ``v`` was vectorized in.
+    max_bytes : int, optional
+        Memory budget for the copy the reordering may make.
 
     Returns
     -------
@@ -114,6 +123,7 @@ def unvec(v: Any, shape: Any, order: Order = "F") -> np.ndarray:
     check_order(order)
     arr = as_numeric_array(v, "v")
     shape_t = as_shape(shape, "shape")
+    _memory.check_budget(arr.nbytes, check_max_bytes(max_bytes), f"unvec of shape {arr.shape}")
     if not 2 <= len(shape_t) <= 4:
         raise ValueError(f"`shape` must be (C, *spatial) with 1 to 3 spatial axes; got {shape_t}.")
     n = int(np.prod(shape_t))

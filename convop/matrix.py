@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from . import _memory, _sparse
 from ._memory import format_bytes
+from ._progress import building
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int_tuple,
@@ -210,7 +211,13 @@ def assemble(
     _sparse.check_index_range(max(nnz, *shape), f"the conv matrix of shape {shape}",
                               "`input_size` or `padding`")
     check_representable(weight, dtype)
+    with building(f"building the {shape[0]} x {shape[1]} conv matrix", needed):
+        return _fill(geom, weight, domain, order, dtype, idx_dtype, shape)
 
+
+def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype: np.dtype,
+          idx_dtype: np.dtype, shape: tuple[int, int]) -> sp.csr_array:
+    """Write the CSR arrays of an already checked request."""
     block_cols, block_taps, row_counts, folds = channel_block(geom, domain, order)
     per_channel = block_cols.size
     c_out, groups = geom.out_channels, geom.groups

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _memory, _sparse
+from ._progress import building
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
@@ -176,14 +177,22 @@ def pad_matrix(
     rows, cols = channels * math.prod(padded), channels * math.prod(size)
     nnz = rows if padding_mode != "zeros" else cols
     idx = _sparse.index_dtype(max(rows, cols))
-    # The matrix, then the scratch: channel 0's source columns and mask, and the int64
-    # column indices and row counts of every channel before they are narrowed.
+    # The matrix, channel 0's source columns and mask (int64 and bool), and its kept part.
     needed = (nnz * (dt.itemsize + idx.itemsize) + (rows + 1) * idx.itemsize
-              + math.prod(padded) * 9 + nnz * 8 + rows * (1 + idx.itemsize))
+              + math.prod(padded) * (9 + 8 + idx.itemsize))
     _memory.check_budget(needed, check_max_bytes(max_bytes),
                          f"the padding matrix of shape ({rows}, {cols}) with {nnz} stored "
                          f"entries ({dt} data, {idx} indices)")
 
+    with building(f"building the {rows} x {cols} padding matrix", needed):
+        return _fill(channels, size, pads, padded, padding_mode, order, dt, idx, rows, cols)
+
+
+def _fill(channels: int, size: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+          padded: tuple[int, ...], padding_mode: str, order: str, dt: np.dtype, idx: np.dtype,
+          rows: int, cols: int) -> sp.csr_array:
+    """Write the CSR arrays of :func:`pad_matrix` for checked arguments."""
+    ndim = len(size)
     # Source column of every padded pixel of channel 0, in `order`: a sum of per-axis terms.
     src_strides = flat_strides(size, order)
     axes_slow_first = range(ndim) if order == "C" else reversed(range(ndim))
@@ -193,14 +202,25 @@ def pad_matrix(
         s = axis_sources(size[axis], *pads[axis], padding_mode)
         source = np.add.outer(source, np.maximum(s, 0) * src_strides[axis])
         valid = np.logical_and.outer(valid, s >= 0)
-    kept = source.reshape(-1)[valid.reshape(-1)]
-    per_channel = math.prod(size)
-    indices = np.add.outer(np.arange(channels, dtype=np.int64) * per_channel, kept).astype(idx)
-    counts = np.tile(valid.reshape(-1), channels).astype(idx)
-    indptr = np.zeros(rows + 1, dtype=idx)
-    np.cumsum(counts, out=indptr[1:])
+    valid_flat = valid.reshape(-1)
+    kept = source.reshape(-1)[valid_flat].astype(idx)
+    per_padded = math.prod(padded)
+    # Written in place, in the final index dtype: channel c's block is channel 0's plus
+    # c * prod(input_size) (columns) and c * kept.size (row pointers).
+    indices = np.empty(channels * kept.size, dtype=idx)
+    np.add(kept[np.newaxis, :],
+           (np.arange(channels, dtype=idx) * idx.type(math.prod(size)))[:, np.newaxis],
+           out=indices.reshape(channels, kept.size))
+    indptr = np.empty(rows + 1, dtype=idx)
+    indptr[0] = 0
+    if kept.size == per_padded:  # every padded pixel copies one: one entry per row
+        indptr[1:] = np.arange(1, rows + 1, dtype=idx)
+    else:
+        np.add(np.cumsum(valid_flat, dtype=idx)[np.newaxis, :],
+               (np.arange(channels, dtype=idx) * idx.type(kept.size))[:, np.newaxis],
+               out=indptr[1:].reshape(channels, per_padded))
     data = np.ones(indices.size, dtype=dt)
-    return _sparse.csr_from_parts(data, indices.reshape(-1), indptr, (rows, cols))
+    return _sparse.csr_from_parts(data, indices, indptr, (rows, cols))
 
 
 def pad(x: np.ndarray, padding: tuple[tuple[int, int], ...], mode: str) -> np.ndarray:

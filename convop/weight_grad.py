@@ -17,6 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _memory, _sparse
+from ._progress import building
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
@@ -367,6 +368,17 @@ def _assemble_weight_matrix(
         f"the weight matrix of shape ({rows}, {cols}) with {nnz} stored entries "
         f"({dtype} data, {idx_dtype} indices)",
     )
+    with building(f"building the {rows} x {cols} weight matrix", needed + scratch):
+        return _fill_weight_matrix(geom, xb, order, dtype, idx_dtype)
+
+
+def _fill_weight_matrix(geom: ConvGeometry, xb: np.ndarray, order: Order, dtype: np.dtype,
+                        idx_dtype: np.dtype) -> sp.csr_array:
+    """Write the CSR arrays of the weight matrix for a checked request."""
+    n = xb.shape[0]
+    taps = geom.taps
+    rows = n * geom.vector_size("output")
+    cols = geom.out_channels * taps
     # Positions each tap of one output channel reads, and which weight it multiplies.
     positions, c_taps, _, _ = channel_block(geom, "padded", order)
     per_channel = positions.size  # prod(out) * taps

@@ -1408,7 +1408,7 @@ def spec_vec() -> Spec:
         shape = ((draw(st.integers(1, 2)),) if batch else ()) + tuple(
             draw(st.integers(1, 3)) for _ in range(ndim + 1))
         return dict(x=rng.integers(-3, 4, size=shape).astype(float),
-                    order=draw(st.sampled_from(["F", "C"])), batch=batch)
+                    order=draw(st.sampled_from(["F", "C"])), batch=batch, max_bytes=None)
 
     def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
         lead = 2 if v["batch"] else 1
@@ -1418,7 +1418,7 @@ def spec_vec() -> Spec:
         return {"x": x_muts,
                 "order": choice_mutations(v["order"], ("F", "C")),
                 "batch": [Same(np.bool_(v["batch"]), v["batch"], "numpy bool"), Bad(1, "an int"),
-                          Bad("yes", "a string")]}
+                          Bad("yes", "a string")], "max_bytes": budget_mutations()}
 
     def problem(v: dict[str, Any]) -> str | None:
         nd = np.ndim(v["x"])
@@ -1441,7 +1441,7 @@ def spec_unvec() -> Spec:
         batch = draw(st.booleans())
         n = math.prod(shape)
         v = rng.integers(-3, 4, size=(n, 2) if batch else n).astype(float)
-        return dict(v=v, shape=shape, order=draw(st.sampled_from(["F", "C"])))
+        return dict(v=v, shape=shape, order=draw(st.sampled_from(["F", "C"])), max_bytes=None)
 
     def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
         shape = v["shape"]
@@ -1451,7 +1451,7 @@ def spec_unvec() -> Spec:
                 "shape": [Same(list(shape), shape, "list"), Same(np.array(shape), shape, "array"),
                           Bad("ab", "a string"), Bad((1.5,) * len(shape), "floats"),
                           Bad(None, "None"), Bad((-1,) + shape[1:], "negative")],
-                "order": choice_mutations(v["order"], ("F", "C"))}
+                "order": choice_mutations(v["order"], ("F", "C")), "max_bytes": budget_mutations()}
 
     def problem(v: dict[str, Any]) -> str | None:
         arr = np.asarray(v["v"])

@@ -298,3 +298,17 @@ def test_output_into_a_closed_pipe_is_quiet():
         f"{sys.executable} -m convop inspect | head -1", shell=True, capture_output=True,
         text=True, timeout=300)
     assert result.stdout.startswith("layer") and "Traceback" not in result.stderr
+
+
+def test_large_builds_report_progress_and_the_switch_silences_them(capsys, monkeypatch):
+    from convop import _progress
+
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    monkeypatch.setattr(_progress, "LARGE_BYTES", 1)
+    convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
+    convop.pad_matrix(2, (8, 8), 1)
+    err = capsys.readouterr().err
+    assert "building the 128 x 200 conv matrix" in err and "padding matrix" in err
+    monkeypatch.setenv("CONVOP_PROGRESS", "0")
+    convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
+    assert capsys.readouterr().err == ""
