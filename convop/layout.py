@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ._typing import Order
 from . import _memory
+from ._typing import Order
 from ._validation import as_numeric_array, as_shape, check_max_bytes, check_order
 
 __all__ = ["flat_strides", "unvec", "vec"]
