@@ -14,9 +14,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 from .. import _memory
+from .._blas import Pool, cores
 from .._validation import as_weight, check_finite, check_max_bytes
 from ..matrix import assemble
 from ..operator import LayerOperator
+from .products import GramProduct
 
 #: Data types the spectral functions compute in when asked (default float64/complex128).
 SPECTRAL_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
@@ -46,6 +48,8 @@ class Target:
         self.max_bytes = check_max_bytes(max_bytes)
         self._matrix: sp.csr_array | None = None
         self.layer: LayerOperator | None = None
+        self._grams: dict[tuple[np.dtype, str], Any] = {}
+        self.pool = Pool(cores())
         if sp.issparse(obj) or isinstance(obj, sla.LinearOperator):
             if input_size is not None:
                 raise ValueError(
@@ -86,6 +90,61 @@ class Target:
         rows, cols = self.operator.shape
         self.shape: tuple[int, int] = (int(rows), int(cols))
 
+    def close(self) -> None:
+        """Release the worker threads and the product buffers."""
+        self.pool.close()
+        self._grams.clear()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def row_major(self) -> bool:
+        """True when products (and the vectors they return) are in PyTorch's row-major order.
+
+        A layer's Gram products always run row-major, whatever the order of a
+        LayerOperator given by the caller; explicit operators keep their own.
+        """
+        return self.layer is not None
+
+    def gram(self, dtype: np.dtype, side: str) -> Any:
+        """``A^H A`` (``side="input"``) or ``A A^H`` as a function of a vector, in ``dtype``."""
+        key = (np.dtype(dtype), side)
+        if key not in self._grams:
+            if self.layer is not None:
+                self._grams[key] = GramProduct(self.layer.geometry, self.layer.weight, dtype,
+                                               side, pool=self.pool)
+            else:
+                op = self.operator
+                cast = np.dtype(dtype)
+                first, second = (op.matmat, op.rmatmat) if side == "input" else (
+                    op.rmatmat, op.matmat)
+
+                def gram(v: np.ndarray) -> np.ndarray:  # rows of vectors, like GramProduct
+                    block = np.atleast_2d(v).T
+                    out = np.asarray(second(first(block))).T.astype(cast, copy=False)
+                    return out.reshape(v.shape)
+
+                self._grams[key] = gram
+        return self._grams[key]
+
+    def gram_bytes(self, dtype: np.dtype) -> int:
+        """Bytes one Gram product holds or allocates."""
+        if self.layer is not None:
+            return GramProduct.bytes_for(self.layer.geometry, dtype)
+        return self.vector_bytes(4)
+
+    def apply(self, v: np.ndarray, which: str) -> np.ndarray:
+        """Apply ``A`` (``"forward"``) or ``A^H`` (``"adjoint"``), vectors laid out as for gram."""
+        if self.layer is not None:
+            product = self.gram(self.dtype, "input")
+            out = product.forward(v) if which == "forward" else product.adjoint(v)
+            return np.array(out)
+        return self.operator.matvec(v) if which == "forward" else self.operator.rmatvec(v)
+
     @property
     def eps(self) -> float:
         """Machine epsilon of the work dtype."""
@@ -102,7 +161,10 @@ class Target:
         return self.vector_bytes(2)
 
     def matrix(self) -> sp.csr_array:
-        """Return the explicit sparse matrix in the work dtype (built once for a layer)."""
+        """Return the explicit sparse matrix in the work dtype (built once for a layer).
+
+        A layer's matrix is built row-major, like its products.
+        """
         if self._matrix is None:
             if self.layer is None:
                 raise TypeError(
@@ -110,8 +172,7 @@ class Target:
                     f"sparse matrix or a LayerOperator, not a {type(self.operator).__name__}."
                 )
             self._matrix = assemble(self.layer.geometry, self.layer.weight, domain="input",
-                                    order=self.layer.order, dtype=self.dtype,
-                                    max_bytes=self.max_bytes)
+                                    order="C", dtype=self.dtype, max_bytes=self.max_bytes)
         return self._matrix
 
     def dense(self) -> np.ndarray:

@@ -196,16 +196,18 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
                    ) -> np.ndarray | None:
-    """Top right singular vector of the layer's circular counterpart, as a Lanczos start.
+    """Top right singular vectors of the layer's circular counterpart, as a Lanczos start block.
 
-    Exists when the stride divides the input and the padding totals d*(k-1) (the
+    Rows of row-major vectors (PyTorch's layout, whatever the operator's order):
+    the cosine and the sine wave for real weights, one complex wave for complex
+    ones. Exists when the stride divides the input and the padding totals d*(k-1) (the
     "same" layers of most networks); None otherwise, and None when its FFT would
     take more than ``budget`` bytes (the warm start never costs more than the
     solve it warms). A little noise keeps the start from being orthogonal to the
     true top singular vector.
     """
     g = op.geometry
-    if g.groups != 1 or op.order != "C" or circulant_problem(g) is not None:
+    if g.groups != 1 or circulant_problem(g) is not None:
         return None
     if spectrum_bytes(g, np.iscomplexobj(op.weight)) > budget:
         return None
@@ -226,13 +228,17 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
         phase = np.multiply.outer(phase, wave)
     v = vh[0].conj().reshape(g.in_channels, *g.stride)
     x = np.multiply.outer(v, phase)  # (C_in, *phases, *grid)
-    if not np.iscomplexobj(op.weight):
-        x = np.real(x)
+    # Real weights: frequencies f and -f have equal singular values, and the real
+    # eigenvectors of the pair are the cosine and the sine wave: a block of both, the
+    # (nearly) degenerate top pair of the padded layer.
+    waves = [x] if np.iscomplexobj(op.weight) else [np.real(x), np.imag(x)]
     # -> (C_in, q_1, s_1, q_2, s_2, ...) -> (C_in, *input_size)
     order = [0] + [a for i in range(ndim) for a in (1 + ndim + i, 1 + i)]
-    x = x.transpose(order).reshape(g.in_channels, *g.input_size).reshape(-1)
-    norm = np.linalg.norm(x)
-    if norm == 0:
-        return None
-    noise = rng.standard_normal(x.size)
-    return x / norm + 1e-2 * noise / np.linalg.norm(noise)
+    rows = []
+    for wave in waves:
+        row = wave.transpose(order).reshape(-1)
+        norm = np.linalg.norm(row)
+        if norm > 0:
+            noise = rng.standard_normal(row.size)
+            rows.append(row / norm + 1e-2 * noise / np.linalg.norm(noise))
+    return np.array(rows) if rows else None

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy.typing as npt
 
+from .._blas import single_threaded
+from .._progress import Progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_rng
 from ._target import Target
-from .values import check_rtol, check_rtol_for, compute, layer_arguments
+from .values import (
+    check_options,
+    check_rtol,
+    check_rtol_for,
+    compute,
+    layer_arguments,
+    reporting,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,12 @@ class SpectralReport:
         ``sigma_max / sigma_min``; ``inf`` when the operator is rank deficient.
     seconds : float
         Wall time of the computation.
+    sigma_max_error, sigma_min_error : float
+        Residual bounds: a singular value of the operator lies within this
+        distance of ``sigma_max`` (``sigma_min``). ``sigma_max`` is a Ritz value,
+        never above the exact largest singular value. 0 for a dense SVD.
+    products : int
+        Operator applications (products, or solves) the computation made.
     """
 
     operator: str
@@ -40,6 +56,9 @@ class SpectralReport:
     sigma_min: float
     condition_number: float
     seconds: float
+    sigma_max_error: float = 0.0
+    sigma_min_error: float = 0.0
+    products: int = 0
 
     @property
     def rank_deficient(self) -> bool:
@@ -51,11 +70,13 @@ class SpectralReport:
             [
                 f"operator        {self.operator}",
                 f"shape           {self.shape[0]} x {self.shape[1]}",
-                f"sigma_max       {self.sigma_max:.12g}  (spectral norm, Lipschitz constant)",
+                f"sigma_max       {self.sigma_max:.12g}  (spectral norm, Lipschitz constant; "
+                f"residual bound {self.sigma_max_error:.1e})",
                 f"sigma_min       {self.sigma_min:.12g}"
-                + ("  (rank deficient)" if self.rank_deficient else ""),
+                + ("  (rank deficient)" if self.rank_deficient else "")
+                + f"  (residual bound {self.sigma_min_error:.1e})",
                 f"condition       {self.condition_number:.6g}",
-                f"seconds         {self.seconds:.3f}",
+                f"seconds         {self.seconds:.3f} ({self.products} products)",
             ]
         )
 
@@ -73,10 +94,14 @@ def spectrum_report(
     rng: Any = None,
     max_bytes: int | None = None,
     dtype: npt.DTypeLike | None = None,
+    maxiter: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    progress: bool | None = None,
 ) -> SpectralReport:
     """Spectral norm, smallest singular value and condition number, naming the operator.
 
-    Parameters are those of :func:`convop.singular_values`.
+    Parameters are those of :func:`convop.singular_values`; ``callback`` sees
+    the largest value's estimates, then the smallest's.
 
     Examples
     --------
@@ -88,15 +113,22 @@ def spectrum_report(
     """
     start = time.perf_counter()
     tol = check_rtol(rtol)
+    options = check_options(maxiter, callback, progress)
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
                                                         padding_mode),
                     max_bytes=max_bytes, dtype=dtype)
     check_rtol_for(tol, target)
     gen = as_rng(rng)
-    top = compute(target, 1, "largest", tol, gen)
-    sigma_max = float(top[0]) if top.size else 0.0
-    bottom = compute(target, 1, "smallest", tol, gen, sigma_max=sigma_max)
-    sigma_min = float(bottom[-1]) if bottom.size else 0.0
+    with target, single_threaded():
+        with Progress("the largest singular value", enabled=options["progress"]) as stage:
+            top = compute(target, 1, "largest", tol, gen, maxiter=options["maxiter"],
+                          callback=reporting(stage, options["callback"]))
+        sigma_max = float(top.values[0]) if top.values.size else 0.0
+        with Progress("the smallest singular value", enabled=options["progress"]) as stage:
+            bottom = compute(target, 1, "smallest", tol, gen, sigma_max=sigma_max,
+                             maxiter=options["maxiter"],
+                             callback=reporting(stage, options["callback"]))
+    sigma_min = float(bottom.values[-1]) if bottom.values.size else 0.0
     cond = math.inf if sigma_min == 0.0 else sigma_max / sigma_min
     return SpectralReport(
         operator=target.description,
@@ -105,6 +137,9 @@ def spectrum_report(
         sigma_min=sigma_min,
         condition_number=cond,
         seconds=time.perf_counter() - start,
+        sigma_max_error=float(top.bounds[0]) if top.bounds.size else 0.0,
+        sigma_min_error=float(bottom.bounds[-1]) if bottom.bounds.size else 0.0,
+        products=top.steps + bottom.steps,
     )
 
 
@@ -121,6 +156,9 @@ def condition_number(
     rng: Any = None,
     max_bytes: int | None = None,
     dtype: npt.DTypeLike | None = None,
+    maxiter: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    progress: bool | None = None,
 ) -> float:
     """``sigma_max / sigma_min`` of the layer map; ``inf`` when it is rank deficient.
 
@@ -138,4 +176,5 @@ def condition_number(
     return spectrum_report(
         weight, input_size, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, rtol=rtol, rng=rng, max_bytes=max_bytes, dtype=dtype,
+        maxiter=maxiter, callback=callback, progress=progress,
     ).condition_number

@@ -1,4 +1,4 @@
-"""Singular values and spectral norm of the exact layer map.
+"""Singular values (and vectors) and the spectral norm of the exact layer map.
 
 The operator is the layer's own map ``vec(X) -> vec(Y)`` (``domain="input"``)
 for any stride, padding, padding mode, dilation and groups. Every function
@@ -6,28 +6,62 @@ takes the layer arguments of :func:`convop.conv_matrix`, or instead of a
 weight an explicit sparse matrix or a ``LinearOperator`` (such as
 :class:`convop.LayerOperator`). Products run in float64 (complex128) whatever
 the weight's dtype, unless ``dtype`` asks for less.
+
+The largest value of a layer comes from Lanczos on its Gram operator (the
+smaller side), with reused product buffers (:mod:`convop.spectral.products`), a
+start vector from the circular counterpart (FFT), and on large layers a first
+phase in float32 that brings the float64 phase a start vector it only has to
+polish.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
-import scipy.sparse.linalg as sla
 
 from .. import _memory
+from .._blas import single_threaded
+from .._progress import Progress, check_progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
-from .._validation import as_int, as_real, as_rng, check_choice
+from .._validation import as_int, as_real, as_rng, check_bool, check_callable, check_choice
 from ._target import Target
 from .circular import circular_start
-from .lanczos import basis_size, top_eigenpairs
+from .lanczos import Eigenpairs, basis_size, top_eigenpair, top_eigenpairs
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
 #: Largest matrix (entries) whose full SVD is computed densely.
 DENSE_SVD_MAX_ENTRIES = 2**24
+#: From this many unknowns on, the largest value starts with a float32 phase.
+FLOAT32_PHASE_SIZE = 8192
+#: Most Lanczos vectors kept for the largest value (a restart follows).
+MAX_BASIS = 400
+#: Relative residual the float32-product phase aims for: near what float32 products
+#: reach; the float64 phase then needs a few dozen steps.
+LOW_PRECISION_TOL = 5e-7
+
+Callback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class Singular:
+    """Singular values (descending), optionally their vectors, and error bounds.
+
+    ``bounds[i]`` bounds ``|values[i] - s|`` for some exact singular value ``s``
+    (from the residual of the Lanczos pair; 0 for a dense SVD).
+    """
+
+    values: np.ndarray
+    bounds: np.ndarray
+    u: np.ndarray | None = None  # (m, k), columns
+    vt: np.ndarray | None = None  # (k, n), rows
+    steps: int = 0
 
 
 def singular_values(
@@ -45,7 +79,12 @@ def singular_values(
     rng: Any = None,
     max_bytes: int | None = None,
     dtype: npt.DTypeLike | None = None,
-) -> np.ndarray:
+    maxiter: int | None = None,
+    callback: Callback | None = None,
+    progress: bool | None = None,
+    return_vectors: bool = False,
+    tensors: bool = False,
+) -> Any:
     """Singular values of the layer map ``vec(X) -> vec(Y)``, in descending order.
 
     Parameters
@@ -76,12 +115,30 @@ def singular_values(
         Precision of the computation: float64 (complex128 for complex data) by
         default, whatever the weight's dtype; float32 or complex64 only when
         asked for.
+    maxiter : int, optional
+        Most operator applications (products, or solves for the smallest
+        values); beyond it :class:`convop.spectral.lanczos.NoConvergence` (a
+        ``RuntimeError``) is raised with the estimate reached.
+    callback : callable, optional
+        Called as ``callback(step, estimate)`` after every Lanczos step with the
+        current estimate of the extreme singular value sought.
+    progress : bool, optional
+        Report on stderr: ``None`` once the call runs longer than a second,
+        ``True`` from the start, ``False`` never.
+    return_vectors : bool
+        Also return the singular vectors, like ``scipy.sparse.linalg.svds``.
+    tensors : bool
+        With ``return_vectors`` and a layer: the vectors shaped as the layer's
+        output and input tensors, ``(k, C_out, *out)`` and ``(k, C_in, *in)``.
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray, or (u, s, vt)
         ``k`` (or ``min(rows, cols)``) singular values, descending. Values at or
-        below ``max(rows, cols) * eps * sigma_max`` are exactly 0.
+        below ``max(rows, cols) * eps * sigma_max`` are exactly 0. With
+        ``return_vectors``: ``u`` of shape ``(rows, k)``, ``s``, ``vt`` of shape
+        ``(k, cols)`` (``A vt[i] = s[i] u[:, i]``), vectors in the operator's own
+        vectorization (a weight: PyTorch's row-major one).
 
     Examples
     --------
@@ -94,13 +151,21 @@ def singular_values(
     >>> top = singular_values(w, (6, 6), padding=1, k=2, rng=0)
     >>> bool(np.allclose(top, s[:2], rtol=1e-9))
     True
+    >>> u, s1, vt = singular_values(w, (6, 6), padding=1, k=1, return_vectors=True,
+    ...                             tensors=True, rng=0)
+    >>> u.shape, vt.shape
+    ((1, 2, 6, 6), (1, 2, 6, 6))
     """
     check_choice(which, "which", ("largest", "smallest"))
     tol = check_rtol(rtol)
+    options = check_options(maxiter, callback, progress, return_vectors, tensors)
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
                                                         padding_mode),
                     max_bytes=max_bytes, dtype=dtype)
     check_rtol_for(tol, target)
+    if options["tensors"] and target.layer is None:
+        raise ValueError("`tensors=True` shapes vectors as the layer's tensors; it needs a "
+                         "weight or a LayerOperator, not a matrix.")
     full = min(target.shape)
     if k is not None:
         k = as_int(k, "k", minimum=1)
@@ -109,7 +174,15 @@ def singular_values(
                 f"`k` must be at most min(rows, cols) = {full} for this {target.shape[0]}x"
                 f"{target.shape[1]} operator; got {k}."
             )
-    return compute(target, k, which, tol, as_rng(rng))
+    what = f"the {'largest' if which == 'largest' else 'smallest'} singular value" + (
+        "s" if k != 1 else "")
+    with target, single_threaded(), Progress(what, enabled=options["progress"]) as stage:
+        result = compute(target, k, which, tol, as_rng(rng), maxiter=options["maxiter"],
+                         callback=reporting(stage, options["callback"]),
+                         vectors=options["return_vectors"])
+    if not options["return_vectors"]:
+        return result.values
+    return shaped_vectors(target, result, options["tensors"])
 
 
 def spectral_norm(
@@ -125,6 +198,9 @@ def spectral_norm(
     rng: Any = None,
     max_bytes: int | None = None,
     dtype: npt.DTypeLike | None = None,
+    maxiter: int | None = None,
+    callback: Callback | None = None,
+    progress: bool | None = None,
 ) -> float:
     """Compute the exact spectral norm (largest singular value, Lipschitz constant) of the layer.
 
@@ -137,6 +213,8 @@ def spectral_norm(
         As in :func:`singular_values`.
     rtol : float
         Relative accuracy of the result.
+    maxiter, callback, progress
+        As in :func:`singular_values`.
 
     Returns
     -------
@@ -152,7 +230,7 @@ def spectral_norm(
     values = singular_values(
         weight, input_size, k=1, stride=stride, padding=padding, dilation=dilation,
         groups=groups, padding_mode=padding_mode, rtol=rtol, rng=rng, max_bytes=max_bytes,
-        dtype=dtype,
+        dtype=dtype, maxiter=maxiter, callback=callback, progress=progress,
     )
     return float(values[0])
 
@@ -180,25 +258,64 @@ def check_rtol_for(rtol: float, target: Target) -> None:
                          f"dtype=np.float64.")
 
 
+def check_options(maxiter: Any, callback: Any, progress: Any, return_vectors: Any = False,
+                  tensors: Any = False) -> dict[str, Any]:
+    """Validate the iteration options shared by the spectral functions."""
+    return {
+        "maxiter": None if maxiter is None else as_int(maxiter, "maxiter", minimum=1),
+        "callback": None if callback is None else check_callable(callback, "callback"),
+        "progress": check_progress(progress),
+        "return_vectors": check_bool(return_vectors, "return_vectors"),
+        "tensors": check_bool(tensors, "tensors"),
+    }
+
+
+def reporting(stage: Progress, callback: Callback | None) -> Callback:
+    """Return a step callback that updates the progress line and calls the user's callback."""
+
+    def report(step: int, estimate: float) -> None:
+        stage.update(f"step {step}, estimate {estimate:.12g}")
+        if callback is not None:
+            callback(step, estimate)
+
+    return report
+
+
 def compute(target: Target, k: int | None, which: str, rtol: float,
-            rng: np.random.Generator, sigma_max: float | None = None) -> np.ndarray:
+            rng: np.random.Generator, sigma_max: float | None = None, *,
+            maxiter: int | None = None, callback: Callback | None = None,
+            vectors: bool = False) -> Singular:
     """Singular values of a validated target (all when ``k`` is None), descending."""
     m, n = target.shape
     full = min(m, n)
+    count = full if k is None else k
     if full == 0:
-        return np.zeros(0)
+        return Singular(np.zeros(0), np.zeros(0))
     if target.is_zero:
-        return np.zeros(full if k is None else k)
-    if k is None:
-        return dense_values(target)
+        u = np.eye(m, count, dtype=target.dtype) if vectors else None
+        vt = np.eye(count, n, dtype=target.dtype) if vectors else None
+        return Singular(np.zeros(count), np.zeros(count), u, vt)
+    if k is None or min(m, n) <= DENSE_SMALL or (which == "largest" and k >= full - 1):
+        result = dense_values(target, vectors)
+        if which == "largest":
+            return _select(result, slice(0, count))
+        return _select(result, slice(full - count, full))
     if which == "largest":
-        return largest(target, k, rtol, rng)
+        return largest(target, k, rtol, rng, maxiter=maxiter, callback=callback,
+                       vectors=vectors)
     if sigma_max is None:
-        sigma_max = float(largest(target, 1, max(rtol, 1e-6), rng)[0])
-    return smallest_singular_values(target, k, rng, sigma_max)
+        sigma_max = float(largest(target, 1, max(rtol, 1e-6), rng).values[0])
+    return smallest_singular_values(target, k, rng, sigma_max, maxiter=maxiter,
+                                    callback=callback, vectors=vectors)
 
 
-def dense_values(target: Target) -> np.ndarray:
+def _select(result: Singular, part: slice) -> Singular:
+    return Singular(result.values[part], result.bounds[part],
+                    None if result.u is None else result.u[:, part],
+                    None if result.vt is None else result.vt[part], result.steps)
+
+
+def dense_values(target: Target, vectors: bool = False) -> Singular:
     """All singular values through a dense SVD, zeros below the rank tolerance."""
     m, n = target.shape
     if m * n > DENSE_SVD_MAX_ENTRIES:
@@ -208,31 +325,140 @@ def dense_values(target: Target) -> np.ndarray:
             f"densely ({DENSE_SVD_MAX_ENTRIES} entries); pass `k=` for the k largest or "
             f"smallest, or use `circular_singular_values` for circular padding."
         )
-    values = scipy.linalg.svdvals(target.dense())
-    return zero_below(values, rank_tolerance(m, n, float(values.max(initial=0.0)), target.eps))
+    dense = target.dense()
+    if vectors:
+        u, values, vt = scipy.linalg.svd(dense, full_matrices=False)
+    else:
+        values, u, vt = scipy.linalg.svdvals(dense), None, None
+    tolerance = rank_tolerance(m, n, float(values.max(initial=0.0)), target.eps)
+    return Singular(zero_below(values, tolerance), np.zeros(values.size), u, vt)
 
 
-def largest(target: Target, k: int, rtol: float, rng: np.random.Generator) -> np.ndarray:
+def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
+            maxiter: int | None = None, callback: Callback | None = None,
+            vectors: bool = False) -> Singular:
     """Return the ``k`` largest singular values: Lanczos on the Gram operator."""
     m, n = target.shape
-    if min(m, n) <= DENSE_SMALL or k >= min(m, n) - 1:
-        return dense_values(target)[:k]
-    op = target.operator
+    side = "input" if m >= n else "output"
     size = min(m, n)
-    basis = basis_size(size, k) * size * target.dtype.itemsize
-    _memory.check_budget(basis + target.product_bytes() + target.vector_bytes(4),
-                         target.max_bytes,
-                         f"Lanczos with {basis_size(size, k)} vectors of length {size}")
-    if m >= n:
-        gram = sla.LinearOperator((n, n), matvec=lambda v: op.rmatvec(op.matvec(v)),
-                                  dtype=target.dtype)
+    gram = target.gram(target.dtype, side)
+    item = target.dtype.itemsize
+    fixed = target.gram_bytes(target.dtype) + target.vector_bytes(6)
+    budget = _memory.default_budget() if target.max_bytes is None else target.max_bytes
+    room = max(0, (budget if budget is not None else 2**62) - fixed)
+    least = (basis_size(size, k) if k > 1 else 20) * size * item
+    _memory.check_budget(fixed + least, target.max_bytes,
+                         f"Lanczos with {least // (size * item)} vectors of length {size}")
+    report = None if callback is None else (
+        lambda step, theta: callback(step, math.sqrt(max(theta, 0.0))))
+    # |lambda - lambda*| <= tol * lambda gives |sigma - sigma*| <= tol/2 * sigma.
+    if k == 1:
+        start = _warm_start(target, rng, side, budget=fixed + least)
+        steps = 0
+        if size >= FLOAT32_PHASE_SIZE:
+            start, steps = _low_precision_phase(target, side, start, rng, room, report)
+        pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=2 * rtol, rng=rng,
+                              start=start, maxiter=maxiter, callback=report,
+                              max_basis=min(MAX_BASIS, max(20, room // (size * item))))
+        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, pairs.steps + steps)
     else:
-        gram = sla.LinearOperator((m, m), matvec=lambda v: op.matvec(op.rmatvec(v)),
-                                  dtype=target.dtype)
-    start = None
-    if k == 1 and m >= n and target.layer is not None:
-        start = circular_start(target.layer, rng, budget=basis + target.product_bytes())
-    # |lambda - lambda*| <= tol * |lambda| gives |sigma - sigma*| <= tol/2 * sigma.
-    lam, _ = top_eigenpairs(gram, k, 2 * rtol, rng, start)
-    sigma = np.sqrt(np.clip(lam, 0.0, None))
-    return zero_below(sigma, rank_tolerance(m, n, float(sigma.max()), target.eps))
+        pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=2 * rtol, rng=rng,
+                               maxiter=maxiter, callback=report)
+    return _singular_from_gram(target, pairs, side, vectors)
+
+
+def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
+                ) -> np.ndarray | None:
+    """Return the circular counterpart's top singular vector on the Gram operator's side."""
+    if target.layer is None:
+        return None
+    start = circular_start(target.layer, rng, budget=budget)
+    if start is None or side == "input":
+        return start
+    product = target.gram(target.dtype, "input")
+    return np.array(product.forward(start.astype(target.dtype)))  # A v: the left vectors
+
+
+def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
+                         rng: np.random.Generator, room: int,
+                         report: Callback | None) -> tuple[np.ndarray | None, int]:
+    """Lanczos with float32 (complex64) products, float64 vectors: a start for float64.
+
+    Products cost a third of float64 ones; the recurrence stays in the target's
+    precision, so the phase gets as far as the products' rounding allows (a
+    relative residual near 1e-7) rather than float32 vectors' (1e-4). Resolving
+    near-degenerate top pairs, where most steps go, happens here.
+    """
+    low = np.dtype(np.complex64 if target.dtype.kind == "c" else np.float32)
+    if target.layer is None or target.dtype.itemsize <= low.itemsize:
+        return start, 0
+    size = min(target.shape)
+    if room < target.gram_bytes(low) + 40 * size * target.dtype.itemsize:
+        return start, 0
+    gram = target.gram(low, side)
+    work = target.dtype
+
+    def mixed(v: np.ndarray) -> np.ndarray:
+        return np.asarray(gram(v.astype(low)), dtype=work)
+
+    pairs = top_eigenpair(mixed, size, dtype=work, tol=LOW_PRECISION_TOL, rng=rng, start=start,
+                          callback=report, stagnate=True,
+                          max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))))
+    return pairs.vectors[:, 0], pairs.steps
+
+
+def _singular_from_gram(target: Target, pairs: Eigenpairs, side: str,
+                        vectors: bool) -> Singular:
+    """Singular values, bounds and (optionally) vectors from eigenpairs of a Gram operator."""
+    m, n = target.shape
+    theta = np.clip(pairs.values, 0.0, None)
+    sigma = np.sqrt(theta)
+    # |sqrt(lambda) - sqrt(theta)| = |lambda - theta| / (sqrt(lambda) + sqrt(theta)).
+    low = np.sqrt(np.clip(theta - pairs.residuals, 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bounds = np.where(sigma + low > 0, pairs.residuals / (sigma + low),
+                          np.sqrt(pairs.residuals))
+    tolerance = rank_tolerance(m, n, float(sigma.max(initial=0.0)), target.eps)
+    order = np.argsort(sigma)[::-1]
+    sigma, bounds = sigma[order], bounds[order]
+    values = zero_below(sigma, tolerance)
+    if not vectors:
+        return Singular(values, bounds, steps=pairs.steps)
+    Y = pairs.vectors[:, order]
+    if side == "input":
+        v = Y
+        u = _apply(target, v, "forward") / np.where(sigma > 0, sigma, 1.0)
+    else:
+        u = Y
+        v = _apply(target, u, "adjoint") / np.where(sigma > 0, sigma, 1.0)
+    return Singular(values, bounds, u, v.conj().T, pairs.steps)
+
+
+def _apply(target: Target, X: np.ndarray, which: str) -> np.ndarray:
+    """Apply ``A`` or ``A^H`` to ``X`` column by column, in the row-major layout."""
+    return np.stack([np.array(target.apply(X[:, i], which)) for i in range(X.shape[1])], axis=1)
+
+
+def shaped_vectors(target: Target, result: Singular, tensors: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(u, s, vt)`` in the operator's vectorization, or as tensors."""
+    assert result.u is not None and result.vt is not None
+    u, vt = result.u, result.vt
+    layer = target.layer
+    if layer is not None:
+        g = layer.geometry
+        out_shape = (g.out_channels, *g.output_size)
+        in_shape = (g.in_channels, *g.input_size)
+        if tensors:
+            return (u.T.reshape(-1, *out_shape), result.values, vt.reshape(-1, *in_shape))
+        if layer.order == "F" and target.row_major:  # the products ran row-major
+            u = np.stack([_reorder(u[:, i], out_shape) for i in range(u.shape[1])], axis=1)
+            vt = np.stack([_reorder(row, in_shape) for row in vt])
+    return u, result.values, vt
+
+
+def _reorder(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Turn a row-major vector of a ``(C, *spatial)`` tensor into the seed's column-major vec."""
+    from ..layout import vec
+
+    return vec(vector.reshape(shape), "F", batch=False)

@@ -1,0 +1,209 @@
+"""Gram products of a layer, ``A^H A x`` (or ``A A^H y``), with every buffer reused.
+
+The Lanczos iterations of the spectral functions apply the Gram operator a
+hundred times and more. :class:`GramProduct` computes exactly what
+:class:`convop.LayerOperator` computes (im2col and one GEMM per group for
+``A``), but writes into buffers allocated once: the padded input, the patch
+matrix, the output. For stride 1 the adjoint is itself a stride-1 correlation
+of the zero-extended output with the flipped, transposed kernel, so it is an
+im2col and a GEMM too instead of a col2im of ``k`` strided additions.
+
+Vectors are row-major (``order="C"``), the layout of a PyTorch tensor. A
+product takes one vector or a block of up to ``batch`` of them, one per row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..geometry import ConvGeometry
+from ..im2col import receptive_fields
+from ..padding import axis_sources, pad_adjoint
+
+
+def _chunks(count: int, parts: int) -> list[slice]:
+    """Split ``range(count)`` into at most ``parts`` contiguous slices."""
+    parts = max(1, min(parts, count))
+    bounds = [round(i * count / parts) for i in range(parts + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+class GramProduct:
+    """``v -> A^H A v`` (``side="input"``) or ``v -> A A^H v`` (``"output"``) in ``dtype``.
+
+    Results are views of buffers that the next call overwrites: copy what you keep.
+    With a ``pool`` of worker threads every stage (the im2col copies, the GEMMs, the
+    crop) is split over channel chunks and runs on all the pool's cores; BLAS should
+    then be single-threaded (:func:`convop._blas.single_threaded`).
+    """
+
+    def __init__(self, geometry: ConvGeometry, weight: np.ndarray, dtype: Any,
+                 side: str = "input", pool: Any = None) -> None:
+        g = self.geometry = geometry
+        self.dtype = np.dtype(dtype)
+        self.side = side
+        self.pool = pool
+        parts = 1 if pool is None else pool.workers
+        self.size = g.vector_size("input" if side == "input" else "output")
+        dt = self.dtype
+        w = weight.astype(dt)
+        taps = math.prod(g.kernel_size)
+        self._rows = w.reshape(g.groups, g.out_per_group, -1)  # (G, Co/G, Ci/G * taps)
+        self._padded = np.zeros((g.in_channels, *g.padded_size), dtype=dt)
+        self._cols = np.empty((g.in_channels, *g.kernel_size, *g.output_size), dtype=dt)
+        self._out = np.empty((g.groups, g.out_per_group, math.prod(g.output_size)), dtype=dt)
+        self._unit_stride = all(st == 1 for st in g.stride)
+        # Work split into chunks: input and output channels for copies, rows for GEMMs.
+        self._in_parts = _chunks(g.in_channels, parts)
+        self._out_parts = _chunks(g.out_per_group, parts)
+        self._in_group_parts = _chunks(g.in_per_group, parts)
+        self._out_channel_parts = _chunks(g.out_channels, parts)
+        if self._unit_stride:
+            # grad_pad[c, q] = sum_{m, u'} conj(W[m, c, k-1-u']) y_ext[m, q + u' d], with
+            # y_ext the output padded by (k-1)d before and P - O after on every axis.
+            flipped = np.flip(w.reshape(g.groups, g.out_per_group, g.in_per_group,
+                                        *g.kernel_size), axis=tuple(range(3, 3 + g.ndim)))
+            self._rows_adjoint = np.ascontiguousarray(np.conj(np.swapaxes(flipped, 1, 2))).reshape(
+                g.groups, g.in_per_group, g.out_per_group * taps)
+            ext = tuple(o + (k - 1) * d + (p - o) for o, k, d, p in zip(
+                g.output_size, g.kernel_size, g.dilation, g.padded_size))
+            self._extended = np.zeros((g.out_channels, *ext), dtype=dt)
+            self._inner = (slice(None),) + tuple(
+                slice((k - 1) * d, (k - 1) * d + o)
+                for k, d, o in zip(g.kernel_size, g.dilation, g.output_size))
+            self._adjoint_geometry = ConvGeometry(
+                in_channels=g.out_channels, out_channels=g.in_channels, groups=g.groups,
+                kernel_size=g.kernel_size, input_size=ext, stride=(1,) * g.ndim,
+                dilation=g.dilation, padding=((0, 0),) * g.ndim)
+            self._cols_adjoint = np.empty((g.out_channels, *g.kernel_size, *g.padded_size),
+                                          dtype=dt)
+        else:
+            self._rows_adjoint = np.ascontiguousarray(np.conj(np.swapaxes(self._rows, 1, 2)))
+            self._cols_adjoint = np.empty((g.in_channels, *g.kernel_size, *g.output_size),
+                                          dtype=dt)
+            self._windows = g.tap_windows()
+        self._grad = np.empty((g.groups, g.in_per_group, math.prod(g.padded_size)), dtype=dt)
+        self._result = np.empty(g.vector_size("input"), dtype=dt)
+        self._sources = [axis_sources(n, lo, hi, g.padding_mode)
+                         for n, (lo, hi) in zip(g.input_size, g.padding)]
+
+    @staticmethod
+    def bytes_for(geometry: ConvGeometry, dtype: Any) -> int:
+        """Bytes a GramProduct of this layer allocates (its buffers, with room for vectors)."""
+        g = geometry
+        item = np.dtype(dtype).itemsize
+        taps = math.prod(g.kernel_size)
+        padded = g.in_channels * math.prod(g.padded_size)
+        out = g.out_channels * math.prod(g.output_size)
+        extended = g.out_channels * math.prod(
+            o + (k - 1) * d + p - o for o, k, d, p in zip(
+                g.output_size, g.kernel_size, g.dilation, g.padded_size))
+        cols = max(g.in_channels * taps * math.prod(g.output_size),
+                   g.out_channels * taps * math.prod(g.padded_size))
+        return item * (2 * padded + 2 * cols + out + extended + 2 * g.vector_size("input")
+                       + 2 * out)
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        """Return ``A^H A v`` (side ``"input"``) or ``A A^H v`` (side ``"output"``)."""
+        if self.side == "input":
+            return self.adjoint(self.forward(v))
+        return self.forward(self.adjoint(v))
+
+    def _run(self, task: Any, parts: list[slice]) -> None:
+        if self.pool is None or len(parts) == 1:
+            for part in parts:
+                task(part)
+        else:
+            self.pool.map([task] * len(parts), parts)
+
+    # A and A^H on vectors ----------------------------------------------------------------
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Return ``A x`` for an input vector, as an output vector (a view of a buffer)."""
+        g = self.geometry
+        source = x.reshape(g.in_channels, *g.input_size)
+        interior = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
+        windows = receptive_fields(self._padded[np.newaxis], g)[0]  # (C, *out, *kernel)
+        order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
+
+        def gather(channels: slice) -> None:
+            self._padded[(channels,) + interior] = source[channels]
+            self._fill_border(channels)
+            np.copyto(self._cols[channels], windows[channels].transpose(order))
+
+        def multiply(rows: slice) -> None:
+            cols = self._cols.reshape(g.groups, g.in_per_group * math.prod(g.kernel_size), -1)
+            np.matmul(self._rows[:, rows], cols, out=self._out[:, rows])
+
+        self._run(gather, self._in_parts)
+        self._run(multiply, self._out_parts)
+        return self._out.reshape(-1)
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        """Return ``A^H y`` for an output vector, as an input vector (a view of a buffer)."""
+        g = self.geometry
+        grad = self._grad.reshape(g.in_channels, *g.padded_size)
+        if self._unit_stride:
+            source = y.reshape(g.out_channels, *g.output_size)
+            windows = receptive_fields(self._extended[np.newaxis], self._adjoint_geometry)[0]
+            order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
+
+            def gather(channels: slice) -> None:
+                self._extended[(channels,) + tuple(self._inner[1:])] = source[channels]
+                np.copyto(self._cols_adjoint[channels], windows[channels].transpose(order))
+
+            def multiply(rows: slice) -> None:
+                cols = self._cols_adjoint.reshape(g.groups, g.out_per_group *
+                                                  math.prod(g.kernel_size), -1)
+                np.matmul(self._rows_adjoint[:, rows], cols, out=self._grad[:, rows])
+
+            self._run(gather, self._out_channel_parts)
+            self._run(multiply, self._in_group_parts)
+        else:
+            taps = math.prod(g.kernel_size)
+
+            def multiply(rows: slice) -> None:
+                cols = self._cols_adjoint.reshape(g.groups, g.in_per_group * taps, -1)
+                rows_t = slice(rows.start * taps, rows.stop * taps)
+                np.matmul(self._rows_adjoint[:, rows_t], y.reshape(g.groups, g.out_per_group, -1),
+                          out=cols[:, rows_t])
+
+            def scatter(channels: slice) -> None:
+                part = grad[channels]
+                part.fill(0)
+                blocks = self._cols_adjoint[channels].reshape(
+                    -1, taps, *g.output_size)
+                for t, window in enumerate(self._windows):
+                    part[(slice(None),) + tuple(window)] += blocks[:, t]
+
+            self._run(multiply, self._in_group_parts)
+            self._run(scatter, self._in_parts)
+        if g.padding_mode != "zeros":
+            return pad_adjoint(grad[np.newaxis], g.input_size, g.padding,
+                               g.padding_mode).reshape(-1)
+        crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
+        result = self._result.reshape(g.in_channels, *g.input_size)
+
+        def cut(channels: slice) -> None:
+            np.copyto(result[channels], grad[(channels,) + crop])
+
+        self._run(cut, self._in_parts)
+        return self._result
+
+    def _fill_border(self, channels: slice) -> None:
+        """Fill the padding of some channels of the buffer from its interior (zeros stay 0)."""
+        g = self.geometry
+        if g.padding_mode == "zeros":
+            return
+        for axis, ((lo, hi), sources) in enumerate(zip(g.padding, self._sources)):
+            ax = 1 + axis
+            n = g.input_size[axis]
+            for p in (*range(lo), *range(lo + n, lo + n + hi)):
+                target: list[Any] = [slice(None)] * self._padded.ndim
+                source: list[Any] = [slice(None)] * self._padded.ndim
+                target[0] = source[0] = channels
+                target[ax], source[ax] = p, lo + int(sources[p])
+                self._padded[tuple(target)] = self._padded[tuple(source)]
