@@ -85,6 +85,24 @@ def single_threaded() -> Iterator[None]:
                     setter(count)
 
 
+@contextlib.contextmanager
+def blas_threads(count: int) -> Iterator[None]:
+    """Run the block with every OpenBLAS pool at ``count`` threads (BLAS 3 heavy work)."""
+    global _controls
+    with _lock:
+        if _controls is None:
+            _controls = _find()
+        before = [get() for _, get in _controls]
+        for setter, _ in _controls:
+            setter(count)
+    try:
+        yield
+    finally:
+        with _lock:
+            for (setter, _), previous in zip(_controls, before):
+                setter(previous)
+
+
 def cores() -> int:
     """Count the CPUs this process may run on."""
     try:
@@ -108,6 +126,12 @@ class Pool:
         futures = [self._executor.submit(f, x) for f, x in zip(functions[1:], items[1:])]
         first = functions[0](items[0])
         return [first, *(future.result() for future in futures)]
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop the worker threads."""

@@ -301,26 +301,25 @@ def _krylov_schur(apply: Apply, size: int, k: int, dtype: np.dtype, tol: float,
                 # An invariant subspace: its Ritz values are exact eigenvalues.
                 return _ritz(apply, V[: j + 1], H[: j + 1, : j + 1], k, steps)
             V[j + 1] = w / beta
+            # The Ritz values every step: a few small eigh calls against a product each,
+            # and the iteration stops as soon as the k wanted pairs have converged.
+            theta, S, done = _converged(H, j + 1, k, tol, top, above)
             if callback is not None:
-                callback(steps, float(np.linalg.eigvalsh(_hermitian(H[: j + 1, : j + 1]))[-1]))
+                callback(steps, float(theta[0]))
+            if done and j + 1 >= k:
+                return _ritz(apply, V[: j + 1], H[: j + 1, : j + 1], k, steps, theta, S)
             if steps >= limit:
                 break
-        theta, S = np.linalg.eigh(_hermitian(H[:m, :m]))
-        order = np.argsort(theta)[::-1]
-        theta, S = theta[order], S[:, order]
-        estimates = np.abs(H[m, m - 1] * S[m - 1, :k])
-        # Relative accuracy for each value, measured against the largest for tiny ones
-        # (an exact zero cannot be met relatively).
-        floor = tol * max(theta[0], top, 0.0)
-        done = np.all((estimates <= tol * np.maximum(theta[:k], floor)) | (theta[:k] > above))
+        theta, S, done = _converged(H, m, k, tol, top, above)
         if done or m >= size:
             return _ritz(apply, V[:m], H[:m, :m], k, steps, theta, S)
         if steps >= limit:
+            estimate = float(abs(H[m, m - 1] * S[m - 1, 0]))
             raise NoConvergence(
                 f"Lanczos did not converge to the relative accuracy {tol:.1e} within {limit} "
                 f"operator applications; the largest estimate is {theta[0]:.12g} with residual "
-                f"{estimates[0]:.3g}. Pass a larger `maxiter` or `rtol`.", float(theta[0]),
-                float(estimates[0]), steps)
+                f"{estimate:.3g}. Pass a larger `maxiter` or `rtol`.", float(theta[0]),
+                estimate, steps)
         # Thick restart: keep the best Ritz vectors and the residual direction.
         Y = S[:, :keep]
         V[:keep] = (V[:m].T @ Y).T
@@ -331,6 +330,21 @@ def _krylov_schur(apply: Apply, size: int, k: int, dtype: np.dtype, tol: float,
         H[keep, :keep] = coupling
         H[:keep, keep] = np.conj(coupling)
         first = keep
+
+
+def _converged(H: np.ndarray, j: int, k: int, tol: float, top: float, above: float
+               ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Ritz values (descending) and vectors of ``H[:j, :j]``, and whether ``k`` converged."""
+    theta, S = np.linalg.eigh(_hermitian(H[:j, :j]))
+    theta, S = theta[::-1], S[:, ::-1]
+    estimates = np.abs(H[j, j - 1] * S[j - 1, :k])
+    # Relative accuracy for each value, measured against the largest for tiny ones
+    # (an exact zero cannot be met relatively).
+    floor = tol * max(theta[0], top, 0.0)
+    wanted = theta[:k]
+    done = bool(np.all((estimates[: wanted.size] <= tol * np.maximum(wanted, floor))
+                       | (wanted > above)))
+    return theta, S, done
 
 
 def _hermitian(H: np.ndarray) -> np.ndarray:

@@ -3,8 +3,11 @@
 1. Structural zeros: rows and columns of ``A`` that hold nothing (pixels a
    stride never reads) only add exact zeros; they are removed first, giving ``B``
    (made tall: for a wide ``B`` the same values are those of ``B^H``).
-2. Shift-invert Lanczos on the Gram matrix ``G = B^H B`` with a sparse
-   factorization; each value refined as ``||B v||``.
+2. Shift-invert Lanczos on the Gram matrix ``G = B^H B``; each value refined
+   as ``||B v||``. For a layer, ``G`` is built in pixel blocks from the kernel's
+   tap pairs (:mod:`convop.spectral.gram`) and factored by a nested-dissection
+   multifrontal Cholesky (:mod:`convop.spectral.cholesky`); an explicit matrix
+   (or a numerically singular ``G``) goes through SuperLU.
 3. Certification. The Gram matrix squares the condition number: values below
    the normal-equations floor ``sqrt(max(m, n) eps) sigma_max`` cannot be told
    from 0 through ``G``. Those values are computed again through the augmented
@@ -34,6 +37,8 @@ import scipy.sparse.linalg as sla
 
 from .. import _memory
 from ._target import Target
+from .cholesky import BlockCholesky, NotPositiveDefinite
+from .gram import block_gram, touched
 from .lanczos import NoConvergence, basis_size, top_eigenpairs
 from .tolerance import rank_tolerance, zero_below
 
@@ -44,6 +49,9 @@ if TYPE_CHECKING:
 DENSE_SMALL = 64
 #: SuperLU's fill on these grids stays within about this multiple of the input's entries.
 _FILL = 12
+#: Relative accuracy of the shift-invert Lanczos. Tight: the singular vectors, and so
+#: the residual bounds reported, improve with it at a step or two per decade.
+GRAM_TOL = 1e-13
 #: Block inverse iterations at most; the zeros converge in one (their ratio is ~1/t^2).
 _MAX_SUBSPACE_ITERATIONS = 12
 
@@ -55,18 +63,11 @@ def smallest_singular_values(target: Target, k: int, rng: np.random.Generator,
     """Return the ``k`` smallest singular values of the target's matrix, descending."""
     from .values import Singular
 
-    A = target.matrix()
-    m, n = A.shape
+    m, n = target.shape
     tol = rank_tolerance(m, n, sigma_max, target.eps)
-    A = A.copy()
-    A.eliminate_zeros()
-    rows = np.flatnonzero(np.diff(A.indptr))
-    cols = np.unique(A.indices)
-    B = A[rows][:, cols]
+    B = _Tall.of(target, sigma_max)
+    rows, cols, transposed = B.rows, B.cols, B.transposed
     zeros = min(m, n) - min(B.shape)
-    transposed = B.shape[0] < B.shape[1]
-    if transposed:  # the same singular values; the Gram matrix of the smaller side
-        B = B.conj().T.tocsr()
     solver = _Solver(B, rng, target.max_bytes, max(tol, 1e-300), maxiter, callback)
     need = max(0, k - zeros)
     values, right = solver.smallest(need, sigma_max * math.sqrt(max(m, n) * target.eps))
@@ -93,7 +94,7 @@ def smallest_singular_values(target: Target, k: int, rng: np.random.Generator,
     null = solver.left_null(found + short) if found + short else np.zeros((B.shape[0], 0))
     v_b = right[:, ::-1]
     u_b = np.zeros((B.shape[0], need), dtype=B.dtype)
-    u_b[:, nonzero] = (B @ v_b[:, nonzero]) / sig[nonzero]
+    u_b[:, nonzero] = B.matmat(v_b[:, nonzero]) / sig[nonzero]
     if found:
         u_b[:, ~nonzero] = null[:, :found]
     if transposed:  # B = A_kept^H: its right vectors are A's left ones
@@ -114,10 +115,143 @@ def smallest_singular_values(target: Target, k: int, rng: np.random.Generator,
                     solver.steps)
 
 
-class _Solver:
-    """The smallest values of a tall sparse ``B``: Gram shift-invert, certified when needed."""
+class _Tall:
+    """``B``: the operator's nonempty rows and columns, conjugate-transposed if wide.
 
-    def __init__(self, B: sp.csr_array, rng: np.random.Generator, max_bytes: int | None,
+    ``B``'s columns are the operator's kept columns (or, ``transposed``, its kept
+    rows). For a layer it is applied through the layer's products and its Gram
+    matrix is built in pixel blocks; the explicit sparse ``B`` is only formed
+    when a path needs it (the augmented matrix, dense small cases).
+    """
+
+    def __init__(self, target: Target, rows: np.ndarray, cols: np.ndarray,
+                 sigma_max: float, explicit: sp.csr_array | None = None) -> None:
+        self.target = target
+        self.rows, self.cols = rows, cols
+        self.transposed = rows.size < cols.size
+        self.shape = (cols.size, rows.size) if self.transposed else (rows.size, cols.size)
+        self.dtype = target.dtype
+        self.sigma_max = sigma_max
+        self._explicit = explicit
+
+    @classmethod
+    def of(cls, target: Target, sigma_max: float) -> _Tall:
+        """Find the nonempty rows and columns of the target's matrix."""
+        layer = target.layer
+        if layer is not None:
+            cols, rows = touched(layer.geometry, layer.weight)
+            return cls(target, np.flatnonzero(rows), np.flatnonzero(cols), sigma_max)
+        A = target.matrix().copy()
+        A.eliminate_zeros()
+        rows = np.flatnonzero(np.diff(A.indptr))
+        cols = np.unique(A.indices)
+        tall = cls(target, rows, cols, sigma_max)
+        B = A[rows][:, cols]
+        tall._explicit = B.conj().T.tocsr() if tall.transposed else B
+        return tall
+
+    def sparse(self) -> sp.csr_array:
+        """Return ``B`` explicitly (built once)."""
+        if self._explicit is None:
+            B = self.target.matrix()[self.rows][:, self.cols]
+            self._explicit = B.conj().T.tocsr() if self.transposed else sp.csr_array(B)
+        return self._explicit
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        """Return ``B X`` (``X`` a vector or columns)."""
+        if self._explicit is not None or self.target.layer is None:
+            return self.sparse() @ X
+        inside, outside, which = ((self.rows, self.cols, "adjoint") if self.transposed
+                                  else (self.cols, self.rows, "forward"))
+        return self._through_layer(X, inside, outside, which)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        """Return ``B^H Y``."""
+        if self._explicit is not None or self.target.layer is None:
+            return self.sparse().conj().T @ Y
+        inside, outside, which = ((self.cols, self.rows, "forward") if self.transposed
+                                  else (self.rows, self.cols, "adjoint"))
+        return self._through_layer(Y, inside, outside, which)
+
+    def _through_layer(self, X: np.ndarray, inside: np.ndarray, outside: np.ndarray,
+                       which: str) -> np.ndarray:
+        m, n = self.target.shape
+        size = n if which == "forward" else m
+        columns = X.reshape(X.shape[0], -1)
+        out = np.empty((outside.size, columns.shape[1]), dtype=np.result_type(X, self.dtype))
+        full = np.zeros(size, dtype=self.dtype)
+        for j in range(columns.shape[1]):
+            full[inside] = columns[:, j]
+            out[:, j] = self.target.apply(full, which)[outside]
+        return out.reshape((outside.size,) + X.shape[1:])
+
+    def gram_solver(self, max_bytes: int | None, extra_bytes: int
+                    ) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+        """Return ``b -> (B^H B + shift I)^{-1} b`` and the shift (``1e-12 ||G||_1``)."""
+        if self.target.layer is not None and self._explicit is None:
+            try:
+                return self._block_solver(max_bytes, extra_bytes)
+            except NotPositiveDefinite:
+                pass  # numerically singular: SuperLU's pivoting copes, and the caller
+                # certifies what falls below the floor through the augmented matrix
+        B = self.sparse()
+        small = B.shape[1]
+        G = (B.conj().T @ B).tocsc()
+        _memory.check_budget(
+            _FILL * (G.data.nbytes + G.indices.nbytes) + G.indptr.nbytes + extra_bytes,
+            max_bytes,
+            f"the sparse LU of the {small}x{small} Gram matrix ({G.nnz} stored entries)",
+        )
+        shift = 1e-12 * float(abs(G).sum(axis=0).max())
+        shifted = (G + shift * sp.eye_array(small, format="csc", dtype=G.dtype)).tocsc()
+        lu = sla.splu(shifted, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
+        return lu.solve, shift
+
+    def _block_solver(self, max_bytes: int | None, extra_bytes: int
+                      ) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+        layer = self.target.layer
+        assert layer is not None
+        g = layer.geometry
+        side = "output" if self.transposed else "input"
+        # Scaled by a power of two (exact) so that squares neither overflow nor underflow.
+        peak = float(np.abs(layer.weight).max())
+        scale = 2.0 ** round(math.log2(peak)) if peak > 0 else 1.0
+        gram = block_gram(g, np.asarray(layer.weight) / scale, side, self.dtype,
+                          max(0, max_bytes - extra_bytes) if max_bytes is not None else None)
+        c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
+        # B's columns (channel-major, channel = group * c + local) in the Gram's
+        # (group, pixel, local channel) order.
+        kept = self.rows if self.transposed else self.cols
+        channel, pixel = np.divmod(kept, pixels)
+        group, local = np.divmod(channel, c)
+        index = (group * pixels + pixel) * c + local
+        rowsum = np.abs(gram.blocks).sum(axis=-1)  # (groups, entries, c)
+        starts = gram.pattern.indptr[:-1]
+        nonempty = np.diff(gram.pattern.indptr) > 0
+        norm = float(np.add.reduceat(rowsum, starts[nonempty], axis=1).max(initial=0.0))
+        shift = 1e-12 * norm
+        # Unknowns B lacks get a diagonal far above the spectrum: decoupled, and never
+        # among the smallest eigenvalues.
+        extra = np.full(groups * pixels * c, 4.0 * (self.sigma_max / scale) ** 2 + 1.0)
+        extra[index] = shift
+        factor = BlockCholesky(gram, extra.reshape(groups, pixels, c),
+                               max(0, max_bytes - extra_bytes) if max_bytes is not None
+                               else None, pool=self.target.pool)
+        size = groups * pixels * c
+        dtype = self.dtype
+
+        def solve(b: np.ndarray) -> np.ndarray:
+            full = np.zeros((size,) + b.shape[1:], dtype=np.result_type(b, dtype))
+            full[index] = b
+            return factor.solve(full)[index] / scale**2
+
+        return solve, shift * scale**2
+
+
+class _Solver:
+    """The smallest values of a tall ``B``: Gram shift-invert, certified when needed."""
+
+    def __init__(self, B: _Tall, rng: np.random.Generator, max_bytes: int | None,
                  t: float, maxiter: int | None, callback: Callable[[int, float], None] | None):
         self.B = B
         self.rng = rng
@@ -137,7 +271,7 @@ class _Solver:
         if rn <= DENSE_SMALL or need >= rn - 1:
             _memory.check_budget(3 * rm * rn * B.dtype.itemsize, self.max_bytes,
                                  f"a dense SVD of the {rm}x{rn} matrix")
-            _, s, vh = scipy.linalg.svd(B.toarray(), full_matrices=False)
+            _, s, vh = scipy.linalg.svd(B.sparse().toarray(), full_matrices=False)
             order = np.argsort(s)[:need]
             return s[order], vh[order].conj().T
         try:
@@ -160,15 +294,18 @@ class _Solver:
 
     def bounds(self, vectors: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return the residual ``||B^H u - s v|| / sqrt(2)`` of each triplet (``u = B v / s``)."""
-        B = self.B
-        out = np.empty(values.size)
-        for i, (s, v) in enumerate(zip(values, vectors.T)):
-            bv = B @ v
-            if s > 0:
-                out[i] = float(np.linalg.norm(B.conj().T @ (bv / s) - s * v)) / math.sqrt(2)
-            else:
-                out[i] = float(np.linalg.norm(bv))
-        return out
+        if values.size == 0:
+            return np.zeros(0)
+        bv = self.B.matmat(vectors)
+        positive = values > 0
+        safe = np.where(positive, values, 1.0)
+        back = self.B.rmatmat(bv / safe)
+        residual = np.linalg.norm(back - safe * vectors, axis=0) / math.sqrt(2)
+        # At the rounding level B v is noise and the residual above means nothing; but the
+        # i-th smallest singular value and s_i both lie in [0, ||B V||] for the orthonormal
+        # V of the smallest ones (Courant-Fischer).
+        spread = float(np.linalg.norm(bv))
+        return np.minimum(np.where(positive, residual, np.inf), spread)
 
     def _gram(self, need: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shift-invert Lanczos on ``B^H B``; values refined as ``||B v||``, ascending.
@@ -177,16 +314,8 @@ class _Solver:
         """
         B = self.B
         small = B.shape[1]
-        G = (B.conj().T @ B).tocsc()
-        _memory.check_budget(
-            _FILL * (G.data.nbytes + G.indices.nbytes) + G.indptr.nbytes
-            + basis_size(small, need) * small * G.dtype.itemsize,
-            self.max_bytes,
-            f"the sparse LU of the {small}x{small} Gram matrix ({G.nnz} stored entries)",
-        )
-        shift = 1e-12 * float(abs(G).sum(axis=0).max())
-        shifted = (G + shift * sp.eye_array(small, format="csc", dtype=G.dtype)).tocsc()
-        lu = sla.splu(shifted, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
+        solve, shift = B.gram_solver(self.max_bytes,
+                                     basis_size(small, need) * small * B.dtype.itemsize)
         report = None
         if self.callback is not None:
             callback = self.callback
@@ -196,10 +325,10 @@ class _Solver:
 
         # The largest eigenvalues 1/(lambda + shift) of the inverse are the smallest lambda.
         above = 1.0 / (floor**2 + shift)
-        pairs = top_eigenpairs(lu.solve, small, need, dtype=G.dtype, tol=1e-10, rng=self.rng,
+        pairs = top_eigenpairs(solve, small, need, dtype=B.dtype, tol=GRAM_TOL, rng=self.rng,
                                maxiter=self.maxiter, callback=report, above=above)
         self.steps += pairs.steps
-        values = np.linalg.norm(B @ pairs.vectors, axis=0)  # ||B v||: no squared rounding
+        values = np.linalg.norm(B.matmat(pairs.vectors), axis=0)  # ||B v||: no squared rounding
         order = np.argsort(values)
         below = pairs.values[order] > above
         # Put the values below the floor first: the caller replaces the smallest ones.
@@ -209,7 +338,7 @@ class _Solver:
     def _factor(self) -> Any:
         """Return the pivoted LU of ``K = [[t I, B], [B^H, -t I]]`` (built once)."""
         if self._lu is None:
-            B, t = self.B, self.t
+            B, t = self.B.sparse(), self.t
             rm, rn = B.shape
             K = sp.block_array([[t * sp.eye_array(rm, dtype=B.dtype), B],
                                 [B.conj().T, -t * sp.eye_array(rn, dtype=B.dtype)]],
@@ -226,7 +355,7 @@ class _Solver:
 
     def _subspace(self, count: int, side: str) -> np.ndarray:
         """Block inverse iteration with ``(B^H B + t^2)^{-1}`` (``"right"``) or ``B B^H``."""
-        B = self.B
+        B = self.B.sparse()
         rm, rn = B.shape
         size = rn if side == "right" else rm
         lu = self._factor()
@@ -240,7 +369,10 @@ class _Solver:
             self.steps += width
             X, _ = np.linalg.qr(solved[rm:] if side == "right" else solved[:rm])
             applied = B @ X if side == "right" else B.conj().T @ X
-            previous, values = values, np.sort(scipy.linalg.svdvals(applied))[:count]
+            found = np.sort(scipy.linalg.svdvals(applied))
+            # A wide `applied` has width - rows more zero singular values than svdvals lists.
+            found = np.concatenate([np.zeros(max(0, width - found.size)), found])
+            previous, values = values, found[:count]
             if np.all(np.abs(values - previous) <= 1e-10 * values + self.t):
                 break
         return X
@@ -249,14 +381,15 @@ class _Solver:
         """Return the ``count`` smallest values through ``K``, with right vectors, ascending."""
         X = self._subspace(count, "right")
         # Rayleigh-Ritz on B itself: B (X w) = s u for the SVD of B X.
-        _, s, wh = np.linalg.svd(self.B @ X, full_matrices=False)
+        _, s, wh = np.linalg.svd(self.B.matmat(X), full_matrices=False)
         order = np.argsort(s)[:count]
         return s[order], X @ wh[order].conj().T
 
     def left_null(self, count: int) -> np.ndarray:
         """``count`` orthonormal vectors ``u`` with ``B^H u = 0`` (to the rank tolerance)."""
-        B = self.B
-        if B.shape[0] <= DENSE_SMALL or self._lu is None and B.shape[1] <= DENSE_SMALL:
+        B = self.B.sparse()
+        rm, rn = B.shape
+        if rm <= DENSE_SMALL or rm <= 2048 and rm * rn <= 2**22:
             u, s, _ = scipy.linalg.svd(B.toarray(), full_matrices=True)
             return u[:, -count:]
         X = self._subspace(count, "left")

@@ -376,7 +376,9 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
     if start is None or side == "input":
         return start
     product = target.gram(target.dtype, "input")
-    return np.array(product.forward(start.astype(target.dtype)))  # A v: the left vectors
+    # A v for each row: the left vectors.
+    return np.stack([np.array(product.forward(row.astype(target.dtype)))
+                     for row in np.atleast_2d(start)])
 
 
 def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,

@@ -1,0 +1,216 @@
+"""The spectral engine's parts, each against an independent reference.
+
+Gram products and block Gram matrices against the explicit sparse matrix, the
+nested-dissection Cholesky against dense solves, the Lanczos methods against
+dense eigensolvers, and the public options (vectors, maxiter, callback,
+bounds) on layers of every kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import moded_layers, seeds
+
+import convop
+from convop._blas import Pool
+from convop.spectral.cholesky import BlockCholesky, NotPositiveDefinite
+from convop.spectral.gram import block_gram, touched
+from convop.spectral.lanczos import NoConvergence, top_eigenpair, top_eigenpairs
+from convop.spectral.products import GramProduct
+
+
+def layer_case(layer_mode, seed, complex_data=False):
+    layer, mode = layer_mode
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal(layer.weight_shape)
+    if complex_data:
+        weight = weight + 1j * rng.standard_normal(layer.weight_shape)
+    weight[rng.random(weight.shape) < 0.2] = 0
+    kw = dict(layer.kwargs(), padding_mode=mode)
+    geometry = convop.conv_geometry(layer.weight_shape, layer.input_size, **kw)
+    A = convop.conv_matrix(weight, layer.input_size, domain="input", order="C", **kw)
+    return geometry, weight, A.tocsr(), rng
+
+
+def gram_order(groups, pixels, channels):
+    """The explicit matrix's index of each (group, pixel, channel) unknown."""
+    g, p, c = np.unravel_index(np.arange(groups * pixels * channels), (groups, pixels, channels))
+    return (g * channels + c) * pixels + p
+
+
+@given(layer_mode=moded_layers(max_extra=3), seed=seeds(), complex_data=st.booleans(),
+       side=st.sampled_from(["input", "output"]))
+def test_block_gram_is_the_explicit_gram_matrix(layer_mode, seed, complex_data, side):
+    g, weight, A, _ = layer_case(layer_mode, seed, complex_data)
+    gram = block_gram(g, weight, side, np.result_type(weight, np.float64))
+    expected = (A.conj().T @ A if side == "input" else A @ A.conj().T).toarray()
+    index = gram_order(gram.groups, gram.pattern.shape[0], gram.channels)
+    np.testing.assert_allclose(gram.to_sparse().toarray(), expected[np.ix_(index, index)],
+                               rtol=0, atol=1e-12 * max(1.0, np.abs(expected).max()))
+
+
+@given(layer_mode=moded_layers(max_extra=3), seed=seeds())
+def test_touched_lines_are_the_nonempty_ones(layer_mode, seed):
+    g, weight, A, _ = layer_case(layer_mode, seed)
+    A.eliminate_zeros()
+    cols, rows = touched(g, weight)
+    assert np.array_equal(cols.reshape(-1), np.asarray(abs(A).sum(axis=0)).ravel() > 0)
+    assert np.array_equal(rows.reshape(-1), np.asarray(abs(A).sum(axis=1)).ravel() > 0)
+
+
+@given(layer_mode=moded_layers(max_extra=4), seed=seeds(), complex_data=st.booleans(),
+       side=st.sampled_from(["input", "output"]), leaf=st.integers(1, 40),
+       parallel=st.booleans())
+def test_nested_dissection_cholesky_solves(layer_mode, seed, complex_data, side, leaf,
+                                           parallel):
+    g, weight, _, rng = layer_case(layer_mode, seed, complex_data)
+    gram = block_gram(g, weight, side, np.result_type(weight, np.float64))
+    G = gram.to_sparse().toarray()
+    shift = rng.uniform(0.1, 2.0)
+    extra = np.full((gram.groups, gram.pattern.shape[0], gram.channels), shift)
+    with Pool(2 if parallel else 1) as pool:
+        factor = BlockCholesky(gram, extra, leaf=leaf, pool=pool)
+    b = rng.standard_normal((G.shape[0], 3))
+    expected = np.linalg.solve(G + shift * np.eye(G.shape[0]), b)
+    np.testing.assert_allclose(factor.solve(b), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(factor.solve(b[:, 0]), expected[:, 0], rtol=1e-10, atol=1e-12)
+
+
+def test_a_singular_gram_matrix_is_not_factored(rng):
+    weight = rng.standard_normal((2, 3, 3, 3))  # 2 outputs: rank <= 2 per pixel of 3
+    g = convop.conv_geometry(weight.shape, (6, 6), padding=1)
+    gram = block_gram(g, weight, "input", np.float64)
+    with pytest.raises(NotPositiveDefinite):
+        BlockCholesky(gram, np.zeros((1, 36, 3)))
+
+
+@given(layer_mode=moded_layers(max_extra=3), seed=seeds(), complex_data=st.booleans(),
+       parallel=st.booleans())
+def test_gram_products_are_the_layer_operator(layer_mode, seed, complex_data, parallel):
+    g, weight, A, rng = layer_case(layer_mode, seed, complex_data)
+    dtype = np.result_type(weight, np.float64)
+    with Pool(2 if parallel else 1) as pool:
+        product = GramProduct(g, weight, dtype, "input", pool=pool)
+        x = rng.standard_normal(A.shape[1]).astype(dtype)
+        y = rng.standard_normal(A.shape[0]).astype(dtype)
+        scale = max(1.0, abs(A).sum(axis=1).max()) ** 2
+        np.testing.assert_allclose(product.forward(x), A @ x, atol=1e-12 * scale)
+        np.testing.assert_allclose(product.adjoint(y), A.conj().T @ y, atol=1e-12 * scale)
+        np.testing.assert_allclose(product(x), A.conj().T @ (A @ x), atol=1e-12 * scale)
+        other = GramProduct(g, weight, dtype, "output", pool=pool)
+        np.testing.assert_allclose(other(y), A @ (A.conj().T @ y), atol=1e-12 * scale)
+
+
+# Lanczos ------------------------------------------------------------------------------------
+
+
+def test_top_eigenpair_of_a_known_spectrum(rng):
+    values = np.concatenate([[10.0, 9.999], rng.uniform(0, 9, 500)])
+    Q, _ = np.linalg.qr(rng.standard_normal((502, 502)))
+    M = (Q * values) @ Q.T
+    pair = top_eigenpair(lambda v: M @ v, 502, dtype=np.float64, tol=1e-12, rng=rng)
+    assert abs(pair.values[0] - 10.0) <= 1e-11 * 10
+    assert pair.residuals[0] <= 1e-12 * 10
+    assert abs(abs(pair.vectors[:, 0] @ Q[:, 0]) - 1) < 1e-6
+
+
+def test_top_eigenpairs_find_repeated_eigenvalues(rng):
+    values = np.concatenate([[5.0, 5.0, 5.0, 4.0], rng.uniform(0, 3, 300)])
+    Q, _ = np.linalg.qr(rng.standard_normal((304, 304)))
+    M = (Q * values) @ Q.T
+    pairs = top_eigenpairs(lambda v: M @ v, 304, 4, dtype=np.float64, tol=1e-12, rng=rng)
+    np.testing.assert_allclose(pairs.values, [5, 5, 5, 4], rtol=1e-10)
+
+
+def test_maxiter_stops_with_the_estimate_reached(rng):
+    weight = rng.standard_normal((8, 8, 3, 3))
+    with pytest.raises(NoConvergence, match="maxiter") as caught:
+        convop.spectral_norm(weight, (20, 20), padding=1, maxiter=3, rng=0)
+    assert isinstance(caught.value, RuntimeError)
+    exact = scipy.linalg.svdvals(convop.conv_matrix(weight, (20, 20), padding=1,
+                                                    domain="input").toarray())[0]
+    assert 0 < np.sqrt(caught.value.estimate) <= exact * (1 + 1e-12)
+    assert caught.value.steps <= 4
+
+
+def test_callback_sees_every_step(rng):
+    weight = rng.standard_normal((8, 8, 3, 3))
+    seen = []
+    norm = convop.spectral_norm(weight, (20, 20), padding=1, rng=0,
+                                callback=lambda step, estimate: seen.append((step, estimate)))
+    steps = [s for s, _ in seen]
+    assert steps == sorted(steps) and len(steps) >= 3
+    assert abs(seen[-1][1] - norm) <= 1e-6 * norm
+    with pytest.raises(TypeError, match="`callback`"):
+        convop.spectral_norm(weight, (20, 20), padding=1, callback=3)
+    with pytest.raises(ValueError, match="`maxiter`"):
+        convop.spectral_norm(weight, (20, 20), padding=1, maxiter=0)
+
+
+# Singular vectors --------------------------------------------------------------------------
+
+VECTOR_LAYERS = {
+    "same": ((6, 4, 3, 3), (9, 9), dict(padding=1)),
+    "stride-2-wide": ((3, 6, 3, 3), (12, 12), dict(stride=2, padding=1)),
+    "circular-groups": ((6, 2, 3, 3), (8, 8), dict(padding=1, padding_mode="circular",
+                                                  groups=3)),
+    "unseen-pixels": ((40, 3, 2, 2), (12, 12), dict(stride=3)),
+    "rank-deficient": ((4, 4, 3, 3), (9, 9), dict(padding=1)),
+}
+
+
+@pytest.mark.parametrize(("shape", "size", "kw"), VECTOR_LAYERS.values(),
+                         ids=VECTOR_LAYERS.keys())
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+@pytest.mark.parametrize("complex_data", [False, True])
+def test_singular_vectors(shape, size, kw, which, complex_data, rng):
+    weight = rng.standard_normal(shape)
+    if complex_data:
+        weight = weight + 1j * rng.standard_normal(shape)
+    if shape == (4, 4, 3, 3):
+        weight[1] = weight[0]  # duplicate filters: exact zeros
+    A = convop.conv_matrix(weight, size, domain="input", order="C", **kw).toarray()
+    dense = scipy.linalg.svdvals(A)
+    k = 3
+    u, s, vt = convop.singular_values(weight, size, k=k, which=which, return_vectors=True,
+                                      rng=0, **kw)
+    np.testing.assert_allclose(s, dense[:k] if which == "largest" else dense[-k:],
+                               atol=1e-10 * dense[0])
+    assert u.shape == (A.shape[0], k) and vt.shape == (k, A.shape[1])
+    scale = dense[0]
+    np.testing.assert_allclose(A @ vt.conj().T, u * s, atol=1e-8 * scale)
+    np.testing.assert_allclose(A.conj().T @ u, vt.conj().T * s, atol=1e-8 * scale)
+    np.testing.assert_allclose(u.conj().T @ u, np.eye(k), atol=1e-8)
+    np.testing.assert_allclose(vt @ vt.conj().T, np.eye(k), atol=1e-8)
+    ut, _, vtt = convop.singular_values(weight, size, k=k, which=which, return_vectors=True,
+                                        tensors=True, rng=0, **kw)
+    g = convop.conv_geometry(shape, size, **kw)
+    assert ut.shape == (k, g.out_channels, *g.output_size)
+    assert vtt.shape == (k, g.in_channels, *g.input_size)
+    np.testing.assert_allclose(ut.reshape(k, -1).T, u)
+
+
+def test_vectors_follow_the_operator_order(rng):
+    weight = rng.standard_normal((6, 4, 3, 3))
+    op = convop.LayerOperator(weight, (9, 9), padding=1, order="F")
+    u, s, vt = convop.singular_values(op, k=2, return_vectors=True, rng=0)
+    np.testing.assert_allclose(op.matmat(vt.T), u * s, atol=1e-8 * s[0])
+    with pytest.raises(ValueError, match="`tensors=True`"):
+        convop.singular_values(convop.conv_matrix(weight, (9, 9), padding=1, domain="input"),
+                               k=1, return_vectors=True, tensors=True)
+
+
+def test_report_bounds_how_exact_exact_is(rng):
+    weight = rng.standard_normal((8, 8, 3, 3))
+    report = convop.spectrum_report(weight, (16, 16), padding=1, rng=0)
+    dense = scipy.linalg.svdvals(convop.conv_matrix(weight, (16, 16), padding=1,
+                                                    domain="input").toarray())
+    assert 0 <= report.sigma_max_error <= 1e-8 * dense[0]
+    assert abs(report.sigma_max - dense[0]) <= max(report.sigma_max_error, 1e-14 * dense[0])
+    assert abs(report.sigma_min - dense[-1]) <= max(report.sigma_min_error, 1e-14 * dense[0])
+    assert report.products > 0
+    assert "residual bound" in str(report)
