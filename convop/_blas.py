@@ -120,12 +120,31 @@ class Pool:
                           if self.workers > 1 else None)
 
     def map(self, functions: Sequence[Callable[[Any], Any]], items: Sequence[Any]) -> list[Any]:
-        """``[f(x) for f, x in zip(functions, items)]``, the first in the calling thread."""
-        if self._executor is None or len(items) == 1:
+        """``[f(x) for f, x in zip(functions, items)]``, the calling thread taking part.
+
+        Each thread takes the next item when it is done with one, so uneven items
+        (or more items than threads) keep every core busy.
+        """
+        count = len(items)
+        if self._executor is None or count <= 1:
             return [f(x) for f, x in zip(functions, items)]
-        futures = [self._executor.submit(f, x) for f, x in zip(functions[1:], items[1:])]
-        first = functions[0](items[0])
-        return [first, *(future.result() for future in futures)]
+        results: list[Any] = [None] * count
+        taken = iter(range(count))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    i = next(taken, None)
+                if i is None:
+                    return
+                results[i] = functions[i](items[i])
+
+        helpers = [self._executor.submit(work) for _ in range(min(self.workers, count) - 1)]
+        work()
+        for helper in helpers:
+            helper.result()  # re-raises a helper's exception
+        return results
 
     def __enter__(self) -> Pool:
         return self

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _memory
+from .._blas import Pool, cores, single_threaded
 from .._typing import IntOrTuple, PaddingLike
 from .._validation import (
     as_int,
@@ -103,17 +104,26 @@ def circular_singular_values(
     count = freqs * min(geom.out_channels, width)
     _memory.check_budget(spectrum_bytes(geom, np.iscomplexobj(w)) + chunk + 4 * 8 * count, budget,
                          f"the FFT spectrum of the circular layer ({count} singular values)")
-    spectrum, multiplicity = block_spectrum(geom, w)
-    mats = spectrum.reshape(-1, geom.out_channels, width)  # one block per frequency
-    per_matrix = 16 * geom.out_channels * width * 3
-    step = max(1, chunk // per_matrix)
-    values = np.concatenate([
-        np.linalg.svd(mats[i:i + step], compute_uv=False) for i in range(0, len(mats), step)
-    ])
+    # Single-threaded BLAS throughout, the cores taking chunks of blocks: threads left
+    # spinning by a threaded product would slow the SVDs that follow.
+    with single_threaded(), Pool(cores()) as pool:
+        spectrum, multiplicity = block_spectrum(geom, w)
+        mats = spectrum.reshape(-1, geom.out_channels, width)  # one block per frequency
+        per_matrix = 16 * geom.out_channels * width * 3
+        step = max(1, chunk // per_matrix)
+        # Chunks of at most `step` blocks, as many for each core.
+        parts = -(-max(1, -(-len(mats) // step)) // pool.workers) * pool.workers
+        edges = np.linspace(0, len(mats), parts + 1).astype(int)
+        chunks = [mats[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        values = np.concatenate(pool.map([_svdvals] * len(chunks), chunks))
     values = np.repeat(values, multiplicity.reshape(-1), axis=0).ravel()
     m, n = geom.matrix_shape("input")
     return zero_below(values, rank_tolerance(m, n, float(values.max(initial=0.0)),
                                              float(np.finfo(np.float64).eps)))
+
+
+def _svdvals(blocks: np.ndarray) -> np.ndarray:
+    return np.linalg.svd(blocks, compute_uv=False)
 
 
 def circular_geometry(weight_shape: tuple[int, ...], input_size: Any, stride: Any, dilation: Any,
@@ -128,9 +138,13 @@ def circular_geometry(weight_shape: tuple[int, ...], input_size: Any, stride: An
 
 
 def spectrum_bytes(geom: ConvGeometry, complex_data: bool = False) -> int:
-    """Bytes of the wrapped kernel, its transposed copy and its FFT (per-frequency blocks)."""
-    full = geom.out_channels * geom.in_channels * math.prod(geom.input_size)
-    return 3 * full * (16 if complex_data else 8)
+    """Bytes of the per-frequency blocks (half the grid for real weights) and their work."""
+    grid = [n // s for n, s in zip(geom.input_size, geom.stride)]
+    if not complex_data:
+        grid[-1] = grid[-1] // 2 + 1
+    freqs = math.prod(grid)
+    blocks = freqs * geom.out_channels * geom.in_channels * math.prod(geom.stride)
+    return 16 * (2 * blocks + freqs * math.prod(geom.kernel_size))
 
 
 def circulant_problem(geom: Any) -> str | None:
@@ -165,31 +179,52 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns the blocks with shape ``(*freqs, C_out, C_in, *phases)`` and, per
     frequency, how many frequencies of the full grid share its singular values
     (2 for the conjugate pairs folded by the real FFT).
+
+    The DFT of the wrapped kernel is taken tap by tap: tap ``u`` sits at
+    ``z = (u*d - lo) mod n`` of the input grid, i.e. at phase ``z mod s`` and
+    position ``z // s`` of the polyphase grid, so each block is a sum of
+    ``prod(kernel)`` tap matrices times a phase factor: one matrix product per
+    phase instead of an FFT of an array the size of the input.
     """
     ndim = geom.ndim
     c_out, c_in = geom.out_channels, geom.in_channels
-    # The kernel wrapped onto the input grid: K_full[m, c, (u*d - lo) mod n].
-    full = np.zeros((c_out, c_in, *geom.input_size), dtype=np.result_type(w, np.float64))
-    for group in range(geom.groups):
-        rows = slice(group * geom.out_per_group, (group + 1) * geom.out_per_group)
-        cols = slice(group * geom.in_per_group, (group + 1) * geom.in_per_group)
-        for tap in np.ndindex(*geom.kernel_size):
-            at = tuple((u * d - lo) % n for u, d, (lo, _), n in zip(
-                tap, geom.dilation, geom.padding, geom.input_size))
-            target: tuple[Any, ...] = (rows, cols, *at)
-            source: tuple[Any, ...] = (rows, slice(None), *tap)
-            full[target] += w[source]
-    # Polyphase split: z = t * s + p  ->  axes (t_1, p_1, t_2, p_2, ...).
     grid = tuple(n // s for n, s in zip(geom.input_size, geom.stride))
-    split = full.reshape(c_out, c_in, *[v for q, s in zip(grid, geom.stride) for v in (q, s)])
-    t_axes = tuple(2 + 2 * i for i in range(ndim))
-    p_axes = tuple(3 + 2 * i for i in range(ndim))
-    blocks = split.transpose(*t_axes, 0, 1, *p_axes)
-    real = not np.iscomplexobj(blocks)
-    spectrum = (np.fft.rfftn if real else np.fft.fftn)(blocks, axes=tuple(range(ndim)))
-    count = np.ones(spectrum.shape[:ndim], dtype=np.int64)
+    real = not np.iscomplexobj(w)
+    # The frequency grid (the real FFT's half grid for real weights).
+    sizes = list(grid)
+    if real:
+        sizes[-1] = grid[-1] // 2 + 1
+    freqs = np.stack(np.meshgrid(*[np.arange(q) for q in sizes], indexing="ij"), axis=-1)
+    freqs = freqs.reshape(-1, ndim)
+    taps = list(np.ndindex(*geom.kernel_size))
+    where = np.array([[(u * d - lo) % n for u, d, (lo, _), n in zip(
+        tap, geom.dilation, geom.padding, geom.input_size)] for tap in taps]).reshape(-1, ndim)
+    stride = np.array(geom.stride)
+    phase_of, position = where % stride, where // stride
+    # exp(-2 pi i <f, t> / q) for every frequency and tap.
+    factors = np.exp(-2j * np.pi * (freqs / np.array(grid)) @ position.T)  # (freqs, taps)
+    dtype = np.result_type(w, np.complex128)
+    flat_w = w.reshape(c_out, geom.in_per_group, len(taps))
+    phases = {tuple(p) for p in phase_of}
+    if geom.groups == 1 and len(phases) == 1 and math.prod(geom.stride) == 1:
+        # The common case in one product, written once (touching memory costs here).
+        blocks = (factors @ flat_w.reshape(-1, len(taps)).T).reshape(-1, c_out, c_in, 1)
+        phases = set()
+    else:
+        blocks = np.zeros((freqs.shape[0], c_out, c_in, *geom.stride), dtype=dtype)
+    for phase in phases:
+        mine = np.flatnonzero(np.all(phase_of == phase, axis=1))
+        for group in range(geom.groups):
+            rows = slice(group * geom.out_per_group, (group + 1) * geom.out_per_group)
+            cols = slice(group * geom.in_per_group, (group + 1) * geom.in_per_group)
+            kernel = flat_w[rows][:, :, mine].reshape(-1, mine.size)  # (Co/G * Ci/G, taps)
+            part = factors[:, mine] @ kernel.T  # (freqs, Co/G * Ci/G)
+            blocks[(slice(None), rows, cols, *phase)] += part.reshape(
+                -1, geom.out_per_group, geom.in_per_group)
+    spectrum = blocks.reshape(*sizes, c_out, c_in, *geom.stride)
+    count = np.ones(sizes, dtype=np.int64)
     if real:  # frequencies f and -f have conjugate blocks, hence equal singular values
-        last = np.arange(spectrum.shape[ndim - 1])
+        last = np.arange(sizes[-1])
         count[..., (last > 0) & (2 * last != grid[-1])] = 2
     return spectrum, count
 
@@ -216,9 +251,13 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
     spectrum, _ = block_spectrum(circular, op.weight)
     ndim = g.ndim
     mats = spectrum.reshape(-1, g.out_channels, g.in_channels * math.prod(g.stride))
-    top = np.linalg.norm(mats, ord=2, axis=(1, 2))  # per-frequency largest singular value
+    # The per-frequency top right singular vectors by a batched power iteration (a start
+    # vector needs no more; exact SVDs of every block cost more than the solve on deep
+    # layers), then more steps on the frequency that wins.
+    vectors = _top_vectors(mats, rng, _POWER_STEPS)
+    top = np.linalg.norm(np.matmul(mats, vectors[..., np.newaxis])[..., 0], axis=1)
     f = int(np.argmax(top))
-    _, _, vh = np.linalg.svd(mats[f])
+    v = _top_vectors(mats[f:f + 1], rng, 4 * _POWER_STEPS, vectors[f:f + 1])[0]
     freq = np.unravel_index(f, spectrum.shape[:ndim])
     grid = tuple(n // s for n, s in zip(g.input_size, g.stride))
     # x[c, j*s + p] = conj(v[c, p]) exp(2 pi i <f, j> / q): the block's right singular vector.
@@ -226,7 +265,7 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
     for axis in range(ndim):
         wave = np.exp(2j * np.pi * freq[axis] * np.arange(grid[axis]) / grid[axis])
         phase = np.multiply.outer(phase, wave)
-    v = vh[0].conj().reshape(g.in_channels, *g.stride)
+    v = v.reshape(g.in_channels, *g.stride)
     x = np.multiply.outer(v, phase)  # (C_in, *phases, *grid)
     # Real weights: frequencies f and -f have equal singular values, and the real
     # eigenvectors of the pair are the cosine and the sine wave: a block of both, the
@@ -242,3 +281,19 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
             noise = rng.standard_normal(row.size)
             rows.append(row / norm + 1e-2 * noise / np.linalg.norm(noise))
     return np.array(rows) if rows else None
+
+
+#: Power iterations of the warm start on every frequency's block.
+_POWER_STEPS = 20
+
+
+def _top_vectors(mats: np.ndarray, rng: np.random.Generator, steps: int,
+                 start: np.ndarray | None = None) -> np.ndarray:
+    """Power iteration on ``M^H M`` for a stack of blocks ``M``: approximate top right vectors."""
+    x = start if start is not None else (
+        rng.standard_normal(mats.shape[::2]) + 1j * rng.standard_normal(mats.shape[::2]))
+    adjoint = np.conj(np.swapaxes(mats, -1, -2))
+    for _ in range(steps):
+        x = np.matmul(adjoint, np.matmul(mats, x[..., np.newaxis]))[..., 0]
+        x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-300)
+    return x
