@@ -30,12 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 
 Apply = Callable[[np.ndarray], np.ndarray]
 Callback = Callable[[int, float], None]
 
 #: Lanczos basis size of the Krylov-Schur method before a thick restart.
 BASIS = 40
+#: Steps without halving the residual estimate that count as stagnation (low precision).
+STAGNATION = 60
 
 
 class NoConvergence(RuntimeError):
@@ -123,10 +126,11 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
         basis = [v / norm]
         alphas: list[float] = []
         betas: list[float] = []
-        w = np.array(apply(basis[0]))
+        w = _writable(apply(basis[0]), basis[0])
         steps += 1
         estimates: list[float] = []
         s = np.ones(1)
+        stalled = False
         while True:
             j = len(basis) - 1
             q = basis[j]
@@ -146,15 +150,17 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
             if callback is not None:
                 callback(steps, theta)
             converged = estimate <= tol * max(theta, 0.0) or beta <= eps * max(theta, 1e-300)
-            if stagnate and len(estimates) > 20 and estimate <= 1e-5 * theta:
-                # Low-precision products: near their rounding level the estimate stops
-                # falling (a plateau of 20 steps; shorter ones come from near-degenerate pairs).
-                converged = converged or estimate >= 0.5 * min(estimates[-20:-1])
+            if stagnate and len(estimates) > STAGNATION and estimate <= 100 * tol * theta:
+                # Low-precision products: near their rounding level the estimate may stop
+                # falling. A long window: on a continuous top of the spectrum convergence
+                # is slow, not stalled.
+                stalled = estimate >= 0.5 * min(estimates[-STAGNATION:-1])
+                converged = converged or stalled
             if converged or j + 1 >= cap or steps >= limit:
                 break
             betas.append(beta)
             basis.append(w / beta)
-            w = np.array(apply(basis[-1]))
+            w = _writable(apply(basis[-1]), basis[-1])  # the product's buffer, ours for now
             steps += 1
         y = np.zeros(size, dtype=dtype)  # the Ritz vector
         for coefficient, vector in zip(s, basis):
@@ -165,7 +171,9 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
         theta = work.dot(y, gy).real  # the Rayleigh quotient of the formed vector
         work.subtract(gy, theta, y)
         residual = work.norm(gy)
-        if residual <= tol * theta or (stagnate and converged) or theta == 0.0:
+        # The estimate is only a guide (rounding, or low-precision products, make it
+        # optimistic): the true residual decides, or a stall of the low-precision phase.
+        if residual <= tol * theta or stalled or theta == 0.0:
             return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([residual]), steps)
         if steps >= limit:
             raise NoConvergence(
@@ -173,6 +181,18 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
                 f"applications; the estimate {theta:.12g} has residual {residual:.3g}. Pass a "
                 f"larger `maxiter` or `rtol`.", theta, residual, steps)
         v = y  # restart from the Ritz vector (memory cap, or an optimistic estimate)
+
+
+def _writable(w: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Return the product ``w`` if it may be changed in place, else a copy.
+
+    In place when it is a contiguous array of its own (a product buffer that the
+    next product overwrites anyway); a copy when it could be the input itself.
+    """
+    if (isinstance(w, np.ndarray) and w.flags.writeable and w.flags.c_contiguous
+            and not np.may_share_memory(w, source)):
+        return w
+    return np.array(w)
 
 
 def _start_vector(start: np.ndarray | None, size: int, dtype: np.dtype,
@@ -196,19 +216,20 @@ def _top_ritz(alphas: list[float], betas: list[float]) -> tuple[float, np.ndarra
 
 
 class _VectorOps:
-    """In-place vector arithmetic through numpy ufuncs and ``np.dot``, never BLAS ``axpy``.
+    """In-place vector arithmetic through BLAS level 1 (the caller keeps BLAS single-threaded).
 
-    Right after multi-threaded GEMMs, OpenBLAS's threaded level-1 kernels cost
-    20-100x their single-threaded time on two cores. A scratch vector absorbs
-    the temporaries.
+    Multi-threaded level-1 BLAS right after threaded GEMMs costs 20-100x its
+    single-threaded time on two cores; the spectral functions run with BLAS at
+    one thread (:func:`convop._blas.single_threaded`) and their products on a
+    pool of threads.
     """
 
     def __init__(self, size: int, dtype: np.dtype) -> None:
         self.complex = np.dtype(dtype).kind == "c"
-        self._scratch = np.empty(size, dtype=dtype)
+        self._axpy = scipy.linalg.blas.get_blas_funcs("axpy", dtype=np.dtype(dtype))
 
     def dot(self, a: np.ndarray, b: np.ndarray) -> complex:
-        """``a^H b``."""
+        """Return ``a^H b``."""
         return complex(np.vdot(a, b)) if self.complex else complex(np.dot(a, b))
 
     def norm(self, a: np.ndarray) -> float:
@@ -216,10 +237,9 @@ class _VectorOps:
         return math.sqrt(max(self.dot(a, a).real, 0.0))
 
     def subtract(self, target: np.ndarray, coefficient: complex, vector: np.ndarray) -> None:
-        """``target -= coefficient * vector`` in place."""
-        c = coefficient if self.complex else coefficient.real
-        np.multiply(vector, c, out=self._scratch)
-        np.subtract(target, self._scratch, out=target)
+        """``target -= coefficient * vector`` in place (one pass)."""
+        c = -coefficient if self.complex else -coefficient.real
+        self._axpy(vector, target, a=c)
 
 
 # Several eigenvalues -----------------------------------------------------------------------

@@ -85,6 +85,12 @@ class GramProduct:
             self._cols_adjoint = np.empty((g.in_channels, *g.kernel_size, *g.output_size),
                                           dtype=dt)
             self._windows = g.tap_windows()
+        # Window views of the fixed buffers, built once (they cost as much as a copy).
+        self._order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
+        self._windows_forward = receptive_fields(self._padded[np.newaxis], g)[0]
+        if self._unit_stride:
+            self._windows_adjoint = receptive_fields(self._extended[np.newaxis],
+                                                     self._adjoint_geometry)[0]
         self._grad = np.empty((g.groups, g.in_per_group, math.prod(g.padded_size)), dtype=dt)
         self._result = np.empty(g.vector_size("input"), dtype=dt)
         self._sources = [axis_sources(n, lo, hi, g.padding_mode)
@@ -126,8 +132,8 @@ class GramProduct:
         g = self.geometry
         source = x.reshape(g.in_channels, *g.input_size)
         interior = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
-        windows = receptive_fields(self._padded[np.newaxis], g)[0]  # (C, *out, *kernel)
-        order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
+        windows = self._windows_forward  # (C, *out, *kernel), a view of the padded buffer
+        order = self._order
 
         def gather(channels: slice) -> None:
             self._padded[(channels,) + interior] = source[channels]
@@ -148,8 +154,8 @@ class GramProduct:
         grad = self._grad.reshape(g.in_channels, *g.padded_size)
         if self._unit_stride:
             source = y.reshape(g.out_channels, *g.output_size)
-            windows = receptive_fields(self._extended[np.newaxis], self._adjoint_geometry)[0]
-            order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
+            windows = self._windows_adjoint
+            order = self._order
 
             def gather(channels: slice) -> None:
                 self._extended[(channels,) + tuple(self._inner[1:])] = source[channels]

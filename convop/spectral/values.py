@@ -8,10 +8,10 @@ weight an explicit sparse matrix or a ``LinearOperator`` (such as
 the weight's dtype, unless ``dtype`` asks for less.
 
 The largest value of a layer comes from Lanczos on its Gram operator (the
-smaller side), with reused product buffers (:mod:`convop.spectral.products`), a
-start vector from the circular counterpart (FFT), and on large layers a first
-phase in float32 that brings the float64 phase a start vector it only has to
-polish.
+smaller side), with reused product buffers (:mod:`convop.spectral.products`),
+for circular padding a start vector from the FFT, and on large layers a first
+phase with float32 products that brings the float64 phase a start vector it
+only has to polish.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_int, as_real, as_rng, check_bool, check_callable, check_choice
 from ._target import Target
 from .circular import circular_start
-from .lanczos import Eigenpairs, basis_size, top_eigenpair, top_eigenpairs
+from .lanczos import Eigenpairs, NoConvergence, basis_size, top_eigenpair, top_eigenpairs
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
@@ -45,6 +45,8 @@ MAX_BASIS = 400
 #: Relative residual the float32-product phase aims for: near what float32 products
 #: reach; the float64 phase then needs a few dozen steps.
 LOW_PRECISION_TOL = 5e-7
+#: The float32 phase stops at this many times the products' measured relative error.
+NOISE_MARGIN = 10.0
 
 Callback = Callable[[int, float], None]
 
@@ -349,18 +351,26 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     least = (basis_size(size, k) if k > 1 else 20) * size * item
     _memory.check_budget(fixed + least, target.max_bytes,
                          f"Lanczos with {least // (size * item)} vectors of length {size}")
+    done = [0]  # products of earlier phases: steps count from the start of the call
     report = None if callback is None else (
-        lambda step, theta: callback(step, math.sqrt(max(theta, 0.0))))
+        lambda step, theta: callback(done[0] + step, math.sqrt(max(theta, 0.0))))
     # |lambda - lambda*| <= tol * lambda gives |sigma - sigma*| <= tol/2 * sigma.
     if k == 1:
         start = _warm_start(target, rng, side, budget=fixed + least)
-        steps = 0
         if size >= FLOAT32_PHASE_SIZE:
-            start, steps = _low_precision_phase(target, side, start, rng, room, report)
+            start, done[0] = _low_precision_phase(target, side, start, rng, room, report,
+                                                  maxiter)
+        left = None if maxiter is None else maxiter - done[0]
+        if left is not None and left < 1:
+            raise NoConvergence(
+                f"Lanczos used its {maxiter} operator applications (`maxiter`) before its "
+                f"float64 phase; pass a larger `maxiter` or `rtol`.", math.nan, math.inf,
+                done[0])
         pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=2 * rtol, rng=rng,
-                              start=start, maxiter=maxiter, callback=report,
+                              start=start, maxiter=left, callback=report,
                               max_basis=min(MAX_BASIS, max(20, room // (size * item))))
-        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, pairs.steps + steps)
+        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
+                           pairs.steps + done[0])
     else:
         pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=2 * rtol, rng=rng,
                                maxiter=maxiter, callback=report)
@@ -369,8 +379,12 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
 
 def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
                 ) -> np.ndarray | None:
-    """Return the circular counterpart's top singular vector on the Gram operator's side."""
-    if target.layer is None:
+    """Return a circular layer's top singular vectors (FFT) on the Gram operator's side.
+
+    Only for circular padding, where they are the layer's own: for zero padding the
+    counterpart's vectors were measured to save no product on ResNet layers.
+    """
+    if target.layer is None or target.layer.geometry.padding_mode != "circular":
         return None
     start = circular_start(target.layer, rng, budget=budget)
     if start is None or side == "input":
@@ -382,8 +396,8 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
 
 
 def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
-                         rng: np.random.Generator, room: int,
-                         report: Callback | None) -> tuple[np.ndarray | None, int]:
+                         rng: np.random.Generator, room: int, report: Callback | None,
+                         maxiter: int | None) -> tuple[np.ndarray | None, int]:
     """Lanczos with float32 (complex64) products, float64 vectors: a start for float64.
 
     Products cost a third of float64 ones; the recurrence stays in the target's
@@ -403,10 +417,27 @@ def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
     def mixed(v: np.ndarray) -> np.ndarray:
         return np.asarray(gram(v.astype(low)), dtype=work)
 
-    pairs = top_eigenpair(mixed, size, dtype=work, tol=LOW_PRECISION_TOL, rng=rng, start=start,
-                          callback=report, stagnate=True,
+    # How far float32 products can take the residual: their relative error on a vector
+    # near the start (one product of each kind), times a margin.
+    probe = _start_probe(start, size, work, rng)
+    for _ in range(3):  # towards the top: a random vector's product loses more digits
+        probe = mixed(probe)
+        probe /= max(float(np.linalg.norm(probe)), 1e-300)
+    exact = np.array(target.gram(work, side)(probe))
+    noise = float(np.linalg.norm(mixed(probe) - exact) / max(np.linalg.norm(exact), 1e-300))
+    tol = max(LOW_PRECISION_TOL, NOISE_MARGIN * noise)
+    pairs = top_eigenpair(mixed, size, dtype=work, tol=tol, rng=rng, start=start,
+                          callback=report, stagnate=True, maxiter=maxiter,
                           max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))))
-    return pairs.vectors[:, 0], pairs.steps
+    return pairs.vectors[:, 0], pairs.steps + 5
+
+
+def _start_probe(start: np.ndarray | None, size: int, dtype: np.dtype,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Return a unit vector to measure the low-precision products' error on."""
+    v = (np.atleast_2d(start)[0] if start is not None else rng.standard_normal(size))
+    v = np.asarray(v, dtype=dtype)
+    return v / max(float(np.linalg.norm(v)), 1e-300)
 
 
 def _singular_from_gram(target: Target, pairs: Eigenpairs, side: str,
