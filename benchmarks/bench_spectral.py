@@ -1,20 +1,35 @@
-"""Spectral norm: convop's Lanczos vs. the usual power iteration in PyTorch, in one process.
+"""Spectral engine at real size, in units of one PyTorch Gram product, measured in this run.
 
-For each ResNet-like layer (zero padding) it prints convop's time and number
-of Gram products to ``rtol``, the power iteration's time and iteration count
-to the same relative change (``conv2d`` then ``conv_transpose2d``, as the
-literature's spectral-norm code does), both values, and whether convop's value
-is at least as large (power iteration converges from below). Then the two
-other targets: the full circular spectrum of the 64->64 layer through the FFT,
-and the exact smallest singular value of a square 16->16 layer at 32x32.
+Unit: the median time of one Gram product ``A^T A x`` of the 64->64 3x3 layer at
+56x56 (float64, ``conv2d`` then ``conv_transpose2d``, two threads), sampled
+before every measurement of the run and taken as the median of all samples, so
+a slow phase of a shared machine moves the unit and the times together. Totals
+are printed in units, so the targets (issue 11) do not depend on the machine:
 
-Run: ``python benchmarks/bench_spectral.py`` (needs ``torch``; ``--quick``
-runs the first layer only; ``--cap-seconds`` bounds each power iteration).
+- ``spectral_norm`` to ``rtol`` (1e-8) for the 20 convolutions of ResNet-18 at
+  224x224 (shapes written out; Kaiming-normal weights as torchvision draws
+  them): at most 2500 units in total. Layer by layer the table gives convop's
+  time, its Gram products (float32 first-phase products included), the product
+  floor (its products times one PyTorch Gram product of that layer), and the
+  power iteration of the spectral-normalization literature (``conv2d`` +
+  ``conv_transpose2d`` until the relative change is below ``rtol``; it
+  converges from below, so convop must never be under it by more than rtol).
+- ``circular_singular_values`` of 64->64 3x3 @56: at most 40 units.
+- the exact smallest singular value of 16->16 3x3 @32 (zero padding): at most
+  125 units.
+
+``--check`` also computes every ResNet value independently (scipy's ARPACK
+``eigsh`` on the Gram operator of :class:`convop.LayerOperator`, tol 1e-13;
+several minutes) and reports the largest relative difference.
+
+Run: ``python benchmarks/bench_spectral.py`` (needs ``torch``; ``--quick``:
+the first five layers; ``--no-power`` skips the power iteration).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -22,47 +37,94 @@ import numpy as np
 
 import convop
 
-LAYERS = [
-    ("64->64 3x3 @56", (64, 64, 3, 3), (56, 56), 1, 1),
-    ("128->128 3x3 @28", (128, 128, 3, 3), (28, 28), 1, 1),
-    ("3->64 7x7 s2 @224", (64, 3, 7, 7), (224, 224), 2, 3),
+# name, (C_out, C_in, k, k), input size, stride, padding: torchvision's resnet18.
+RESNET18 = [
+    ("conv1", (64, 3, 7, 7), 224, 2, 3),
+    *[(f"layer1.{b}.conv{c}", (64, 64, 3, 3), 56, 1, 1) for b in (0, 1) for c in (1, 2)],
+    ("layer2.0.conv1", (128, 64, 3, 3), 56, 2, 1),
+    ("layer2.0.conv2", (128, 128, 3, 3), 28, 1, 1),
+    ("layer2.0.downsample", (128, 64, 1, 1), 56, 2, 0),
+    ("layer2.1.conv1", (128, 128, 3, 3), 28, 1, 1),
+    ("layer2.1.conv2", (128, 128, 3, 3), 28, 1, 1),
+    ("layer3.0.conv1", (256, 128, 3, 3), 28, 2, 1),
+    ("layer3.0.conv2", (256, 256, 3, 3), 14, 1, 1),
+    ("layer3.0.downsample", (256, 128, 1, 1), 28, 2, 0),
+    ("layer3.1.conv1", (256, 256, 3, 3), 14, 1, 1),
+    ("layer3.1.conv2", (256, 256, 3, 3), 14, 1, 1),
+    ("layer4.0.conv1", (512, 256, 3, 3), 14, 2, 1),
+    ("layer4.0.conv2", (512, 512, 3, 3), 7, 1, 1),
+    ("layer4.0.downsample", (512, 256, 1, 1), 14, 2, 0),
+    ("layer4.1.conv1", (512, 512, 3, 3), 7, 1, 1),
+    ("layer4.1.conv2", (512, 512, 3, 3), 7, 1, 1),
 ]
+TARGETS = {"resnet18": 2500, "circular": 40, "smallest": 125}
 
 
-def counted(op: convop.LayerOperator) -> list[int]:
-    """Count the operator's forward products on the instance itself.
+def kaiming(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """torchvision's init: normal, fan-out, ReLU gain."""
+    fan_out = shape[0] * math.prod(shape[2:])
+    return rng.standard_normal(shape) * math.sqrt(2.0 / fan_out)
 
-    The operator stays a LayerOperator, so convop takes the same path as for any
-    user (a wrapper class would switch the circular warm start off).
-    """
-    count = [0]
-    forward = op.forward
 
-    def counting(x):
-        count[0] += x.shape[0]
-        return forward(x)
+def gram_product(torch, weight, size, stride, padding):
+    """One ``A^T A x`` through PyTorch as a function of ``x`` (a tensor)."""
+    F = torch.nn.functional
+    w = torch.from_numpy(weight)
+    k = weight.shape[2]
+    out = (size + 2 * padding - k) // stride + 1
+    extra = size - ((out - 1) * stride - 2 * padding + k)  # output_padding: back to `size`
 
-    op.forward = counting  # an instance attribute shadows the method
-    return count
+    def product(x):
+        y = F.conv2d(x, w, stride=stride, padding=padding)
+        return y, F.conv_transpose2d(y, w, stride=stride, padding=padding,
+                                     output_padding=extra)
+
+    return product
+
+
+class Unit:
+    """The unit product, sampled throughout the run."""
+
+    def __init__(self, torch) -> None:
+        rng = np.random.default_rng(1)
+        self._torch = torch
+        self._product = gram_product(torch, rng.standard_normal((64, 64, 3, 3)), 56, 1, 1)
+        self._x = torch.from_numpy(rng.standard_normal((1, 64, 56, 56)))
+        self.samples: list[float] = []
+
+    def sample(self, repeats: int = 5) -> None:
+        with self._torch.no_grad():
+            self._product(self._x)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                self._product(self._x)
+                self.samples.append(time.perf_counter() - start)
+
+    @property
+    def seconds(self) -> float:
+        return float(np.median(self.samples))
+
+
+def median_time(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def power_iteration(torch, weight, size, stride, padding, rtol, cap_seconds):
-    F = torch.nn.functional
-    w = torch.from_numpy(weight)
-    x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, weight.shape[1], *size)))
+    product = gram_product(torch, weight, size, stride, padding)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, weight.shape[1], size,
+                                                                     size)))
     x /= x.norm()
-    out = None
     sigma_old, start = 0.0, time.perf_counter()
     with torch.no_grad():
         for iteration in range(1, 10**7):
-            y = F.conv2d(x, w, stride=stride, padding=padding)
+            y, x = product(x)
             sigma = float(y.norm())
-            if out is None:
-                out = tuple(y.shape[2:])
-            # output_padding makes conv_transpose2d return exactly the input size
-            op = tuple(n - ((o - 1) * stride - 2 * padding + k)
-                       for n, o, k in zip(size, out, weight.shape[2:]))
-            x = F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=op)
             x /= x.norm()
             if iteration > 1 and abs(sigma - sigma_old) <= rtol * sigma:
                 return sigma, iteration, time.perf_counter() - start, True
@@ -72,11 +134,27 @@ def power_iteration(torch, weight, size, stride, padding, rtol, cap_seconds):
     raise AssertionError("unreachable")
 
 
+def arpack_reference(weight, size, stride, padding) -> float:
+    """The largest singular value by scipy's ARPACK on convop's LayerOperator Gram operator."""
+    import scipy.sparse.linalg as sla
+
+    op = convop.LayerOperator(weight, (size, size), stride=stride, padding=padding, order="C")
+    gram = sla.LinearOperator((op.shape[1],) * 2, matvec=lambda v: op.rmatvec(op.matvec(v)),
+                              dtype=np.float64)
+    value = sla.eigsh(gram, k=1, which="LA", tol=1e-13, ncv=40,
+                      v0=np.random.default_rng(2).standard_normal(op.shape[1]))[0][0]
+    return math.sqrt(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rtol", type=float, default=1e-8)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--cap-seconds", type=float, default=300.0)
+    parser.add_argument("--quick", action="store_true", help="the first five ResNet layers")
+    parser.add_argument("--no-power", action="store_true", help="skip the power iteration")
+    parser.add_argument("--cap-seconds", type=float, default=20.0,
+                        help="time cap of each power iteration")
+    parser.add_argument("--check", action="store_true",
+                        help="independent ARPACK value of every layer (slow)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -85,35 +163,70 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
-    print(f"convop {convop.__version__}, torch {torch.__version__}, rtol {args.rtol:g}")
-    print(f"{'layer':20} {'convop s':>9} {'products':>9} {'sigma (convop)':>18} "
-          f"{'power s':>8} {'iters':>7} {'sigma (power)':>18} {'speed-up':>8}  convop >= power")
-    for name, shape, size, stride, padding in LAYERS[:1] if args.quick else LAYERS:
-        weight = rng.standard_normal(shape)
-        op = convop.LayerOperator(weight, size, stride=stride, padding=padding, order="C")
-        products = counted(op)
+    layers = RESNET18[:5] if args.quick else RESNET18
+    weights = [kaiming(rng, shape) for _, shape, *_ in layers]  # same draws in every run
+    unit = Unit(torch)
+    unit.sample(30)
+    print(f"convop {convop.__version__}, torch {torch.__version__}, rtol {args.rtol:g}; unit = "
+          f"one torch Gram product of 64->64 3x3 @56 = {unit.seconds * 1e3:.2f} ms at the start")
+    print(f"{'layer':20} {'convop s':>8} {'products':>8} {'floor s':>7} "
+          f"{'sigma_max':>17} {'power s':>8} {'iters':>6} {'power sigma':>17}  ok")
+    total = floor_total = 0.0
+    worst = 0.0
+    for (name, shape, size, stride, padding), weight in zip(layers, weights):
+        unit.sample()
+        steps = [0]
         start = time.perf_counter()
-        sigma = convop.spectral_norm(op, rtol=args.rtol, rng=0)
-        t_convop = time.perf_counter() - start
-        p_sigma, iters, t_power, converged = power_iteration(
-            torch, weight, size, stride, padding, args.rtol, args.cap_seconds)
-        note = "" if converged else f" (stopped at the {args.cap_seconds:.0f} s cap)"
-        print(f"{name:20} {t_convop:>9.2f} {products[0]:>9} {sigma:>18.12f} {t_power:>8.2f} "
-              f"{iters:>7} {p_sigma:>18.12f} {t_power / t_convop:>7.1f}x  "
-              f"{sigma >= p_sigma}{note}", flush=True)
+        sigma = convop.spectral_norm(weight, (size, size), stride=stride, padding=padding,
+                                     rtol=args.rtol, rng=0, progress=False,
+                                     callback=lambda step, _, steps=steps: steps.__setitem__(
+                                         0, step))
+        elapsed = time.perf_counter() - start
+        product = gram_product(torch, weight, size, stride, padding)
+        xl = torch.from_numpy(rng.standard_normal((1, shape[1], size, size)))
+        with torch.no_grad():
+            per_product = median_time(lambda product=product, xl=xl: product(xl), 10)
+        floor = steps[0] * per_product
+        total += elapsed
+        floor_total += floor
+        line = (f"{name:20} {elapsed:>8.2f} {steps[0]:>8} {floor:>7.2f} {sigma:>17.12f}")
+        ok = True
+        if not args.no_power:
+            p_sigma, iters, t_power, converged = power_iteration(
+                torch, weight, size, stride, padding, args.rtol, args.cap_seconds)
+            ok = sigma >= p_sigma * (1 - args.rtol)
+            cap = "" if converged else " (cap)"
+            line += f" {t_power:>8.2f} {iters:>6} {p_sigma:>17.12f}{cap}"
+        if args.check:
+            reference = arpack_reference(weight, size, stride, padding)
+            difference = (sigma - reference) / reference
+            worst = max(worst, abs(difference))
+            ok = ok and abs(difference) <= args.rtol
+            line += f"  ref {difference:+.1e}"
+        print(f"{line}  {'yes' if ok else 'NO'}", flush=True)
+    unit.sample(30)
+    seconds = unit.seconds
+    print(f"unit over the run: median {seconds * 1e3:.2f} ms of {len(unit.samples)} samples "
+          f"(range {min(unit.samples) * 1e3:.2f}-{max(unit.samples) * 1e3:.2f} ms)")
+    print(f"ResNet-18 spectral norms: {total:.1f} s = {total / seconds:.0f} units "
+          f"(target <= {TARGETS['resnet18']}); product floor {floor_total / seconds:.0f} units")
+    if args.check:
+        print(f"largest relative difference from ARPACK: {worst:.1e} (rtol {args.rtol:g})")
 
     weight = rng.standard_normal((64, 64, 3, 3))
-    start = time.perf_counter()
-    values = convop.circular_singular_values(weight, (56, 56))
-    print(f"circular FFT spectrum 64->64 3x3 @56: {values.size} values in "
-          f"{time.perf_counter() - start:.2f} s (largest {values[0]:.6f})")
+    convop.circular_singular_values(weight, (56, 56))  # warm-up: first-touch of the buffers
+    unit.sample()
+    elapsed = median_time(lambda: convop.circular_singular_values(weight, (56, 56)), 5)
+    print(f"circular_singular_values 64->64 3x3 @56: {elapsed:.3f} s = "
+          f"{elapsed / unit.seconds:.0f} units (target <= {TARGETS['circular']})")
     weight = rng.standard_normal((16, 16, 3, 3))
-    start = time.perf_counter()
-    smallest = convop.singular_values(weight, (32, 32), padding=1, k=1, which="smallest", rng=0)
-    print(f"exact sigma_min, square 16->16 3x3 @32 (n = 16384): {smallest[0]:.6e} in "
-          f"{time.perf_counter() - start:.2f} s (target < 15 s)")
+    values = []
+    unit.sample()
+    elapsed = median_time(lambda: values.append(convop.singular_values(
+        weight, (32, 32), padding=1, k=1, which="smallest", rng=0, progress=False)), 3)
+    print(f"smallest singular value 16->16 3x3 @32: {values[-1][0]:.12e} in {elapsed:.3f} s = "
+          f"{elapsed / unit.seconds:.0f} units (target <= {TARGETS['smallest']})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -219,7 +219,7 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             cols = slice(group * geom.in_per_group, (group + 1) * geom.in_per_group)
             kernel = flat_w[rows][:, :, mine].reshape(-1, mine.size)  # (Co/G * Ci/G, taps)
             part = factors[:, mine] @ kernel.T  # (freqs, Co/G * Ci/G)
-            blocks[(slice(None), rows, cols, *phase)] += part.reshape(
+            blocks[(slice(None), rows, cols) + tuple(phase)] += part.reshape(
                 -1, geom.out_per_group, geom.in_per_group)
     spectrum = blocks.reshape(*sizes, c_out, c_in, *geom.stride)
     count = np.ones(sizes, dtype=np.int64)
