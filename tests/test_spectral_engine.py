@@ -214,3 +214,61 @@ def test_report_bounds_how_exact_exact_is(rng):
     assert abs(report.sigma_min - dense[-1]) <= max(report.sigma_min_error, 1e-14 * dense[0])
     assert report.products > 0
     assert "residual bound" in str(report)
+
+
+def test_callback_and_maxiter_count_the_float32_phase(rng):
+    weight = rng.standard_normal((8, 8, 3, 3))  # 8192 unknowns: a float32 phase first
+    seen = []
+    norm = convop.spectral_norm(weight, (32, 32), padding=1, rng=0,
+                                callback=lambda step, estimate: seen.append((step, estimate)))
+    steps = [s for s, _ in seen]
+    assert steps == sorted(set(steps))  # cumulative: no restart at 1 for the float64 phase
+    jumps = np.diff(steps)
+    assert jumps.max() in (6, 7)  # the 5 products measuring float32 noise, between the phases
+    switch = int(np.argmax(jumps))
+    assert abs(seen[switch][1] - norm) <= 1e-5 * norm  # float32 phase got near the value
+    with pytest.raises(NoConvergence) as caught:
+        convop.spectral_norm(weight, (32, 32), padding=1, rng=0, maxiter=steps[switch] + 3)
+    assert caught.value.steps <= steps[switch] + 3
+
+
+def test_pool_map_keeps_order_and_raises(rng):
+    import time
+
+    def slow(x):
+        time.sleep(0.002 * (x % 3))
+        return x * x
+
+    with Pool(2) as pool:
+        items = list(range(11))
+        assert pool.map([slow] * 11, items) == [x * x for x in items]
+        assert pool.map([slow], [3]) == [9]
+
+        def fail(x):
+            raise KeyError(x)
+
+        with pytest.raises(KeyError):
+            pool.map([slow, fail, slow], [1, 2, 3])
+
+
+@pytest.mark.parametrize("complex_data", [False, True])
+def test_circular_warm_start_holds_the_top_vector(complex_data, rng):
+    from convop.spectral.circular import circular_start
+
+    weight = rng.standard_normal((6, 4, 3, 3))
+    if complex_data:
+        weight = weight + 1j * rng.standard_normal(weight.shape)
+    op = convop.LayerOperator(weight, (16, 16), padding=1, padding_mode="circular", order="C")
+    block = circular_start(op, np.random.default_rng(0), budget=2**30)
+    assert block.shape == (1 if complex_data else 2, 4 * 16 * 16)
+    A = op.to_matrix()
+    sigma = convop.circular_singular_values(weight, (16, 16))[0]
+    # The best vector of the block's span is the top singular vector up to its noise.
+    q, _ = np.linalg.qr(block.T)
+    best = np.linalg.svd((A @ q), compute_uv=False)[0]
+    assert best >= sigma * (1 - 1e-3)
+    steps = []
+    convop.spectral_norm(weight, (16, 16), padding=1, padding_mode="circular", rng=0,
+                         callback=lambda step, _: steps.append(step))
+    assert steps[-1] <= 30
+    assert circular_start(op, np.random.default_rng(0), budget=100) is None  # over budget

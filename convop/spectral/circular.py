@@ -186,16 +186,33 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``prod(kernel)`` tap matrices times a phase factor: one matrix product per
     phase instead of an FFT of an array the size of the input.
     """
+    grid = tuple(n // s for n, s in zip(geom.input_size, geom.stride))
+    real = not np.iscomplexobj(w)
+    sizes = frequency_sizes(geom, real)
+    freqs = np.stack(np.meshgrid(*[np.arange(q) for q in sizes], indexing="ij"), axis=-1)
+    blocks = frequency_blocks(geom, w, freqs.reshape(-1, geom.ndim))
+    c_out, c_in = geom.out_channels, geom.in_channels
+    spectrum = blocks.reshape(*sizes, c_out, c_in, *geom.stride)
+    count = np.ones(sizes, dtype=np.int64)
+    if real:  # frequencies f and -f have conjugate blocks, hence equal singular values
+        last = np.arange(sizes[-1])
+        count[..., (last > 0) & (2 * last != grid[-1])] = 2
+    return spectrum, count
+
+
+def frequency_sizes(geom: Any, real: bool) -> list[int]:
+    """Return the frequency grid: the polyphase grid, last axis halved for real weights."""
+    sizes = [n // s for n, s in zip(geom.input_size, geom.stride)]
+    if real:
+        sizes[-1] = sizes[-1] // 2 + 1
+    return sizes
+
+
+def frequency_blocks(geom: Any, w: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Return the blocks ``(F, C_out, C_in, *phases)`` at the frequencies ``(F, ndim)``."""
     ndim = geom.ndim
     c_out, c_in = geom.out_channels, geom.in_channels
     grid = tuple(n // s for n, s in zip(geom.input_size, geom.stride))
-    real = not np.iscomplexobj(w)
-    # The frequency grid (the real FFT's half grid for real weights).
-    sizes = list(grid)
-    if real:
-        sizes[-1] = grid[-1] // 2 + 1
-    freqs = np.stack(np.meshgrid(*[np.arange(q) for q in sizes], indexing="ij"), axis=-1)
-    freqs = freqs.reshape(-1, ndim)
     taps = list(np.ndindex(*geom.kernel_size))
     where = np.array([[(u * d - lo) % n for u, d, (lo, _), n in zip(
         tap, geom.dilation, geom.padding, geom.input_size)] for tap in taps]).reshape(-1, ndim)
@@ -208,10 +225,9 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     phases = {tuple(p) for p in phase_of}
     if geom.groups == 1 and len(phases) == 1 and math.prod(geom.stride) == 1:
         # The common case in one product, written once (touching memory costs here).
-        blocks = (factors @ flat_w.reshape(-1, len(taps)).T).reshape(-1, c_out, c_in, 1)
-        phases = set()
-    else:
-        blocks = np.zeros((freqs.shape[0], c_out, c_in, *geom.stride), dtype=dtype)
+        return (factors @ flat_w.reshape(-1, len(taps)).T).reshape(-1, c_out, c_in,
+                                                                    *geom.stride)
+    blocks = np.zeros((freqs.shape[0], c_out, c_in, *geom.stride), dtype=dtype)
     for phase in phases:
         mine = np.flatnonzero(np.all(phase_of == phase, axis=1))
         for group in range(geom.groups):
@@ -221,16 +237,11 @@ def block_spectrum(geom: Any, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             part = factors[:, mine] @ kernel.T  # (freqs, Co/G * Ci/G)
             blocks[(slice(None), rows, cols) + tuple(phase)] += part.reshape(
                 -1, geom.out_per_group, geom.in_per_group)
-    spectrum = blocks.reshape(*sizes, c_out, c_in, *geom.stride)
-    count = np.ones(sizes, dtype=np.int64)
-    if real:  # frequencies f and -f have conjugate blocks, hence equal singular values
-        last = np.arange(sizes[-1])
-        count[..., (last > 0) & (2 * last != grid[-1])] = 2
-    return spectrum, count
+    return blocks
 
 
-def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
-                   ) -> np.ndarray | None:
+def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
+                   noise: float = 0.0) -> np.ndarray | None:
     """Top right singular vectors of the layer's circular counterpart, as a Lanczos start block.
 
     Rows of row-major vectors (PyTorch's layout, whatever the operator's order):
@@ -238,32 +249,53 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
     ones. Exists when the stride divides the input and the padding totals d*(k-1) (the
     "same" layers of most networks); None otherwise, and None when its FFT would
     take more than ``budget`` bytes (the warm start never costs more than the
-    solve it warms). A little noise keeps the start from being orthogonal to the
-    true top singular vector.
+    solve it warms). For a circular layer the block holds its exact top singular
+    vectors; for another layer (its circular counterpart's vectors) some
+    ``noise`` keeps the start from being orthogonal to its true top vector.
     """
     g = op.geometry
+    ndim = g.ndim
     if g.groups != 1 or circulant_problem(g) is not None:
-        return None
-    if spectrum_bytes(g, np.iscomplexobj(op.weight)) > budget:
         return None
     circular = make_geometry(op.weight.shape, g.input_size, stride=g.stride, padding=g.padding,
                              dilation=g.dilation, padding_mode="circular")
-    spectrum, _ = block_spectrum(circular, op.weight)
-    ndim = g.ndim
-    mats = spectrum.reshape(-1, g.out_channels, g.in_channels * math.prod(g.stride))
-    # The per-frequency top right singular vectors by a batched power iteration (a start
-    # vector needs no more; exact SVDs of every block cost more than the solve on deep
-    # layers), then more steps on the frequency that wins.
-    vectors = _top_vectors(mats, rng, _POWER_STEPS)
-    top = np.linalg.norm(np.matmul(mats, vectors[..., np.newaxis])[..., 0], axis=1)
-    f = int(np.argmax(top))
-    v = _top_vectors(mats[f:f + 1], rng, 4 * _POWER_STEPS, vectors[f:f + 1])[0]
-    freq = np.unravel_index(f, spectrum.shape[:ndim])
+    real = not np.iscomplexobj(op.weight)
+    sizes = frequency_sizes(circular, real)
+    freqs = np.stack(np.meshgrid(*[np.arange(q) for q in sizes], indexing="ij"),
+                     axis=-1).reshape(-1, g.ndim)
+    # Frequencies in chunks, so the start costs a bounded few MiB whatever the layer: the
+    # per-frequency top right singular vectors by a batched power iteration (a start needs
+    # no more; exact SVDs of every block cost more than the solve on deep layers).
+    width = g.in_channels * math.prod(g.stride)
+    # Per frequency: its block and the block's adjoint, a few vectors, the tap factors.
+    per_frequency = 16 * (3 * g.out_channels * width + 4 * width + math.prod(g.kernel_size))
+    waves = 4 * 16 * g.in_channels * math.prod(g.input_size)  # the start block, built last
+    chunk = min(freqs.shape[0], (min(budget, START_CHUNK_BYTES) - waves) // per_frequency)
+    if chunk < 1:
+        return None
+    top = np.empty(freqs.shape[0])
+    for first in range(0, freqs.shape[0], chunk):
+        part = slice(first, first + chunk)
+        mats = frequency_blocks(circular, op.weight, freqs[part]).reshape(
+            -1, g.out_channels, width)
+        vectors = _top_vectors(mats, rng, _POWER_STEPS)
+        top[part] = np.linalg.norm(np.matmul(mats, vectors[..., np.newaxis])[..., 0], axis=1)
+    # Exact SVDs of the few frequencies that lead: the power estimates may not order
+    # near-ties right, and the winner's vector must be exact for a circular layer.
+    candidates = np.argsort(top)[-min(_CANDIDATES, chunk):]
+    mats = frequency_blocks(circular, op.weight, freqs[candidates]).reshape(
+        -1, g.out_channels, width)
+    _, values, vh = np.linalg.svd(mats)
+    best = int(np.argmax(values[:, 0]))
+    freq = tuple(int(f) for f in freqs[candidates[best]])
+    v = np.conj(vh[best, 0])
     grid = tuple(n // s for n, s in zip(g.input_size, g.stride))
-    # x[c, j*s + p] = conj(v[c, p]) exp(2 pi i <f, j> / q): the block's right singular vector.
+    # x[c, j*s + p] = v[c, p] exp(-2 pi i <f, j> / q) gives y[:, j] = exp(-2 pi i <f, j> / q)
+    # B(f) v, since B(f) sums each tap times exp(-2 pi i <f, t> / q): the right singular
+    # vector of the block, spread over the grid.
     phase = np.ones((), dtype=complex)
     for axis in range(ndim):
-        wave = np.exp(2j * np.pi * freq[axis] * np.arange(grid[axis]) / grid[axis])
+        wave = np.exp(-2j * np.pi * freq[axis] * np.arange(grid[axis]) / grid[axis])
         phase = np.multiply.outer(phase, wave)
     v = v.reshape(g.in_channels, *g.stride)
     x = np.multiply.outer(v, phase)  # (C_in, *phases, *grid)
@@ -274,17 +306,25 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int
     # -> (C_in, q_1, s_1, q_2, s_2, ...) -> (C_in, *input_size)
     order = [0] + [a for i in range(ndim) for a in (1 + ndim + i, 1 + i)]
     rows = []
-    for wave in waves:
-        row = wave.transpose(order).reshape(-1)
-        norm = np.linalg.norm(row)
-        if norm > 0:
-            noise = rng.standard_normal(row.size)
-            rows.append(row / norm + 1e-2 * noise / np.linalg.norm(noise))
+    flat = [wave.transpose(order).reshape(-1) for wave in waves]
+    norms = [float(np.linalg.norm(row)) for row in flat]
+    for row, norm in zip(flat, norms):
+        # A self-conjugate frequency gives a real wave: the other part is rounding.
+        if norm > 1e-3 * max(norms):
+            row = row / norm
+            if noise:
+                extra = rng.standard_normal(row.size)
+                row += noise * extra / np.linalg.norm(extra)
+            rows.append(row)
     return np.array(rows) if rows else None
 
 
 #: Power iterations of the warm start on every frequency's block.
 _POWER_STEPS = 20
+#: Frequencies whose blocks get an exact SVD for the winner.
+_CANDIDATES = 8
+#: Memory of one chunk of frequencies of the warm start.
+START_CHUNK_BYTES = 2**25
 
 
 def _top_vectors(mats: np.ndarray, rng: np.random.Generator, steps: int,
