@@ -14,7 +14,13 @@ from .layout import unvec, vec
 from .matrix import bias_vector, conv_matrix
 from .operator import LayerOperator
 from .padding import pad_matrix, source_index
-from .plotting import plot_frequency_response, plot_spectrum, plot_structure
+from .plotting import (
+    plot_block,
+    plot_frequency_response,
+    plot_spectrum,
+    plot_spectrum_density,
+    plot_structure,
+)
 from .spectral import (
     SpectralReport,
     circular_singular_values,
@@ -65,8 +71,10 @@ __all__ = [
     "output_padding_for",
     "output_size",
     "pad_matrix",
+    "plot_block",
     "plot_frequency_response",
     "plot_spectrum",
+    "plot_spectrum_density",
     "plot_structure",
     "singular_values",
     "source_index",

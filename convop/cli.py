@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
@@ -39,15 +40,13 @@ from .layout import unvec, vec
 from .matrix import assemble, conv_matrix
 from .operator import LayerOperator
 from .padding import pad_matrix
-from .spectral import DENSE_SVD_MAX_ENTRIES, circular_singular_values, singular_values
+from .spectral import singular_values
 from .spectral.circular import circulant_problem
 from .validation import KINDS, check_conv, dot_test
 
 DEMO_SEED = 0
 #: Above this smaller dimension `--spectrum auto` skips the smallest singular value.
 AUTO_SMALLEST_LIMIT = 20_000
-#: How many of the largest singular values `--plot` draws when all are too many.
-PLOT_TOP_K = 64
 
 
 class UsageError(Exception):
@@ -353,7 +352,7 @@ def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
         if text:
             print(f"saved      {args.save}", file=out)
     if args.plot:
-        report["plots"] = _plots(args, weight, geom, spectral_op, W)
+        report["plots"] = _plots(args, weight, geom, spectral_op, W, report["spectrum"])
         if text:
             print(f"plots      {', '.join(report['plots'])}", file=out)
     if args.json:
@@ -391,7 +390,8 @@ def _spectrum(args: argparse.Namespace, op: LayerOperator, text: bool, out: Text
         print(f"  spectral norm      {sigma_max:.12g}", file=out, flush=True)
     if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT:
         return _skipped(result, f"the smallest singular value of a {m} x {n} operator needs a "
-                        f"sparse LU of its {min(m, n)}-unknown Gram matrix; pass --spectrum full",
+                        f"sparse Cholesky factorization of its {min(m, n)}-unknown Gram matrix "
+                        f"(minutes at this size); pass --spectrum full",
                         text, out)
     try:
         with Progress("the smallest singular value"):
@@ -418,41 +418,39 @@ def _skipped(result: dict[str, Any], reason: str, text: bool, out: TextIO) -> di
 
 
 def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op: LayerOperator,
-           W: Any) -> list[str]:
+           W: Any, spectrum: dict[str, Any]) -> list[str]:
     from . import plotting
 
-    plt = plotting._pyplot()
+    plt = plotting.pyplot()
     written = []
 
-    def save(ax: Any, name: str) -> None:
+    def save(figure: Any, name: str) -> None:
         path = os.path.join(args.plot, name)
-        ax.figure.savefig(path, dpi=100)
-        plt.close(ax.figure)
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
         written.append(path)
 
+    channels = (geom.out_channels, geom.in_channels)
     with Progress("drawing structure.png"):
-        save(plotting.plot_structure(W, channels=(geom.out_channels, geom.in_channels)),
-             "structure.png")
-    circulant = geom.padding_mode == "circular" and circulant_problem(geom) is None
-    m, n = op.shape
+        figure, (overview, zoom) = plt.subplots(1, 2, figsize=(13, 6))
+        plotting.plot_structure(W, overview, channels=channels)
+        plotting.plot_block(W, (0, 0), zoom, channels=channels)
+        figure.suptitle(textwrap.fill(geom.describe(), 110))
+        save(figure, "structure.png")
+    layer: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding,
+                                 dilation=geom.dilation, groups=geom.groups,
+                                 padding_mode=geom.padding_mode)
     with Progress("drawing spectrum.png"):
-        if circulant:
-            values = circular_singular_values(weight, geom.input_size, stride=geom.stride,
-                                              dilation=geom.dilation, groups=geom.groups)
-            title = f"all {values.size} singular values (circular padding, FFT)"
-        elif m * n <= DENSE_SVD_MAX_ENTRIES:
-            values = singular_values(op)
-            title = f"all {values.size} singular values"
-        else:
-            k = min(PLOT_TOP_K, min(m, n) - 2)
-            values = singular_values(op, k=k, rng=args.seed)
-            title = f"the {k} largest singular values"
-        save(plotting.plot_spectrum(values, title=title), "spectrum.png")
-    if circulant:
+        ax = plotting.plot_spectrum_density(
+            weight, geom.input_size, sigma_max=spectrum.get("spectral_norm"),
+            sigma_min=spectrum.get("sigma_min"), rng=args.seed, **layer)
+        save(ax.figure, "spectrum.png")
+    if geom.padding_mode == "circular" and circulant_problem(geom) is None:
         with Progress("drawing frequency.png"):
-            save(plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
-                                                  dilation=geom.dilation, groups=geom.groups),
-                 "frequency.png")
+            ax = plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
+                                                  dilation=geom.dilation, groups=geom.groups)
+            save(ax.figure, "frequency.png")
     return written
 
 

@@ -414,7 +414,8 @@ def specs() -> list[Spec]:
             spec_conv_transpose_matrix(), spec_output_padding_for(), spec_pad_matrix(),
             spec_source_index(), spec_bias_vector(), spec_vec(), spec_unvec(),
             spec_conv_bias_grad(), spec_dot_test(), spec_check_conv(), spec_standard_configs(),
-            spec_plot_structure(), spec_plot_spectrum(), spec_plot_frequency_response()]
+            spec_plot_structure(), spec_plot_block(), spec_plot_spectrum(),
+            spec_plot_spectrum_density(), spec_plot_frequency_response()]
 
 
 # Forward, gradients ----------------------------------------------------------------------------
@@ -1605,6 +1606,75 @@ def spec_plot_structure() -> Spec:
         closes_figure(result)
 
     return Spec("plot_structure", convop.plot_structure, base, mutations, check,
+                needs=("matplotlib",))
+
+
+def spec_plot_block() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        W = convop.conv_matrix(np.arange(36.0).reshape(2, 2, 3, 3), (5, 5), padding=1)
+        return dict(W_or_layer=W, block=(draw(st.integers(0, 1)), draw(st.integers(0, 1))),
+                    channels=(2, 2), window=draw(st.integers(1, 60)), title=None,
+                    max_bytes=None)
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"W_or_layer": [Bad(np.ones((3, 3)), "a dense array"), Bad("W", "a string")],
+                "block": [Same([0, 1], (0, 1), "list"), Same(np.array([1, 0]), (1, 0), "array"),
+                          Bad((2, 0), "out of range"), Bad((-1, 0), "negative"),
+                          Bad((0,), "one entry"), Bad((0.5, 0), "a float")],
+                "channels": [Bad(None, "None for a plain matrix"), Bad((3, 2), "not dividing"),
+                             Bad((0, 2), "zero")],
+                "window": [Same((4, 7), (4, 7), "a pair"), Bad(0, "zero"), Bad(2.5, "a float")],
+                "title": [Same("t", "t", "a string"), Bad(3, "an int")],
+                "max_bytes": budget_mutations()}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        image = np.asarray(result.get_images()[0].get_array().filled(np.nan))
+        W = sp.csr_array(v["W_or_layer"]).toarray()
+        out_c, in_c = (int(b) for b in v["block"])
+        rows, cols = W.shape[0] // 2, W.shape[1] // 2
+        n = np.broadcast_to(np.asarray(v["window"]), (2,))
+        part = W[out_c * rows:out_c * rows + min(n[0], rows),
+                 in_c * cols:in_c * cols + min(n[1], cols)]
+        stored = sp.csr_array(v["W_or_layer"])[out_c * rows:out_c * rows + part.shape[0],
+                                               in_c * cols:in_c * cols + part.shape[1]]
+        expected = np.full(part.shape, np.nan)
+        coo = stored.tocoo()
+        expected[coo.row, coo.col] = coo.data
+        np.testing.assert_array_equal(image, expected)
+        closes_figure(result)
+
+    return Spec("plot_block", convop.plot_block, base, mutations, check, needs=("matplotlib",))
+
+
+def spec_plot_spectrum_density() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw)
+        v.update(sigma_max=None, sigma_min=None, bins=draw(st.integers(1, 50)), log=None,
+                 title=None, rng=0, max_bytes=None)
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"weight": array_mutations(v["weight"], finite=True),
+                "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
+                "sigma_max": [Same(2.0, 2.0, "given"), Bad(-1.0, "negative"),
+                              Bad(float("inf"), "inf"), Bad("1", "a string")],
+                "sigma_min": [Same(0.0, 0.0, "zero"), Bad(float("nan"), "NaN")],
+                "bins": [Bad(0, "zero"), Bad(2.5, "a float")],
+                "log": [Same(False, False, "False"), Bad("no", "a string")],
+                "title": [Bad(1, "an int")], "rng": rng_mutations(),
+                "max_bytes": budget_mutations()}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        dense = np.linalg.svd(dense_of(v), compute_uv=False)
+        marks = [line.get_xdata()[0] for line in result.lines if len(line.get_xdata())]
+        sigma_max = v["sigma_max"] if v["sigma_max"] is not None else dense[0]
+        assert np.isclose(marks[0], sigma_max, rtol=1e-8, atol=1e-12), (marks, dense)
+        w = np.asarray(v["weight"]).astype(np.complex128)
+        reshaped = np.linalg.svd(w.reshape(w.shape[0], -1), compute_uv=False)[0]
+        assert np.isclose(marks[-1], reshaped, rtol=1e-10, atol=1e-300), (marks, reshaped)
+        closes_figure(result)
+
+    return Spec("plot_spectrum_density", convop.plot_spectrum_density, base, mutations, check,
                 needs=("matplotlib",))
 
 

@@ -180,9 +180,11 @@ def test_inspect_plot_writes_pngs(mode, tmp_path):
     expected = ["frequency.png", "spectrum.png", "structure.png"] if mode == "circular" else [
         "spectrum.png", "structure.png"]
     assert names == expected
+    sizes = {"structure.png": (1300, 600), "spectrum.png": (700, 450),
+             "frequency.png": (600, 600)}
     for name in names:
         path = tmp_path / name
-        assert path.stat().st_size > 5000 and png_size(path) == (600, 600)
+        assert path.stat().st_size > 5000 and png_size(path) == sizes[name]
 
 
 def test_inspect_plot_without_matplotlib(monkeypatch, capsys, tmp_path):

@@ -41,7 +41,7 @@ def test_structure_of_large_matrix_is_downsampled(plt):
     ax = convop.plot_structure(W, max_pixels=100)
     image = ax.get_images()[0].get_array()
     assert max(image.shape) <= 100
-    assert int(np.nansum(image)) == W.nnz  # every entry counted once
+    assert np.nanmax(image) == 1.0  # the largest |entry| in each pixel
 
 
 def test_plots_draw_on_a_given_axes(plt):
@@ -61,3 +61,107 @@ def test_spectrum_uses_log_scale_for_wide_ranges(plt):
 def test_structure_rejects_other_inputs():
     with pytest.raises(TypeError, match="`W_or_layer` must be a scipy sparse matrix"):
         convop.plot_structure(np.ones((3, 3)))
+
+
+def test_structure_image_holds_the_largest_entry_per_pixel(plt):
+    w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    W = convop.conv_matrix(w, (6, 6), padding=1, domain="input")
+    ax = convop.plot_structure(W, channels=(3, 2), max_pixels=20)  # 108 x 72 -> 6 x 4 per pixel
+    image = np.asarray(ax.get_images()[0].get_array().filled(np.nan))
+    dense = np.abs(W.toarray())
+    stored = W.toarray() != 0
+    for i in range(image.shape[0]):
+        for j in range(image.shape[1]):
+            block = (slice(6 * i, 6 * i + 6), slice(4 * j, 4 * j + 4))
+            expected = dense[block][stored[block]].max() if stored[block].any() else np.nan
+            np.testing.assert_equal(image[i, j], expected)
+    assert ax.get_images()[0].get_extent() == [-0.5, 71.5, 107.5, -0.5]  # matrix rows/columns
+
+
+def test_structure_outlines_are_thinned_for_wide_layers(plt):
+    W = convop.conv_matrix(np.ones((64, 64, 1, 1)), (2, 2))
+    ax = convop.plot_structure(W, channels=(64, 64))
+    assert len(ax.lines) == 2 * 15  # every 4th of the 63 boundaries per axis
+    assert "block lines every 4 channels" in ax.get_title().replace("\n", " ")
+
+
+def test_block_zoom_shows_the_entries_of_one_block(plt):
+    w = np.random.default_rng(1).standard_normal((2, 3, 3, 3))
+    op = convop.LayerOperator(w, (5, 5), padding=1)
+    W = op.to_matrix().toarray()
+    ax = convop.plot_block(op, (1, 2), window=(10, 7))
+    image = ax.get_images()[0].get_array().filled(np.nan)
+    expected = W[25:35, 50:57].copy()
+    expected[expected == 0] = np.nan  # no stored entry: white
+    np.testing.assert_array_equal(image, expected)
+    assert ax.get_images()[0].get_extent() == [49.5, 56.5, 34.5, 24.5]
+    low, high = ax.get_images()[0].get_clim()
+    assert low == -high == -np.nanmax(np.abs(expected))  # symmetric: the sign shows
+    assert ax.get_title().replace("\n", " ") == (
+        "block (output channel 1, input channel 2): rows 25-34, columns 50-56")
+
+
+def test_block_zoom_rejects_bad_blocks(plt):
+    W = convop.conv_matrix(np.ones((2, 3, 3, 3)), (5, 5), padding=1)
+    with pytest.raises(ValueError, match="`channels`.*required"):
+        convop.plot_block(W)
+    with pytest.raises(ValueError, match=r"`block` \(2, 0\) must index the 2 x 3"):
+        convop.plot_block(W, (2, 0), channels=(2, 3))
+    with pytest.raises(ValueError, match="`channels` .* must divide"):
+        convop.plot_block(W, channels=(4, 3))
+
+
+def _legend(ax):
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_density_of_a_zero_padded_layer_marks_the_exact_extremes(plt):
+    w = np.random.default_rng(2).standard_normal((3, 2, 3, 3))
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0)
+    dense = np.linalg.svd(convop.conv_matrix(w, (6, 6), padding=1, domain="input").toarray(),
+                          compute_uv=False)
+    sigma_max, sigma_min, reshaped = (line.get_xdata()[0] for line in ax.lines[:3])
+    np.testing.assert_allclose([sigma_max, sigma_min], [dense[0], dense[-1]], rtol=1e-9)
+    np.testing.assert_allclose(reshaped, np.linalg.svd(w.reshape(3, -1), compute_uv=False)[0],
+                               rtol=1e-12)
+    labels = _legend(ax)
+    assert labels[0].startswith("circular counterpart at 6x6 (FFT) (72 values")
+    assert labels[3].startswith("reshaped kernel (torch spectral_norm)")
+    counterpart = convop.circular_singular_values(w, (6, 6))
+    heights = sum(patch.get_height() for patch in ax.patches)
+    assert heights == np.count_nonzero(counterpart > 0 if ax.get_xscale() == "log" else
+                                       counterpart >= 0)
+
+
+def test_density_of_a_circular_layer_is_its_own_spectrum(plt):
+    w = np.random.default_rng(3).standard_normal((2, 2, 3, 3))
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, padding_mode="circular",
+                                      sigma_min=0.5, log=False, bins=10)
+    assert _legend(ax)[0].startswith("this layer (circular padding, FFT) (72 values")
+    assert ax.lines[1].get_xdata()[0] == 0.5  # given, not recomputed
+    np.testing.assert_allclose(ax.lines[0].get_xdata()[0],
+                               convop.circular_singular_values(w, (6, 6)).max(), rtol=1e-9)
+    assert ax.get_xscale() == "linear" and len(ax.patches) == 10
+
+
+def test_density_says_when_sigma_min_is_zero_or_not_computed(plt, monkeypatch):
+    w = np.ones((2, 2, 3, 3))  # rank-1 channel mixing: rank deficient
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0, log=True)
+    assert "sigma_min (exact) = 0: rank deficient" in _legend(ax)
+    monkeypatch.setattr("convop.plotting.spectrum.SMALLEST_LIMIT", 10)
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0)
+    assert any(label.startswith("sigma_min not computed (72 unknowns > 10")
+               for label in _legend(ax))
+
+
+def test_density_rejects_bad_marks():
+    with pytest.raises(ValueError, match="`sigma_max` must be a finite non-negative number"):
+        convop.plot_spectrum_density(np.ones((1, 1, 3, 3)), (6, 6), sigma_max=-1.0)
+    with pytest.raises(ValueError, match="`sigma_min` must be a finite non-negative number"):
+        convop.plot_spectrum_density(np.ones((1, 1, 3, 3)), (6, 6), sigma_min=float("nan"))
+
+
+def test_density_counterpart_rounds_the_size_up_to_the_stride(plt):
+    w = np.random.default_rng(4).standard_normal((2, 2, 3, 3))
+    ax = convop.plot_spectrum_density(w, (7, 7), stride=2, padding=1, rng=0)
+    assert _legend(ax)[0].startswith("circular counterpart at 8x8 (FFT)")
