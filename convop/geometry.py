@@ -18,6 +18,7 @@ import numpy as np
 from . import _sparse
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
+    as_int,
     as_int_tuple,
     as_padding,
     as_weight_shape,
@@ -29,6 +30,31 @@ from ._validation import (
 from .padding import check_mode_limits, map_positions
 
 __all__ = ["ConvGeometry", "conv_geometry", "output_size"]
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Rows of the conv matrix that belong to a range of output channels.
+
+    Attributes
+    ----------
+    rows : slice
+        The block's rows, ``W[rows]``.
+    channels : range
+        Its output channels.
+    nnz : int
+        Stored entries of the block.
+    index_dtype : numpy.dtype
+        int32 when the block's ``max(nnz, rows, columns)`` fits, else int64.
+    nbytes : int
+        Bytes of its CSR arrays (for the ``dtype`` asked for).
+    """
+
+    rows: slice
+    channels: range
+    nnz: int
+    index_dtype: np.dtype
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -176,6 +202,41 @@ class ConvGeometry:
         idx = self.index_dtype(domain).itemsize
         rows = self.matrix_shape(domain)[0]
         return self.nnz(domain) * (np.dtype(dtype).itemsize + idx) + (rows + 1) * idx
+
+    def row_block(self, channels: range, domain: str = "padded", dtype: Any = np.float64
+                  ) -> RowBlock:
+        """Return the rows of output ``channels`` (a range): bounds, nnz and CSR bytes."""
+        check_domain(domain)
+        per_row = math.prod(self.output_size)
+        nnz = self.nnz(domain) // self.out_channels * len(channels)
+        rows = len(channels) * per_row
+        idx = _sparse.index_dtype(max(nnz, rows, self.matrix_shape(domain)[1]))
+        nbytes = nnz * (np.dtype(dtype).itemsize + idx.itemsize) + (rows + 1) * idx.itemsize
+        return RowBlock(slice(channels.start * per_row, channels.stop * per_row), channels,
+                        nnz, idx, nbytes)
+
+    def row_partition(self, parts: int, domain: str = "padded", dtype: Any = np.float64
+                      ) -> list[RowBlock]:
+        """Split the rows of the matrix into ``parts`` blocks of whole output channels.
+
+        Channel counts differ by at most one between blocks (every channel has
+        the same rows and entries), so each process of a distributed build knows
+        its share before building; pass ``block.rows`` to
+        :func:`convop.conv_matrix`.
+
+        Examples
+        --------
+        >>> from convop import conv_geometry
+        >>> g = conv_geometry((64, 64, 3, 3), (56, 56), padding=1)
+        >>> [(b.rows, b.nnz) for b in g.row_partition(2)]
+        [(slice(0, 100352, None), 57802752), (slice(100352, 200704, None), 57802752)]
+        """
+        count = as_int(parts, "parts", minimum=1)
+        if count > self.out_channels:
+            raise ValueError(f"`parts` must be at most the {self.out_channels} output channels "
+                             f"(blocks are whole channels); got {count}.")
+        bounds = [self.out_channels * i // count for i in range(count + 1)]
+        return [self.row_block(range(a, b), domain, dtype) for a, b in zip(bounds, bounds[1:])]
 
     def describe(self) -> str:
         """One-line summary used in reports and error messages."""

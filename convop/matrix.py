@@ -60,6 +60,7 @@ def conv_matrix(
     order: Order = "F",
     dtype: npt.DTypeLike | None = None,
     max_bytes: int | None = None,
+    rows: slice | None = None,
 ) -> sp.csr_array:
     r"""Build the exact matrix ``W`` of a convolution layer as a ``scipy.sparse.csr_array``.
 
@@ -103,6 +104,12 @@ def conv_matrix(
         Memory budget for the matrix and its assembly scratch; by default 75% of
         the memory available to this process. A larger request raises
         ``MemoryError`` before allocating.
+    rows : slice, optional
+        Build only the row block ``W[rows]`` (step 1, numpy's slice rules), with
+        the global column indices: exactly ``conv_matrix(...)[rows]``, costing
+        only the output channels it touches. Rows are channel-major in both
+        orders, so :meth:`ConvGeometry.row_partition` gives blocks that are whole
+        channels, each built with no waste.
 
     Returns
     -------
@@ -173,7 +180,24 @@ def conv_matrix(
     check_order(order)
     dt = matrix_dtype(w.dtype, dtype, sums=folds_taps(geom, domain))
     return assemble(geom, w, domain=domain, order=order, dtype=dt,
-                    max_bytes=check_max_bytes(max_bytes))
+                    max_bytes=check_max_bytes(max_bytes),
+                    rows=None if rows is None else row_range(rows, geom.matrix_shape(domain)[0]))
+
+
+def row_range(rows: Any, count: int) -> tuple[int, int]:
+    """Resolve ``rows`` (a slice with step 1) against ``count`` rows: ``(start, stop)``."""
+    if not isinstance(rows, slice):
+        raise TypeError(f"`rows` must be a slice of rows such as slice(r0, r1); got "
+                        f"{type(rows).__name__}.")
+    for name in ("start", "stop", "step"):
+        bound = getattr(rows, name)
+        if bound is not None and not isinstance(bound, (int, np.integer)) or isinstance(
+                bound, (bool, np.bool_)):
+            raise TypeError(f"`rows` must have integer bounds; got {name}={bound!r}.")
+    if rows.step not in (None, 1):
+        raise ValueError(f"`rows` must be a contiguous block (step 1); got step {rows.step}.")
+    start, stop, _ = rows.indices(count)
+    return start, max(start, stop)
 
 
 def assemble(
@@ -185,12 +209,16 @@ def assemble(
     dtype: np.dtype,
     max_bytes: int | None = None,
     extra_bytes: int = 0,
+    rows: tuple[int, int] | None = None,
 ) -> sp.csr_array:
     """Assemble the CSR matrix of an already validated layer (internal entry point).
 
     ``extra_bytes`` are dense arrays the caller will allocate beside the
-    matrix; they count against the same budget.
+    matrix; they count against the same budget. ``rows=(r0, r1)`` builds the
+    row block ``W[r0:r1]`` only.
     """
+    if rows is not None:
+        return _assemble_rows(geom, weight, domain, order, dtype, max_bytes, rows)
     shape = geom.matrix_shape(domain)
     dense = f" plus {format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
     if domain == "input" and geom.padding_mode == "reflect":
@@ -215,14 +243,47 @@ def assemble(
         return _fill(geom, weight, domain, order, dtype, idx_dtype, shape)
 
 
+def _assemble_rows(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str,
+                   dtype: np.dtype, max_bytes: int | None, rows: tuple[int, int]
+                   ) -> sp.csr_array:
+    """Build ``W[r0:r1]``: the output channels it touches, then the rows asked for."""
+    r0, r1 = rows
+    cols = geom.matrix_shape(domain)[1]
+    per_row = math.prod(geom.output_size)
+    first, last = r0 // per_row, max(r0 // per_row, -(-r1 // per_row))
+    block = geom.row_block(range(first, last), domain, dtype)
+    # Reflect's per-channel count loops over border rows; bound absurd sizes first.
+    _memory.check_budget((block.rows.stop - block.rows.start + 1) * 4, max_bytes,
+                         f"rows {r0}:{r1} of the {domain}-domain conv matrix")
+    _memory.check_budget(
+        block.nbytes + _WORKSPACE_BYTES_PER_BLOCK_ENTRY * per_row * geom.taps, max_bytes,
+        f"rows {r0}:{r1} of the {domain}-domain conv matrix ({block.nnz} stored entries "
+        f"in output channels {first}:{last}, {dtype} data, {block.index_dtype} indices)")
+    check_representable(weight, dtype)
+    shape = (block.rows.stop - block.rows.start, cols)
+    with building(f"building rows {r0}:{r1} of the conv matrix", block.nbytes):
+        W = _fill(geom, weight, domain, order, dtype, block.index_dtype, shape,
+                  channels=block.channels)
+    if (r0, r1) == (block.rows.start, block.rows.stop):
+        return W
+    a, b = r0 - block.rows.start, r1 - block.rows.start
+    lo, hi = int(W.indptr[a]), int(W.indptr[b])
+    idx = _sparse.index_dtype(max(hi - lo, b - a, cols))
+    return _sparse.csr_from_parts(W.data[lo:hi].copy(), W.indices[lo:hi].astype(idx),
+                                  (W.indptr[a:b + 1] - lo).astype(idx), (b - a, cols))
+
+
 def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype: np.dtype,
-          idx_dtype: np.dtype, shape: tuple[int, int]) -> sp.csr_array:
-    """Write the CSR arrays of an already checked request."""
+          idx_dtype: np.dtype, shape: tuple[int, int], channels: range | None = None
+          ) -> sp.csr_array:
+    """Write the CSR arrays of an already checked request (output ``channels`` only)."""
     block_cols, block_taps, row_counts, folds = channel_block(geom, domain, order)
     per_channel = block_cols.size
-    c_out, groups = geom.out_channels, geom.groups
+    channels = range(geom.out_channels) if channels is None else channels
+    c_out = len(channels)
 
-    wflat = weight.reshape(c_out, -1).astype(dtype, copy=False)
+    wflat = weight.reshape(geom.out_channels, -1)[channels.start:channels.stop].astype(
+        dtype, copy=False)
     data = np.empty(c_out * per_channel, dtype=dtype)
     data2d = data.reshape(c_out, per_channel)
     # Into a C-contiguous buffer: `wflat[:, taps]` is laid out transposed and would
@@ -230,7 +291,7 @@ def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype
     # every tap index is in range by construction.
     np.take(wflat, block_taps, axis=1, out=data2d, mode="wrap")
     if folds:  # taps that padding folded onto one entry: summed exactly, rounded once
-        wide = weight.reshape(c_out, -1).astype(
+        wide = weight.reshape(geom.out_channels, -1)[channels.start:channels.stop].astype(
             np.result_type(compute_dtype(weight.dtype), compute_dtype(dtype)), copy=False)
         entries = np.unique(np.concatenate([entry for entry, _ in folds]))
         sums = wide[:, block_taps[entries]]
@@ -241,15 +302,17 @@ def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype
 
     indices = np.empty(c_out * per_channel, dtype=idx_dtype)
     pixels_per_channel = shape[1] // geom.in_channels
-    group_offsets = np.arange(groups, dtype=idx_dtype) * (geom.in_per_group * pixels_per_channel)
+    # Each output channel reads its group's input channels.
+    group_of = np.arange(channels.start, channels.stop, dtype=idx_dtype) // geom.out_per_group
+    offsets = group_of * (geom.in_per_group * pixels_per_channel)
     np.add(
-        block_cols.astype(idx_dtype)[np.newaxis, np.newaxis, :],
-        group_offsets[:, np.newaxis, np.newaxis],
-        out=indices.reshape(groups, geom.out_per_group, per_channel),
+        block_cols.astype(idx_dtype)[np.newaxis, :],
+        offsets[:, np.newaxis],
+        out=indices.reshape(c_out, per_channel),
     )
 
     rows_per_channel = row_counts.size
-    indptr = np.empty(shape[0] + 1, dtype=idx_dtype)
+    indptr = np.empty(c_out * rows_per_channel + 1, dtype=idx_dtype)
     indptr[0] = 0
     np.add(
         np.cumsum(row_counts, dtype=idx_dtype)[np.newaxis, :],

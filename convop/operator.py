@@ -41,6 +41,28 @@ from .padding import pad, pad_adjoint
 
 __all__ = ["LayerOperator"]
 
+
+def channel_range(channels: range | slice | None, count: int) -> range:
+    """Resolve ``channels`` (a range or slice of output channels, step 1) to a non-empty range."""
+    if channels is None:
+        return range(count)
+    if not isinstance(channels, (range, slice)):
+        raise TypeError(f"`channels` must be a range or slice of output channels; got "
+                        f"{type(channels).__name__}.")
+    if isinstance(channels, slice):
+        for name in ("start", "stop", "step"):
+            bound = getattr(channels, name)
+            if bound is not None and (not isinstance(bound, (int, np.integer))
+                                      or isinstance(bound, (bool, np.bool_))):
+                raise TypeError(f"`channels` must have integer bounds; got {name}={bound!r}.")
+        channels = range(*channels.indices(count))
+    if channels.step != 1:
+        raise ValueError(f"`channels` must be contiguous (step 1); got step {channels.step}.")
+    if not 0 <= channels.start < channels.stop <= count:
+        raise ValueError(f"`channels` must be a non-empty range within the {count} output "
+                         f"channels; got {channels}.")
+    return channels
+
 #: The dtypes a :class:`LayerOperator` computes in.
 OPERATOR_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
                                                np.complex128))
@@ -68,10 +90,18 @@ class LayerOperator(LinearOperator):
         the output of one sample); by default 75% of the available memory.
         Batches are processed in chunks that stay within it.
 
+    channels : range or slice, optional
+        Only these output channels (step 1): the operator is the row block
+        ``conv_matrix(..., domain="input")[rows]`` of those channels (see
+        :meth:`ConvGeometry.row_partition`), for one process of a distributed
+        product. Default: all.
+
     Attributes
     ----------
     geometry : ConvGeometry
         The layer's sizes.
+    channels : range
+        The output channels it produces.
     weight : numpy.ndarray
         The filters, in the operator's dtype.
 
@@ -107,6 +137,7 @@ class LayerOperator(LinearOperator):
         order: Order = "F",
         dtype: npt.DTypeLike | None = None,
         max_bytes: int | None = None,
+        channels: range | slice | None = None,
     ) -> None:
         w = as_weight(weight)
         self.geometry: ConvGeometry = make_geometry(
@@ -130,8 +161,16 @@ class LayerOperator(LinearOperator):
         _memory.check_budget(self.sample_bytes(dt), self.max_bytes,
                              f"one product of the layer operator {g.matrix_shape('input')}")
         self.weight = w.astype(dt, copy=False)
+        self.channels = channel_range(channels, g.out_channels)
+        # Per group the spanned output channels: (group, first, stop) within the group.
+        per = g.out_per_group
+        self._spans = [(group, max(self.channels.start - group * per, 0),
+                        min(self.channels.stop - group * per, per))
+                       for group in range(self.channels.start // per,
+                                          -(-self.channels.stop // per))]
         self._rows_by_dtype: dict[np.dtype, np.ndarray] = {}
-        super().__init__(dtype=dt, shape=g.matrix_shape("input"))
+        rows = len(self.channels) * math.prod(g.output_size)
+        super().__init__(dtype=dt, shape=(rows, g.vector_size("input")))
 
     def sample_bytes(self, dtype: npt.DTypeLike | None = None) -> int:
         """Bytes one sample of a product allocates: padded input, patches, output, vectors."""
@@ -160,6 +199,9 @@ class LayerOperator(LinearOperator):
 
     def to_matrix(self, *, max_bytes: int | None = None) -> sp.csr_array:
         """Build the explicit sparse matrix of this operator (:func:`convop.conv_matrix`)."""
+        per_channel = math.prod(self.geometry.output_size)
+        rows = None if len(self.channels) == self.geometry.out_channels else (
+            self.channels.start * per_channel, self.channels.stop * per_channel)
         return assemble(
             self.geometry,
             self.weight,
@@ -167,31 +209,52 @@ class LayerOperator(LinearOperator):
             order=self.order,
             dtype=self.dtype,
             max_bytes=max_bytes if max_bytes is not None else self.max_bytes,
+            rows=rows,
         )
 
     # Products ---------------------------------------------------------------------------
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Apply the layer (without bias) to a batch ``(N, C_in, *input_size)``."""
+        """Apply the layer (without bias) to a batch ``(N, C_in, *input_size)``.
+
+        Returns the operator's output channels, ``(N, len(channels), *output_size)``.
+        """
         g = self.geometry
         dt = self._work_dtype(x)
         rows = self._rows(dt)
-        y = np.empty((x.shape[0], g.out_channels, *g.output_size), dtype=dt)
+        y = np.empty((x.shape[0], len(self.channels), *g.output_size), dtype=dt)
+        out = y.reshape(x.shape[0], len(self.channels), -1)
         for batch in self._chunks(x.shape[0], dt):
             cols = self._im2col(x[batch], dt)  # (n, G, C_in/G * taps, P)
-            y[batch] = (rows @ cols).reshape(-1, g.out_channels, *g.output_size)
+            if len(self.channels) == g.out_channels:  # every group at once
+                out[batch] = (rows @ cols).reshape(cols.shape[0], g.out_channels, -1)
+                continue
+            at = 0
+            for group, first, stop in self._spans:
+                out[batch, at:at + stop - first] = rows[group, first:stop] @ cols[:, group]
+                at += stop - first
         return y
 
     def adjoint_apply(self, y: np.ndarray) -> np.ndarray:
-        """Apply the exact adjoint (conjugate transpose) to a batch ``(N, C_out, *output_size)``."""
+        """Apply the exact adjoint (conjugate transpose) to a batch ``(N, len(channels), *out)``."""
         g = self.geometry
         dt = self._work_dtype(y)
         rows_h = np.swapaxes(self._rows(dt), 1, 2).conj()  # (G, C_in/G * taps, C_out/G)
         grad = np.empty((y.shape[0], g.in_channels, *g.input_size), dtype=dt)
+        taps = g.in_per_group * math.prod(g.kernel_size)
         for batch in self._chunks(y.shape[0], dt):
             part = y[batch].astype(dt, copy=False)
             n = part.shape[0]
-            cols = rows_h @ part.reshape(n, g.groups, g.out_per_group, -1)
+            flat = part.reshape(n, len(self.channels), -1)
+            if len(self.channels) == g.out_channels:  # every group at once
+                grad[batch] = self._col2im(
+                    rows_h @ part.reshape(n, g.groups, g.out_per_group, -1), dt)
+                continue
+            cols = np.zeros((n, g.groups, taps, flat.shape[-1]), dtype=dt)
+            at = 0
+            for group, first, stop in self._spans:
+                cols[:, group] = rows_h[group, :, first:stop] @ flat[:, at:at + stop - first]
+                at += stop - first
             grad[batch] = self._col2im(cols, dt)
         return grad
 
@@ -232,7 +295,7 @@ class LayerOperator(LinearOperator):
     @ieee
     def _rmatmat(self, Y: np.ndarray) -> np.ndarray:
         g = self.geometry
-        y = unvec(Y, (g.out_channels, *g.output_size), self.order)
+        y = unvec(Y, (len(self.channels), *g.output_size), self.order)
         return vec(self.adjoint_apply(y), self.order, batch=True)
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:

@@ -604,7 +604,8 @@ def spec_conv_matrix() -> Spec:
     def base(draw: Any) -> dict[str, Any]:
         v = drawn_layer(draw)
         v.update(domain=draw(st.sampled_from(["padded", "input"])),
-                 order=draw(st.sampled_from(["F", "C"])), dtype=None, max_bytes=None)
+                 order=draw(st.sampled_from(["F", "C"])), dtype=None, max_bytes=None,
+                 rows=None)
         return v
 
     def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
@@ -612,7 +613,12 @@ def spec_conv_matrix() -> Spec:
                 "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
                 "domain": choice_mutations(v["domain"], ("padded", "input")),
                 "order": choice_mutations(v["order"], ("F", "C")),
-                "dtype": dtype_param_mutations(), "max_bytes": budget_mutations()}
+                "dtype": dtype_param_mutations(), "max_bytes": budget_mutations(),
+                "rows": [Same(slice(None), None, "every row"),
+                         Same(slice(0, 10**9), None, "a stop past the end"),
+                         Same(slice(np.int64(0), None), None, "numpy bound"),
+                         Bad(3, "an int"), Bad(slice(0, 4, 2), "step 2"),
+                         Bad(slice(0.0, 4), "a float bound"), Bad("0:4", "a string")]}
 
     def check(v: dict[str, Any], result: Any) -> None:
         w = np.asarray(v["weight"])
@@ -740,17 +746,23 @@ def spec_layer_operator() -> Spec:
 
     def base(draw: Any) -> dict[str, Any]:
         v = drawn_layer(draw)
-        v.update(order=draw(st.sampled_from(["F", "C"])), dtype=None, max_bytes=None)
+        v.update(order=draw(st.sampled_from(["F", "C"])), dtype=None, max_bytes=None,
+                 channels=None)
         return v
 
     def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        c_out = np.shape(v["weight"])[0]
         return {"weight": array_mutations(v["weight"], finite=False),
                 "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
                 "order": choice_mutations(v["order"], ("F", "C")),
                 "dtype": [Same(None, None, "default"), Same(np.complex128, np.complex128, "c128"),
                           Same("float32", "float32", "'float32'"), Bad(np.int64, "int64"),
                           Bad(np.float16, "float16"), Bad("x", "nonsense")],
-                "max_bytes": budget_mutations()}
+                "max_bytes": budget_mutations(),
+                "channels": [Same(range(c_out), None, "every channel as a range"),
+                             Same(slice(None), None, "every channel as a slice"),
+                             Bad(range(c_out + 1), "past the last channel"),
+                             Bad(range(0), "empty"), Bad([0, 1], "a list")]}
 
     def problem(v: dict[str, Any]) -> str | None:
         found = layer_problem(v)

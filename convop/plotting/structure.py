@@ -157,7 +157,7 @@ def plot_block(
     title: str | None = None,
     max_bytes: int | None = None,
 ) -> Any:
-    """Zoom into one channel block of ``W``: its Toeplitz bands and entry values.
+    r"""Zoom into one channel block of ``W``: its Toeplitz bands and entry values.
 
     Shows the top-left ``window`` rows and columns of the block that maps input
     channel ``block[1]`` to output channel ``block[0]``, one pixel per entry,
@@ -193,7 +193,7 @@ def plot_block(
     >>> plt = pytest.importorskip("matplotlib.pyplot")
     >>> from convop import LayerOperator, plot_block
     >>> ax = plot_block(LayerOperator(np.ones((2, 2, 3, 3)), (5, 5), padding=1), (1, 0))
-    >>> ax.get_title().replace("\\n", " ")
+    >>> ax.get_title().replace("\n", " ")
     'block (output channel 1, input channel 0): rows 25-49, columns 0-24'
     >>> plt.close("all")
     """

@@ -269,8 +269,9 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
     width = g.in_channels * math.prod(g.stride)
     # Per frequency: its block and the block's adjoint, a few vectors, the tap factors.
     per_frequency = 16 * (3 * g.out_channels * width + 4 * width + math.prod(g.kernel_size))
-    waves = 4 * 16 * g.in_channels * math.prod(g.input_size)  # the start block, built last
-    chunk = min(freqs.shape[0], (min(budget, START_CHUNK_BYTES) - waves) // per_frequency)
+    start_bytes = 4 * 16 * g.in_channels * math.prod(g.input_size)  # the block, built last
+    chunk = min(freqs.shape[0], START_CHUNK_BYTES // per_frequency,
+                (budget - start_bytes) // per_frequency)
     if chunk < 1:
         return None
     top = np.empty(freqs.shape[0])
