@@ -340,9 +340,10 @@ class _Solver:
         if self._lu is None:
             B, t = self.B.sparse(), self.t
             rm, rn = B.shape
-            K = sp.block_array([[t * sp.eye_array(rm, dtype=B.dtype), B],
-                                [B.conj().T, -t * sp.eye_array(rn, dtype=B.dtype)]],
-                               format="csc")
+            # bmat, not block_array: the PETSc path runs on Debian's scipy 1.10.
+            K = sp.csc_array(sp.bmat([[t * sp.identity(rm, dtype=B.dtype), B],
+                                      [B.conj().T, -t * sp.identity(rn, dtype=B.dtype)]],
+                                     format="csc"))
             _memory.check_budget(
                 _FILL * (K.data.nbytes + K.indices.nbytes) + K.indptr.nbytes
                 + 4 * (rm + rn) * min(rn, 64) * K.dtype.itemsize,

@@ -1,0 +1,465 @@
+"""convop on PETSc and SLEPc: the distributed matrix of a layer and its spectrum over MPI.
+
+petsc4py, slepc4py and MPI stay optional: they are imported when a function
+here is called, never when convop is imported. See ``docs/distributed.md`` for
+the set-up (Debian's packages) and ``mpiexec`` runs.
+
+Every rank assembles only its own rows, a block of whole output channels from
+:meth:`convop.ConvGeometry.row_partition` (no communication), so a layer too
+large for one machine is spread over the ranks' memory:
+
+- :func:`conv_matrix`: the matrix as a PETSc ``MPIAIJ`` ``Mat``.
+- :func:`operator`: a ``MatShell`` over the matrix-free
+  :class:`convop.LayerOperator` of each rank's output channels.
+- :func:`spectral_norm`, :func:`singular_values`, :func:`condition_number`,
+  :func:`spectrum_report`: through SLEPc, ``sigma_max`` matrix-free
+  (thick-restart Lanczos SVD), the smallest values by shift-invert on the
+  Gram matrix with a parallel direct solver (MUMPS); each value is refined as
+  ``||A v||`` and zeroed below convop's rank tolerance, as in the core.
+
+PETSc's scalars are real in Debian's default build: complex weights need a
+complex PETSc build and are refused otherwise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import time
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._blas import single_threaded
+from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
+from ._validation import as_int, as_real, as_weight, check_finite
+from .geometry import ConvGeometry, RowBlock, make_geometry
+from .matrix import conv_matrix as _conv_matrix
+from .operator import LayerOperator
+from .spectral.report import SpectralReport
+from .spectral.tolerance import rank_tolerance
+
+__all__ = [
+    "condition_number",
+    "conv_matrix",
+    "operator",
+    "rank_block",
+    "singular_values",
+    "spectral_norm",
+    "spectrum_report",
+]
+
+INSTALL_HINT = (
+    "this needs petsc4py and slepc4py: on Debian, apt-get install python3-petsc4py "
+    "python3-slepc4py python3-mpi4py, then run with Debian's python3 (see docs/distributed.md)"
+)
+
+
+def _petsc() -> Any:
+    try:
+        from petsc4py import PETSc
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    return PETSc
+
+
+def _slepc() -> Any:
+    _petsc()
+    try:
+        from slepc4py import SLEPc
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    return SLEPc
+
+
+def _layer(weight: Any, input_size: Any, layer: dict[str, Any]) -> tuple[np.ndarray,
+                                                                        ConvGeometry]:
+    w = as_weight(weight)
+    check_finite(w, "weight")
+    PETSc = _petsc()
+    if np.iscomplexobj(w) and np.dtype(PETSc.ScalarType).kind != "c":
+        raise TypeError("`weight` is complex but this PETSc build has real scalars; use a "
+                        "complex PETSc build (PETSC_DIR of its x86_64-linux-gnu-complex tree).")
+    return w, make_geometry(w.shape, input_size, **layer)
+
+
+def _comm(comm: Any) -> Any:
+    PETSc = _petsc()
+    if comm is None:
+        return PETSc.COMM_WORLD
+    if isinstance(comm, PETSc.Comm):
+        return comm
+    try:  # an mpi4py communicator
+        return PETSc.Comm(comm)
+    except Exception as err:  # petsc4py raises plain exceptions here
+        raise TypeError(f"`comm` must be a petsc4py or mpi4py communicator; got "
+                        f"{type(comm).__name__}.") from err
+
+
+def rank_block(geometry: ConvGeometry, rank: int, size: int, domain: str = "input"
+               ) -> RowBlock:
+    """Return the rows rank ``rank`` of ``size`` owns: whole output channels, none if too many.
+
+    Ranks beyond the number of output channels own no rows.
+    """
+    parts = min(size, geometry.out_channels)
+    if rank >= parts:
+        end = geometry.out_channels
+        return geometry.row_block(range(end, end), domain)
+    return geometry.row_partition(parts, domain)[rank]
+
+
+def conv_matrix(
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    comm: Any = None,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    domain: Domain = "input",
+    order: Order = "F",
+    max_bytes: int | None = None,
+) -> Any:
+    """Build the layer's matrix as a distributed PETSc ``Mat`` (``MPIAIJ``).
+
+    Each rank builds only its rows (:func:`rank_block`) with
+    :func:`convop.conv_matrix`'s ``rows=`` and hands them to PETSc; columns are
+    split by PETSc. ``max_bytes`` bounds each rank's block.
+
+    Parameters
+    ----------
+    weight, input_size, stride, padding, dilation, groups, padding_mode, domain, order
+        As in :func:`convop.conv_matrix` (here ``domain="input"`` by default:
+        the layer's own map).
+    comm : petsc4py or mpi4py communicator, optional
+        Default ``PETSc.COMM_WORLD``.
+    max_bytes : int, optional
+        Memory budget of this rank's block.
+
+    Returns
+    -------
+    petsc4py.PETSc.Mat
+
+    Examples
+    --------
+    >>> import numpy as np, pytest
+    >>> _ = pytest.importorskip("petsc4py")
+    >>> import convop.petsc
+    >>> A = convop.petsc.conv_matrix(np.ones((2, 2, 3, 3)), (5, 5), padding=1)
+    >>> A.getSize()
+    (50, 50)
+    """
+    PETSc = _petsc()
+    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+    w, geom = _layer(weight, input_size, layer)
+    comm = _comm(comm)
+    block = rank_block(geom, comm.getRank(), comm.getSize(), domain)
+    local = _conv_matrix(w, geom.input_size, domain=domain, order=order, rows=block.rows,
+                         dtype=PETSc.ScalarType, max_bytes=max_bytes, **layer)
+    m, n = geom.matrix_shape(domain)
+    A = PETSc.Mat().createAIJ(
+        size=((local.shape[0], m), (PETSc.DECIDE, n)),
+        csr=(local.indptr.astype(PETSc.IntType), local.indices.astype(PETSc.IntType),
+             local.data),
+        comm=comm,
+    )
+    A.assemble()
+    return A
+
+
+class _Shell:
+    """The ``MatShell`` context: this rank's output channels of a LayerOperator.
+
+    ``A x`` needs the whole input on every rank (an allgather of the pieces);
+    ``A^T y`` sums every rank's contribution (an allreduce) and keeps this rank's
+    piece. Plain numpy buffers and MPI calls: no PETSc object outlives the matrix.
+    """
+
+    def __init__(self, op: LayerOperator | None, comm: Any, ranges: np.ndarray) -> None:
+        self.op = op
+        self.comm = comm.tompi4py()
+        self.counts = np.diff(ranges)
+        self.offsets = ranges[:-1]
+        self.whole = np.empty(int(ranges[-1]))
+        self.mine = slice(int(ranges[self.comm.Get_rank()]),
+                          int(ranges[self.comm.Get_rank() + 1]))
+
+    def mult(self, mat: Any, x: Any, y: Any) -> None:
+        piece = x.getArray(readonly=True)
+        self.comm.Allgatherv(piece, [self.whole, self.counts, self.offsets, _mpi_double()])
+        if self.op is not None:
+            y.setArray(self.op.matvec(self.whole))
+
+    def multTranspose(self, mat: Any, y: Any, x: Any) -> None:  # noqa: N802 (PETSc's name)
+        if self.op is not None:
+            local = np.ascontiguousarray(self.op.rmatvec(y.getArray(readonly=True)))
+        else:
+            local = np.zeros_like(self.whole)
+        self.comm.Allreduce(local, self.whole)
+        x.setArray(self.whole[self.mine])
+
+    multHermitian = multTranspose  # real scalars; complex builds take the same adjoint
+
+
+def _mpi_double() -> Any:
+    from mpi4py import MPI
+
+    return MPI.DOUBLE
+
+
+def operator(
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    comm: Any = None,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    order: Order = "F",
+    max_bytes: int | None = None,
+) -> Any:
+    """Return the layer map as a distributed ``MatShell`` over :class:`convop.LayerOperator`.
+
+    Rank ``r`` owns the output rows of its channels (:func:`rank_block`) and
+    applies :class:`convop.LayerOperator` restricted to them; no matrix is
+    built anywhere.
+
+    Returns
+    -------
+    petsc4py.PETSc.Mat
+        Of type ``python``, with ``mult`` and ``multTranspose``.
+    """
+    PETSc = _petsc()
+    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+    w, geom = _layer(weight, input_size, layer)
+    comm = _comm(comm)
+    block = rank_block(geom, comm.getRank(), comm.getSize(), "input")
+    m, n = geom.matrix_shape("input")
+    local_rows = block.rows.stop - block.rows.start
+    op = None if not len(block.channels) else LayerOperator(
+        w, geom.input_size, order=order, dtype=PETSc.ScalarType, max_bytes=max_bytes,
+        channels=block.channels, **layer)
+    # PETSc's own split of the columns (PETSC_DECIDE), so vectors of conv_matrix fit.
+    size = comm.getSize()
+    ranges = np.array([0] + [n // size * (r + 1) + min(r + 1, n % size) for r in range(size)])
+    local_cols = int(ranges[comm.getRank() + 1] - ranges[comm.getRank()])
+    A = PETSc.Mat().createPython(((local_rows, m), (local_cols, n)), comm=comm)
+    A.setPythonContext(_Shell(op, comm, ranges))
+    A.setUp()
+    _destroy_at_exit(A)
+    return A
+
+
+_live: list[weakref.ref[Any]] = []
+
+
+def _destroy_at_exit(mat: Any) -> None:
+    """Destroy ``mat`` at exit if still alive, before PETSc finalizes.
+
+    A shell matrix with a Python context that is still referenced when Python
+    tears its modules down is freed after ``PetscFinalize`` and crashes
+    (petsc4py 3.18). Exit handlers run last-registered first, and ours is
+    registered after petsc4py's, so it runs before PETSc finalizes.
+    """
+    if not _live:
+        atexit.register(_destroy_live)
+    _live[:] = [ref for ref in _live if ref() is not None] + [weakref.ref(mat)]
+
+
+def _destroy_live() -> None:
+    for ref in _live:
+        mat = ref()
+        if mat is not None:
+            mat.destroy()
+    _live.clear()
+
+
+def _operator_of(weight: Any, input_size: Any, comm: Any, matrix_free: bool,
+                 layer: dict[str, Any], max_bytes: int | None) -> Any:
+    build = operator if matrix_free else conv_matrix
+    return build(weight, input_size, comm=comm, max_bytes=max_bytes, **layer)
+
+
+def _norm(A: Any, v: Any) -> float:
+    y = A.createVecLeft()
+    A.mult(v, y)
+    return float(y.norm())
+
+
+def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
+             ) -> tuple[list[float], int]:
+    SLEPc = _slepc()
+    svd = SLEPc.SVD().create(comm)
+    svd.setOperators(A)
+    svd.setType(SLEPc.SVD.Type.TRLANCZOS)
+    svd.setWhichSingularTriplets(SLEPc.SVD.Which.LARGEST)
+    # A long Krylov space before restarting: the top of a conv layer's spectrum is a
+    # near-continuum, and SLEPc's default (k + 15 vectors) restarts far too often.
+    m, n = A.getSize()
+    svd.setDimensions(k, ncv=min(min(m, n), max(2 * k + 1, NCV)))
+    # convop's rule on the Gram operator: residual below rtol/4 of lambda.
+    svd.setTolerances(tol=rtol / 4, max_it=maxiter or 10**4)
+    svd.solve()
+    found = svd.getConverged()
+    if found < k:
+        raise RuntimeError(f"SLEPc's SVD converged {found} of {k} singular values; pass a "
+                           f"larger `maxiter` or `rtol`.")
+    values = []
+    v = A.createVecRight()
+    for i in range(k):
+        svd.getSingularTriplet(i, None, v)
+        values.append(max(float(svd.getValue(i)), _norm(A, v)))
+    steps = svd.getIterationNumber()
+    svd.destroy()
+    return values, steps
+
+
+def _smallest(A: Any, comm: Any, k: int, rtol: float) -> list[float]:
+    """Return the k smallest singular values: shift-invert Lanczos on the Gram matrix (MUMPS LU)."""
+    PETSc, SLEPc = _petsc(), _slepc()
+    m, n = A.getSize()
+    G = A.transposeMatMult(A) if m >= n else A.matTransposeMult(A)
+    eps = SLEPc.EPS().create(comm)
+    eps.setOperators(G)
+    eps.setProblemType(SLEPc.EPS.ProblemType.HEP)
+    eps.setDimensions(k)
+    eps.setWhichEigenpairs(SLEPc.EPS.Which.TARGET_MAGNITUDE)
+    # A shift just below 0 keeps the factored matrix positive definite when A has a
+    # null space (exact zero singular values).
+    scale = float(G.norm(PETSc.NormType.INFINITY))
+    eps.setTarget(-1e-12 * scale)
+    st = eps.getST()
+    st.setType(SLEPc.ST.Type.SINVERT)
+    ksp = st.getKSP()
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.CHOLESKY)
+    pc.setFactorSolverType("mumps")
+    eps.setTolerances(tol=min(rtol, 1e-12), max_it=10**4)
+    eps.setFromOptions()
+    eps.solve()
+    found = eps.getConverged()
+    if found < k:
+        raise RuntimeError(f"SLEPc converged {found} of the {k} smallest singular values.")
+    values = []
+    v = G.createVecRight()
+    for i in range(found):
+        eps.getEigenpair(i, v)
+        if m >= n:
+            values.append(_norm(A, v))
+        else:  # v is a left vector: ||A^T v||
+            y = A.createVecRight()
+            A.multTranspose(v, y)
+            values.append(float(y.norm()))
+    eps.destroy()
+    G.destroy()
+    return sorted(values)[:k]
+
+
+def singular_values(
+    weight: npt.ArrayLike,
+    input_size: IntOrTuple,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    comm: Any = None,
+    stride: IntOrTuple = 1,
+    padding: PaddingLike = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    rtol: float = 1e-10,
+    maxiter: int | None = None,
+    matrix_free: bool = True,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Return the ``k`` largest or smallest singular values of the layer map, on every rank.
+
+    ``which="largest"``: SLEPc's thick-restart Lanczos SVD on :func:`operator`
+    (or on :func:`conv_matrix` with ``matrix_free=False``). ``which="smallest"``:
+    shift-invert Lanczos on the distributed Gram matrix, factored by MUMPS
+    (Cholesky). Values are refined as ``||A v||`` and set to 0 at or below
+    ``max(m, n) * eps * sigma_max`` (the core's rank tolerance), in descending
+    order as in :func:`convop.singular_values`.
+    """
+    count = as_int(k, "k", minimum=1)
+    if which not in ("largest", "smallest"):
+        raise ValueError(f"`which` must be 'largest' or 'smallest'; got {which!r}.")
+    tol = as_real(rtol, "rtol", low=0.0, high=1.0, rule="a float in (0, 1)")
+    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+    comm = _comm(comm)
+    _, geom = _layer(weight, input_size, layer)
+    m, n = geom.matrix_shape("input")
+    if count > min(m, n):
+        raise ValueError(f"`k` must be at most min(m, n) = {min(m, n)}; got {count}.")
+    # One BLAS thread per rank: ranks share the cores, and a multi-threaded OpenBLAS
+    # slows the single-threaded work between its calls (see convop._blas).
+    with single_threaded():
+        if which == "largest":
+            A = _operator_of(weight, input_size, comm, matrix_free, layer, max_bytes)
+            values, _ = _largest(A, comm, count, tol, maxiter)
+            top = values[0]
+        else:
+            A = conv_matrix(weight, input_size, comm=comm, max_bytes=max_bytes, **layer)
+            values = _smallest(A, comm, count, tol)
+            top = _largest(A, comm, 1, 1e-6, maxiter)[0][0]  # a scale for the tolerances
+        A.destroy()
+    eps = float(np.finfo(np.float64).eps)
+    out = np.array(sorted(values, reverse=True))
+    out[out <= rank_tolerance(m, n, top, eps)] = 0.0
+    # The Gram matrix resolves singular values down to about sqrt(eps) * sigma_max; the
+    # core certifies smaller ones through an augmented LU, which this path lacks.
+    unresolved = (out > 0) & (out < NORMAL_EQUATIONS_FLOOR * top)
+    if which == "smallest" and unresolved.any():
+        warnings.warn(
+            f"{int(unresolved.sum())} of the smallest singular values lie below the "
+            f"normal-equations floor ({NORMAL_EQUATIONS_FLOOR:.0e} * sigma_max) where the "
+            f"Gram matrix cannot tell them from 0 (a rank-deficient layer shows about "
+            f"1e-13 * sigma_max here); single-process convop.singular_values certifies "
+            f"them.", RuntimeWarning, stacklevel=2)
+    return out
+
+
+#: Lanczos vectors of the largest-value SVD before a restart.
+NCV = 32
+
+#: Below this fraction of sigma_max the Gram matrix cannot resolve a singular value.
+NORMAL_EQUATIONS_FLOOR = 1e-7
+
+
+def spectral_norm(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) -> float:
+    """Return the exact largest singular value of the layer map (:func:`singular_values`)."""
+    return float(singular_values(weight, input_size, k=1, which="largest", **kwargs)[0])
+
+
+def spectrum_report(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any
+                    ) -> SpectralReport:
+    """Both extremes and the condition number, as :func:`convop.spectrum_report`."""
+    start = time.perf_counter()
+    sigma_max = spectral_norm(weight, input_size, **kwargs)
+    sigma_min = float(singular_values(weight, input_size, k=1, which="smallest",
+                                      **kwargs)[0])
+    layer = {key: kwargs[key] for key in ("stride", "padding", "dilation", "groups",
+                                          "padding_mode") if key in kwargs}
+    geom = make_geometry(as_weight(weight).shape, input_size, **layer)
+    cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
+    return SpectralReport(
+        operator=f"the layer map (input domain) of {geom.describe()}, on PETSc/SLEPc",
+        shape=geom.matrix_shape("input"), sigma_max=sigma_max, sigma_min=sigma_min,
+        condition_number=cond, seconds=time.perf_counter() - start)
+
+
+def condition_number(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) -> float:
+    """``sigma_max / sigma_min`` of the layer map, ``inf`` when rank deficient."""
+    return spectrum_report(weight, input_size, **kwargs).condition_number
