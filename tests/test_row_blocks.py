@@ -136,3 +136,45 @@ def test_operator_channels_are_validated():
         with pytest.raises(error, match=message):
             convop.LayerOperator(w, (5, 5), channels=bad)
     assert convop.LayerOperator(w, (5, 5), channels=slice(-1, None)).channels == range(3, 4)
+
+
+# On disk ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("domain", "mode"), [("padded", "zeros"), ("input", "reflect")])
+def test_blocks_on_disk_give_back_any_row_range(tmp_path, domain, mode, monkeypatch):
+    from convop.blocks import load_row_blocks, save_row_blocks
+
+    w = np.random.default_rng(7).standard_normal((5, 3, 3, 3))
+    kw = dict(padding=1, padding_mode=mode, domain=domain)
+    W = convop.conv_matrix(w, (6, 7), **kw)
+    written = save_row_blocks(w, (6, 7), tmp_path, 3, **kw)
+    assert len(written) == 3
+    assert_same_csr(load_row_blocks(tmp_path), W)
+    reads = []
+    original = sp.load_npz
+    monkeypatch.setattr(sp, "load_npz", lambda path: reads.append(path) or original(path))
+    part = load_row_blocks(tmp_path, rows=slice(45, 150))  # blocks 1 and 2 (1+2+2 channels)
+    assert_same_csr(part, W[45:150])
+    assert sorted(p.rsplit("/", 1)[1] for p in reads) == ["block-00001.npz", "block-00002.npz"]
+    assert load_row_blocks(tmp_path, rows=slice(10, 10)).shape == (0, W.shape[1])
+
+
+def test_each_rank_can_write_its_own_blocks(tmp_path):
+    from convop.blocks import load_row_blocks, save_row_blocks
+
+    w = np.random.default_rng(8).standard_normal((4, 2, 3, 3))
+    for rank in range(2):  # as two ranks would, each its share of 4 blocks
+        save_row_blocks(w, (5, 5), tmp_path, 4, padding=1, only=range(rank, 4, 2))
+    assert_same_csr(load_row_blocks(tmp_path), convop.conv_matrix(w, (5, 5), padding=1))
+
+
+def test_disk_blocks_are_validated(tmp_path):
+    from convop.blocks import load_row_blocks, save_row_blocks
+
+    with pytest.raises(FileNotFoundError, match="`directory` .* holds no blocks.json"):
+        load_row_blocks(tmp_path)
+    with pytest.raises(ValueError, match="`only` must index the 2 blocks"):
+        save_row_blocks(np.ones((2, 1, 3, 3)), (4, 4), tmp_path, 2, only=[2])
+    with pytest.raises(ValueError, match="`parts` must be at most the 2 output channels"):
+        save_row_blocks(np.ones((2, 1, 3, 3)), (4, 4), tmp_path, 3)
