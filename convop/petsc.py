@@ -112,6 +112,21 @@ def rank_block(geometry: ConvGeometry, rank: int, size: int, domain: str = "inpu
     return geometry.row_partition(parts, domain)[rank]
 
 
+def column_channels(geometry: ConvGeometry, rank: int, size: int) -> range:
+    """Return the input channels whose columns rank ``rank`` of ``size`` owns.
+
+    Vectors are split by whole input channels (columns are channel-major in both
+    orders), so each rank's share of a product reads only its own channels.
+    """
+    c = geometry.in_channels
+    return range(c * rank // size, c * (rank + 1) // size)
+
+
+def _local_columns(geometry: ConvGeometry, comm: Any, domain: str) -> int:
+    spatial = geometry.padded_size if domain == "padded" else geometry.input_size
+    return len(column_channels(geometry, comm.getRank(), comm.getSize())) * math.prod(spatial)
+
+
 def conv_matrix(
     weight: npt.ArrayLike,
     input_size: IntOrTuple,
@@ -129,8 +144,10 @@ def conv_matrix(
     """Build the layer's matrix as a distributed PETSc ``Mat`` (``MPIAIJ``).
 
     Each rank builds only its rows (:func:`rank_block`) with
-    :func:`convop.conv_matrix`'s ``rows=`` and hands them to PETSc; columns are
-    split by PETSc. ``max_bytes`` bounds each rank's block.
+    :func:`convop.conv_matrix`'s ``rows=`` and hands them to PETSc; columns
+    (the vectors it multiplies) are split by whole input channels
+    (:func:`column_channels`), as for :func:`operator`. ``max_bytes`` bounds each
+    rank's block.
 
     Parameters
     ----------
@@ -165,7 +182,7 @@ def conv_matrix(
                          dtype=PETSc.ScalarType, max_bytes=max_bytes, **layer)
     m, n = geom.matrix_shape(domain)
     A = PETSc.Mat().createAIJ(
-        size=((local.shape[0], m), (PETSc.DECIDE, n)),
+        size=((local.shape[0], m), (_local_columns(geom, comm, domain), n)),
         csr=(local.indptr.astype(PETSc.IntType), local.indices.astype(PETSc.IntType),
              local.data),
         comm=comm,
@@ -175,37 +192,80 @@ def conv_matrix(
 
 
 class _Shell:
-    """The ``MatShell`` context: this rank's output channels of a LayerOperator.
+    """The ``MatShell`` context: products split by input channels.
 
-    ``A x`` needs the whole input on every rank (an allgather of the pieces);
-    ``A^T y`` sums every rank's contribution (an allreduce) and keeps this rank's
-    piece. Plain numpy buffers and MPI calls: no PETSc object outlives the matrix.
+    Rank ``r`` holds the input channels :func:`column_channels` gives it and the
+    output rows :func:`rank_block` gives it. ``A x``: each rank applies the layer
+    to its own input channels (its im2col reads only those), giving a partial
+    output of full length; a reduce-scatter sums the partials onto the row
+    owners. ``A^T y``: an allgather of ``y``, then each rank applies the adjoint
+    of its own channels' part. So the work per rank shrinks with the ranks; the
+    messages are one output vector per product. Plain numpy buffers and MPI
+    calls: no PETSc object outlives the matrix.
     """
 
-    def __init__(self, op: LayerOperator | None, comm: Any, ranges: np.ndarray) -> None:
-        self.op = op
+    def __init__(self, pieces: list[tuple[slice, slice, LayerOperator]], comm: Any,
+                 row_counts: np.ndarray, outputs: int, local_cols: int) -> None:
+        self.pieces = pieces
         self.comm = comm.tompi4py()
-        self.counts = np.diff(ranges)
-        self.offsets = ranges[:-1]
-        self.whole = np.empty(int(ranges[-1]))
-        self.mine = slice(int(ranges[self.comm.Get_rank()]),
-                          int(ranges[self.comm.Get_rank() + 1]))
+        self.counts = row_counts
+        self.offsets = np.concatenate([[0], np.cumsum(row_counts)[:-1]])
+        self.full = np.empty(outputs)
+        self.mine = np.empty(int(row_counts[self.comm.Get_rank()]))
+        self.local_cols = local_cols
 
     def mult(self, mat: Any, x: Any, y: Any) -> None:
-        piece = x.getArray(readonly=True)
-        self.comm.Allgatherv(piece, [self.whole, self.counts, self.offsets, _mpi_double()])
-        if self.op is not None:
-            y.setArray(self.op.matvec(self.whole))
+        local = x.getArray(readonly=True)
+        self.full[:] = 0.0
+        for rows, cols, op in self.pieces:
+            self.full[rows] += op.matvec(local[cols])
+        self.comm.Reduce_scatter(self.full, self.mine, recvcounts=self.counts)
+        y.setArray(self.mine)
 
     def multTranspose(self, mat: Any, y: Any, x: Any) -> None:  # noqa: N802 (PETSc's name)
-        if self.op is not None:
-            local = np.ascontiguousarray(self.op.rmatvec(y.getArray(readonly=True)))
-        else:
-            local = np.zeros_like(self.whole)
-        self.comm.Allreduce(local, self.whole)
-        x.setArray(self.whole[self.mine])
+        piece = y.getArray(readonly=True)
+        self.comm.Allgatherv(piece, [self.full, self.counts, self.offsets, _mpi_double()])
+        local = np.zeros(self.local_cols)
+        for rows, cols, op in self.pieces:
+            local[cols] += op.rmatvec(self.full[rows])
+        x.setArray(local)
 
     multHermitian = multTranspose  # real scalars; complex builds take the same adjoint
+
+
+def _pieces(w: np.ndarray, geom: ConvGeometry, channels: range, layer: dict[str, Any],
+            order: Any, dtype: Any, max_bytes: int | None
+            ) -> list[tuple[slice, slice, LayerOperator]]:
+    """Split a range of input channels into layers: (output rows, local columns, operator).
+
+    A partial group becomes a plain layer of its input channels; a run of whole
+    groups stays one grouped layer.
+    """
+    per_in = math.prod(geom.input_size)
+    per_out = math.prod(geom.output_size)
+    cig, cog = geom.in_per_group, geom.out_per_group
+    plain = {key: value for key, value in layer.items() if key != "groups"}
+    pieces = []
+    c = channels.start
+    while c < channels.stop:
+        g = c // cig
+        whole_stop = min(channels.stop // cig, geom.groups)  # groups fully inside
+        if c == g * cig and whole_stop > g:
+            first, last, groups = g, whole_stop, whole_stop - g
+            cin = range(g * cig, whole_stop * cig)
+            part = w[first * cog:last * cog]
+        else:
+            stop = min(channels.stop, (g + 1) * cig)
+            first, last, groups = g, g + 1, 1
+            cin = range(c, stop)
+            part = w[g * cog:(g + 1) * cog, c - g * cig:stop - g * cig]
+        op = LayerOperator(part, geom.input_size, order=order, dtype=dtype,
+                           max_bytes=max_bytes, groups=groups, **plain)
+        rows = slice(first * cog * per_out, last * cog * per_out)
+        cols = slice((cin.start - channels.start) * per_in, (cin.stop - channels.start) * per_in)
+        pieces.append((rows, cols, op))
+        c = cin.stop
+    return pieces
 
 
 def _mpi_double() -> Any:
@@ -229,8 +289,9 @@ def operator(
 ) -> Any:
     """Return the layer map as a distributed ``MatShell`` over :class:`convop.LayerOperator`.
 
-    Rank ``r`` owns the output rows of its channels (:func:`rank_block`) and
-    applies :class:`convop.LayerOperator` restricted to them; no matrix is
+    Rank ``r`` owns the output rows of :func:`rank_block` and the input columns
+    of :func:`column_channels`, and applies :class:`convop.LayerOperator` to its
+    own input channels (see the context class for the messages); no matrix is
     built anywhere.
 
     Returns
@@ -243,18 +304,15 @@ def operator(
                  padding_mode=padding_mode)
     w, geom = _layer(weight, input_size, layer)
     comm = _comm(comm)
-    block = rank_block(geom, comm.getRank(), comm.getSize(), "input")
     m, n = geom.matrix_shape("input")
-    local_rows = block.rows.stop - block.rows.start
-    op = None if not len(block.channels) else LayerOperator(
-        w, geom.input_size, order=order, dtype=PETSc.ScalarType, max_bytes=max_bytes,
-        channels=block.channels, **layer)
-    # PETSc's own split of the columns (PETSC_DECIDE), so vectors of conv_matrix fit.
-    size = comm.getSize()
-    ranges = np.array([0] + [n // size * (r + 1) + min(r + 1, n % size) for r in range(size)])
-    local_cols = int(ranges[comm.getRank() + 1] - ranges[comm.getRank()])
-    A = PETSc.Mat().createPython(((local_rows, m), (local_cols, n)), comm=comm)
-    A.setPythonContext(_Shell(op, comm, ranges))
+    rank, size = comm.getRank(), comm.getSize()
+    row_counts = np.array([len(rank_block(geom, r, size).channels) for r in range(size)],
+                          dtype=np.int64) * math.prod(geom.output_size)
+    channels = column_channels(geom, rank, size)
+    pieces = _pieces(w, geom, channels, layer, order, PETSc.ScalarType, max_bytes)
+    local_cols = len(channels) * math.prod(geom.input_size)
+    A = PETSc.Mat().createPython(((int(row_counts[rank]), m), (local_cols, n)), comm=comm)
+    A.setPythonContext(_Shell(pieces, comm, row_counts, m, local_cols))
     A.setUp()
     _destroy_at_exit(A)
     return A

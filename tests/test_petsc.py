@@ -29,6 +29,7 @@ LAYERS = {
     "stride-dilation": ((5, 3, 3, 3), (12, 11), dict(stride=(2, 1), padding=2, dilation=2)),
     "groups-reflect": ((6, 4, 3, 3), (8, 8), dict(padding=1, groups=2,
                                                  padding_mode="reflect")),
+    "groups-split": ((6, 2, 3, 3), (7, 7), dict(padding=1, groups=3)),  # 2 ranks cut group 1
     "circular-1d": ((4, 2, 5), 16, dict(padding=2, padding_mode="circular")),
     "one-output-channel": ((1, 3, 3, 3), (7, 7), dict(padding=1, padding_mode="replicate")),
 }
@@ -70,6 +71,10 @@ def test_each_rank_holds_its_rows_of_w(shape, size, kw, domain, order):
     geometry = convop.conv_geometry(w.shape, size, **kw)
     mine = cp.rank_block(geometry, COMM.getRank(), COMM.getSize(), domain)
     assert (lo, hi) == (mine.rows.start, mine.rows.stop)
+    channels = cp.column_channels(geometry, COMM.getRank(), COMM.getSize())
+    per_channel = W.shape[1] // geometry.in_channels
+    assert A.getOwnershipRangeColumn() == (channels.start * per_channel,
+                                           channels.stop * per_channel)
     A.destroy()
 
 
