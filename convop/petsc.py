@@ -39,6 +39,7 @@ from ._validation import as_int, as_real, as_weight, check_finite
 from .geometry import ConvGeometry, RowBlock, make_geometry
 from .matrix import conv_matrix as _conv_matrix
 from .operator import LayerOperator
+from .spectral.gram import BlockGram, block_gram
 from .spectral.report import SpectralReport
 from .spectral.tolerance import rank_tolerance
 
@@ -382,46 +383,123 @@ def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
     return values, steps
 
 
-def _smallest(A: Any, comm: Any, k: int, rtol: float) -> list[float]:
-    """Return the k smallest singular values: shift-invert Lanczos on the Gram matrix (MUMPS LU)."""
+def gram_rows(gram: BlockGram, first: int, stop: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return CSR rows of a pixel-block Gram matrix: the (group, pixel) pairs ``first:stop``.
+
+    Unknowns are ordered ``(group, pixel, channel)`` as in
+    :class:`convop.spectral.gram.BlockGram`; each rank builds its own rows with no
+    communication. Pixels with the same number of neighbours are done at once.
+    """
+    pattern, blocks, c = gram.pattern, gram.blocks, gram.channels
+    npix = pattern.shape[0]
+    pairs = np.arange(first, stop)
+    groups, pixels = pairs // npix, pairs % npix
+    ptr = pattern.indptr.astype(np.int64)
+    neighbours = np.diff(ptr)[pixels]
+    row_lengths = np.repeat(neighbours * c, c)
+    indptr = np.zeros(row_lengths.size + 1, dtype=np.int64)
+    np.cumsum(row_lengths, out=indptr[1:])
+    data = np.empty(int(indptr[-1]), dtype=blocks.dtype)
+    indices = np.empty(int(indptr[-1]), dtype=np.int64)
+    for count in np.unique(neighbours):
+        sel = np.flatnonzero(neighbours == count)
+        k = ptr[pixels[sel]][:, None] + np.arange(count)  # (S, K) pattern entries
+        block = blocks[groups[sel][:, None], k]  # (S, K, c, c)
+        cols = ((groups[sel][:, None] * npix + pattern.indices[k]) * c)[:, :, None] + np.arange(c)
+        starts = indptr[:-1].reshape(-1, c)[sel]  # (S, c): where each row (pixel, a) starts
+        where = starts[:, :, None] + np.arange(count * c)  # (S, c, K * c)
+        data[where] = block.transpose(0, 2, 1, 3).reshape(sel.size, c, count * c)
+        indices[where] = np.broadcast_to(cols.reshape(sel.size, 1, count * c), where.shape)
+    return indptr, indices, data
+
+
+def _gram(weight: np.ndarray, geom: ConvGeometry, side: str, comm: Any,
+          max_bytes: int | None) -> Any:
+    """Return the Gram matrix as an ``MPIAIJ``, each rank building its own pixels' rows."""
+    PETSc = _petsc()
+    gram = block_gram(geom, weight, side, np.dtype(PETSc.ScalarType), max_bytes=max_bytes)
+    pairs = gram.groups * gram.pattern.shape[0]
+    rank, size = comm.getRank(), comm.getSize()
+    first, stop = pairs * rank // size, pairs * (rank + 1) // size
+    indptr, indices, data = gram_rows(gram, first, stop)
+    unknowns = pairs * gram.channels
+    local = (stop - first) * gram.channels
+    G = PETSc.Mat().createAIJ(
+        size=((local, unknowns), (local, unknowns)),
+        csr=(indptr.astype(PETSc.IntType), indices.astype(PETSc.IntType), data), comm=comm)
+    G.assemble()
+    return G
+
+
+def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: float,
+              layer: dict[str, Any], max_bytes: int | None) -> tuple[list[float], float]:
+    """Return the k smallest singular values and a sigma_max estimate (a scale, to 1e-4).
+
+    Shift-invert Lanczos on the Gram matrix of the smaller side, assembled from the
+    layer's taps in pixel blocks (:func:`convop.spectral.gram.block_gram`, rows
+    split over the ranks) and factored by MUMPS (Cholesky). Each value is refined
+    as ``||A v||`` (``||A^T u||`` on the output side) with the core's operator.
+    """
     PETSc, SLEPc = _petsc(), _slepc()
-    m, n = A.getSize()
-    G = A.transposeMatMult(A) if m >= n else A.matTransposeMult(A)
-    eps = SLEPc.EPS().create(comm)
-    eps.setOperators(G)
-    eps.setProblemType(SLEPc.EPS.ProblemType.HEP)
-    eps.setDimensions(k)
-    eps.setWhichEigenpairs(SLEPc.EPS.Which.TARGET_MAGNITUDE)
+    m, n = geom.matrix_shape("input")
+    side = "input" if m >= n else "output"
+    G = _gram(weight, geom, side, comm, max_bytes)
+
+    def solver(which: Any, target: float | None, tol: float, count: int) -> Any:
+        eps = SLEPc.EPS().create(comm)
+        eps.setOperators(G)
+        eps.setProblemType(SLEPc.EPS.ProblemType.HEP)
+        eps.setDimensions(count)
+        eps.setWhichEigenpairs(which)
+        eps.setTolerances(tol=tol, max_it=10**4)
+        if target is not None:
+            eps.setTarget(target)
+            st = eps.getST()
+            st.setType(SLEPc.ST.Type.SINVERT)
+            ksp = st.getKSP()
+            ksp.setType(PETSc.KSP.Type.PREONLY)
+            pc = ksp.getPC()
+            pc.setType(PETSc.PC.Type.CHOLESKY)
+            pc.setFactorSolverType("mumps")
+        eps.setFromOptions()
+        eps.solve()
+        return eps
+
+    top = solver(SLEPc.EPS.Which.LARGEST_REAL, None, 1e-4, 1)  # a scale only
+    sigma_max = math.sqrt(max(float(top.getEigenvalue(0).real), 0.0))
+    top.destroy()
     # A shift just below 0 keeps the factored matrix positive definite when A has a
     # null space (exact zero singular values).
-    scale = float(G.norm(PETSc.NormType.INFINITY))
-    eps.setTarget(-1e-12 * scale)
-    st = eps.getST()
-    st.setType(SLEPc.ST.Type.SINVERT)
-    ksp = st.getKSP()
-    ksp.setType(PETSc.KSP.Type.PREONLY)
-    pc = ksp.getPC()
-    pc.setType(PETSc.PC.Type.CHOLESKY)
-    pc.setFactorSolverType("mumps")
-    eps.setTolerances(tol=min(rtol, 1e-12), max_it=10**4)
-    eps.setFromOptions()
-    eps.solve()
-    found = eps.getConverged()
-    if found < k:
-        raise RuntimeError(f"SLEPc converged {found} of the {k} smallest singular values.")
-    values = []
+    op = LayerOperator(weight, geom.input_size, order="C", dtype=np.float64, **layer)
+    channels = geom.in_per_group if side == "input" else geom.out_per_group
+    npix = math.prod(geom.input_size if side == "input" else geom.output_size)
     v = G.createVecRight()
-    for i in range(found):
-        eps.getEigenpair(i, v)
-        if m >= n:
-            values.append(_norm(A, v))
-        else:  # v is a left vector: ||A^T v||
-            y = A.createVecRight()
-            A.multTranspose(v, y)
-            values.append(float(y.norm()))
-    eps.destroy()
-    G.destroy()
-    return sorted(values)[:k]
+    scatter, whole = PETSc.Scatter.toAll(v)
+    values: list[float] = []
+    vectors: list[Any] = []
+    # One Krylov space cannot see a second copy of a repeated value (circular layers
+    # have many): a second run with the found vectors deflated, as the core does.
+    eps = solver(SLEPc.EPS.Which.TARGET_MAGNITUDE, -1e-12 * sigma_max**2, min(rtol, 1e-12), k)
+    for run in range(2):
+        if run:  # the same factorization, the found vectors deflated
+            eps.setDeflationSpace(vectors)
+            eps.solve()
+        found = eps.getConverged()
+        if found < k:
+            raise RuntimeError(f"SLEPc converged {found} of the {k} smallest singular "
+                               f"values.")
+        for i in range(found):
+            eps.getEigenpair(i, v)
+            vectors.append(v.copy())
+            scatter.scatter(v, whole)
+            # (group, pixel, channel) -> (group * channels + channel, pixel): C order.
+            x = whole.getArray().reshape(-1, npix, channels).transpose(0, 2, 1).reshape(-1)
+            y = op.matvec(x) if side == "input" else op.rmatvec(x)
+            values.append(float(np.linalg.norm(y)))
+    for obj in (eps, scatter, whole, v, G, *vectors):
+        obj.destroy()
+    return sorted(values)[:k], sigma_max
 
 
 def singular_values(
@@ -468,11 +546,10 @@ def singular_values(
             A = _operator_of(weight, input_size, comm, matrix_free, layer, max_bytes)
             values, _ = _largest(A, comm, count, tol, maxiter)
             top = values[0]
+            A.destroy()
         else:
-            A = conv_matrix(weight, input_size, comm=comm, max_bytes=max_bytes, **layer)
-            values = _smallest(A, comm, count, tol)
-            top = _largest(A, comm, 1, 1e-6, maxiter)[0][0]  # a scale for the tolerances
-        A.destroy()
+            w, _ = _layer(weight, input_size, layer)
+            values, top = _smallest(w, geom, comm, count, tol, layer, max_bytes)
     eps = float(np.finfo(np.float64).eps)
     out = np.array(sorted(values, reverse=True))
     out[out <= rank_tolerance(m, n, top, eps)] = 0.0
