@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import math
 import time
-import warnings
 import weakref
 from typing import Any
 
@@ -502,6 +501,101 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
     return sorted(values)[:k], sigma_max
 
 
+def _gathered(vec: Any) -> np.ndarray:
+    """Return the whole of a distributed vector on every rank."""
+    PETSc = _petsc()
+    scatter, whole = PETSc.Scatter.toAll(vec)
+    scatter.scatter(vec, whole)
+    out = whole.getArray().copy()
+    scatter.destroy()
+    whole.destroy()
+    return out
+
+
+def _certify(A: Any, count: int, t: float, comm: Any) -> np.ndarray:
+    """Return the ``count`` smallest singular values through the augmented matrix.
+
+    The core's certification (:mod:`convop.spectral.smallest`) on PETSc: with ``B``
+    the tall one of ``A`` and ``A^T``, ``K = [[t I, B], [B^T, -t I]]`` is factored
+    by MUMPS (LU); its lower-right inverse block ``-t (B^T B + t^2 I)^{-1}``
+    drives block inverse iteration, and the SVD of ``B X`` on the subspace found
+    (Rayleigh-Ritz on ``B`` itself, not on the Gram matrix) gives values
+    accurate to about ``eps ||B||``.
+    """
+    PETSc = _petsc()
+    m, n = A.getSize()
+    B = A if m >= n else A.transpose(PETSc.Mat())
+    rows, cols = B.getSizes()
+    Bt = B.transpose(PETSc.Mat())
+
+    def scaled_identity(layout: Any, value: float) -> Any:
+        M = PETSc.Mat().createAIJ(size=(layout, layout), nnz=1, comm=comm)
+        first, stop = M.getOwnershipRange()
+        for i in range(first, stop):
+            M.setValue(i, i, value)
+        M.assemble()
+        return M
+
+    top, bottom = scaled_identity(rows, t), scaled_identity(cols, -t)
+    nest = PETSc.Mat().createNest([[top, B], [Bt, bottom]], comm=comm)
+    K = nest.convert("aij", PETSc.Mat())
+    ksp = PETSc.KSP().create(comm)
+    ksp.setOptionsPrefix("convop_augmented_")
+    options = PETSc.Options()
+    if not options.hasName("convop_augmented_mat_mumps_icntl_14"):
+        # K is nearly singular by design (t is the rank tolerance): MUMPS's pivoting
+        # needs more room than its default 20% extra workspace.
+        options.setValue("convop_augmented_mat_mumps_icntl_14", 400)
+    ksp.setOperators(K)
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.LU)
+    pc.setFactorSolverType("mumps")
+    ksp.setFromOptions()
+    _, parts = nest.getNestISs()
+    rhs, sol = K.createVecs()
+    width = min(cols[1], count + 2)  # a little wider than asked: faster convergence
+    rng = np.random.default_rng(0)  # the same start on every rank
+    X = np.linalg.qr(rng.standard_normal((cols[1], width)))[0]
+    x, y = B.createVecRight(), B.createVecLeft()
+    first, stop = x.getOwnershipRange()
+    values = np.full(count, np.inf)
+    for _ in range(_MAX_SUBSPACE_ITERATIONS):
+        solved = np.empty_like(X)
+        for j in range(width):
+            rhs.set(0.0)
+            part = rhs.getSubVector(parts[1])
+            part.setArray(X[first:stop, j])
+            rhs.restoreSubVector(parts[1], part)
+            ksp.solve(rhs, sol)
+            if not np.isfinite(sol.norm()):  # a failed factorization leaves inf or NaN
+                raise RuntimeError("MUMPS could not factor the augmented matrix; pass "
+                                   "PETSc options such as -convop_augmented_mat_mumps_icntl_14")
+            part = sol.getSubVector(parts[1])
+            solved[:, j] = _gathered(part)
+            sol.restoreSubVector(parts[1], part)
+        X = np.linalg.qr(solved)[0]
+        product = np.empty((rows[1], width))
+        for j in range(width):
+            x.setArray(X[first:stop, j])
+            B.mult(x, y)
+            product[:, j] = _gathered(y)
+        new = np.sort(np.linalg.svd(product, compute_uv=False))[:count]
+        settled = bool(np.allclose(new, values, rtol=1e-12, atol=t))
+        values = new
+        if settled:
+            break
+    for obj in (ksp, K, nest, top, bottom, Bt, rhs, sol, x, y):
+        obj.destroy()
+    if B is not A:
+        B.destroy()
+    return values
+
+
+#: Block inverse iterations of the certification at most (zeros converge in one).
+_MAX_SUBSPACE_ITERATIONS = 12
+
+
 def singular_values(
     weight: npt.ArrayLike,
     input_size: IntOrTuple,
@@ -550,27 +644,24 @@ def singular_values(
         else:
             w, _ = _layer(weight, input_size, layer)
             values, top = _smallest(w, geom, comm, count, tol, layer, max_bytes)
+            # Below the normal-equations floor the Gram matrix cannot tell a value from
+            # 0: those are computed again through the augmented matrix, as in the core.
+            eps = float(np.finfo(np.float64).eps)
+            floor = math.sqrt(max(m, n) * eps) * top
+            below = sum(v < floor for v in values)
+            if below:
+                A = conv_matrix(w, geom.input_size, comm=comm, max_bytes=max_bytes, **layer)
+                certified = _certify(A, below, rank_tolerance(m, n, top, eps), comm)
+                A.destroy()
+                values = sorted(values)[below:] + list(certified)
     eps = float(np.finfo(np.float64).eps)
     out = np.array(sorted(values, reverse=True))
     out[out <= rank_tolerance(m, n, top, eps)] = 0.0
-    # The Gram matrix resolves singular values down to about sqrt(eps) * sigma_max; the
-    # core certifies smaller ones through an augmented LU, which this path lacks.
-    unresolved = (out > 0) & (out < NORMAL_EQUATIONS_FLOOR * top)
-    if which == "smallest" and unresolved.any():
-        warnings.warn(
-            f"{int(unresolved.sum())} of the smallest singular values lie below the "
-            f"normal-equations floor ({NORMAL_EQUATIONS_FLOOR:.0e} * sigma_max) where the "
-            f"Gram matrix cannot tell them from 0 (a rank-deficient layer shows about "
-            f"1e-13 * sigma_max here); single-process convop.singular_values certifies "
-            f"them.", RuntimeWarning, stacklevel=2)
     return out
 
 
 #: Lanczos vectors of the largest-value SVD before a restart.
 NCV = 32
-
-#: Below this fraction of sigma_max the Gram matrix cannot resolve a singular value.
-NORMAL_EQUATIONS_FLOOR = 1e-7
 
 
 def spectral_norm(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) -> float:

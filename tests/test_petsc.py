@@ -8,8 +8,6 @@ petsc4py is not installed (the regular suite).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -107,14 +105,11 @@ def test_spectra_equal_the_single_process_values(shape, size, kw, matrix_free):
     largest = cp.singular_values(w, size, k=k, matrix_free=matrix_free, **kw)
     exact = convop.singular_values(w, size, **kw)  # dense SVD: every value
     np.testing.assert_allclose(largest, exact[:k], rtol=1e-9)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        smallest = cp.singular_values(w, size, k=k, which="smallest", **kw)
-        report = cp.spectrum_report(w, size, **kw)
-    # Exact zeros (pixels a stride never reads) come back tiny, with a warning.
+    smallest = cp.singular_values(w, size, k=k, which="smallest", **kw)
+    core = convop.singular_values(w, size, k=k, which="smallest", rng=0, **kw)
     np.testing.assert_allclose(smallest, exact[-k:], rtol=1e-8, atol=1e-12 * exact[0])
-    tiny = exact[-1] < cp.NORMAL_EQUATIONS_FLOOR * exact[0]
-    assert (tiny and (caught or smallest[-1] == 0)) or (not tiny and not caught)
+    np.testing.assert_array_equal(smallest == 0, core == 0)  # the same exact zeros
+    report = cp.spectrum_report(w, size, **kw)
     single = convop.spectrum_report(w, size, rng=0, **kw)
     np.testing.assert_allclose([report.sigma_max, report.sigma_min],
                                [single.sigma_max, single.sigma_min], rtol=1e-8,
@@ -135,18 +130,29 @@ def test_larger_layer_matches_the_core():
     np.testing.assert_allclose(smallest, core, rtol=1e-8)
 
 
-def test_rank_deficient_layers_are_not_silent():
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_rank_deficient_layers_give_the_cores_exact_zeros(mode):
     a, b = np.arange(1.0, 5.0), np.array([1.0, -2.0, 0.5])
-    w = a[:, None, None, None] * b[None, :, None, None] * np.ones((1, 1, 3, 3))  # rank-1 mixing
-    assert convop.condition_number(w, (6, 6), padding=1, rng=0) == np.inf
-    top = convop.spectral_norm(w, (6, 6), padding=1, rng=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        values = cp.singular_values(w, (6, 6), k=3, which="smallest", padding=1)
-    assert np.all(values <= cp.NORMAL_EQUATIONS_FLOOR * top)
-    # Either below the rank tolerance (0, as the core) or flagged as unresolved.
-    assert np.all(values == 0) or any(
-        "below the normal-equations floor" in str(w.message) for w in caught)
+    rank_one = a[:, None, None, None] * b[None, :, None, None] * np.ones((1, 1, 3, 3))
+    duplicated = np.repeat(weight_of((1, 4, 3, 3), 5), 4, axis=0)
+    for w in (rank_one, duplicated):
+        kw = dict(padding=1, padding_mode=mode)
+        values = cp.singular_values(w, (6, 6), k=3, which="smallest", **kw)
+        np.testing.assert_array_equal(values, 0.0)
+        np.testing.assert_array_equal(
+            convop.singular_values(w, (6, 6), k=3, which="smallest", rng=0, **kw), 0.0)
+        assert cp.condition_number(w, (6, 6), **kw) == np.inf
+
+
+def test_small_nonzero_values_below_the_gram_floor_are_certified():
+    # sigma_min about 1e-10 * sigma_max: below what the Gram matrix resolves (1e-6 here).
+    w = weight_of((3, 3, 3, 3), 6)
+    w[2] = w[1] + 1e-10 * weight_of((3, 3, 3), 7)
+    values = cp.singular_values(w, (5, 5), k=2, which="smallest", padding=1)
+    dense = np.linalg.svd(convop.conv_matrix(w, (5, 5), padding=1, domain="input").toarray(),
+                          compute_uv=False)
+    np.testing.assert_allclose(values, dense[-2:], rtol=1e-3, atol=1e-14 * dense[0])
+    assert 0 < values[-1] < 1e-8 * dense[0]
 
 
 def test_bad_arguments_name_the_parameter():
