@@ -15,7 +15,9 @@ large for one machine is spread over the ranks' memory:
   :func:`spectrum_report`: through SLEPc, ``sigma_max`` matrix-free
   (thick-restart Lanczos SVD), the smallest values by shift-invert on the
   Gram matrix with a parallel direct solver (MUMPS); each value is refined as
-  ``||A v||`` and zeroed below convop's rank tolerance, as in the core.
+  ``||A v||``, values below the normal-equations floor are certified through
+  the augmented matrix, and values below convop's rank tolerance are 0, as in
+  the core.
 
 PETSc's scalars are real in Debian's default build: complex weights need a
 complex PETSc build and are refused otherwise.
@@ -618,9 +620,10 @@ def singular_values(
     ``which="largest"``: SLEPc's thick-restart Lanczos SVD on :func:`operator`
     (or on :func:`conv_matrix` with ``matrix_free=False``). ``which="smallest"``:
     shift-invert Lanczos on the distributed Gram matrix, factored by MUMPS
-    (Cholesky). Values are refined as ``||A v||`` and set to 0 at or below
-    ``max(m, n) * eps * sigma_max`` (the core's rank tolerance), in descending
-    order as in :func:`convop.singular_values`.
+    (Cholesky), values below the normal-equations floor computed again through
+    the augmented matrix (:func:`_certify`). Values are refined as ``||A v||``
+    and set to 0 at or below ``max(m, n) * eps * sigma_max`` (the core's rank
+    tolerance), in descending order as in :func:`convop.singular_values`.
     """
     count = as_int(k, "k", minimum=1)
     if which not in ("largest", "smallest"):
