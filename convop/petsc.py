@@ -369,6 +369,7 @@ def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
     svd.setDimensions(k, ncv=min(min(m, n), max(2 * k + 1, NCV)))
     # convop's rule on the Gram operator: residual below rtol/4 of lambda.
     svd.setTolerances(tol=rtol / 4, max_it=maxiter or 10**4)
+    svd.setFromOptions()
     svd.solve()
     found = svd.getConverged()
     if found < k:
@@ -451,7 +452,9 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
         eps = SLEPc.EPS().create(comm)
         eps.setOperators(G)
         eps.setProblemType(SLEPc.EPS.ProblemType.HEP)
-        eps.setDimensions(count)
+        # Shift-invert separates the wanted values at once: a short basis is enough
+        # (SLEPc's default of count + 15 costs a solve per extra vector).
+        eps.setDimensions(count, ncv=min(G.getSize()[0], 2 * count + SHIFT_INVERT_EXTRA))
         eps.setWhichEigenpairs(which)
         eps.setTolerances(tol=tol, max_it=10**4)
         if target is not None:
@@ -665,6 +668,8 @@ def singular_values(
 
 #: Lanczos vectors of the largest-value SVD before a restart.
 NCV = 32
+#: Extra basis vectors of the shift-invert (and sigma_max scale) eigensolves.
+SHIFT_INVERT_EXTRA = 6
 
 
 def spectral_norm(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) -> float:
