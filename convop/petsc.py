@@ -12,8 +12,8 @@ large for one machine is spread over the ranks' memory:
 - :func:`operator`: a ``MatShell`` over the matrix-free
   :class:`convop.LayerOperator` of each rank's output channels.
 - :func:`spectral_norm`, :func:`singular_values`, :func:`condition_number`,
-  :func:`spectrum_report`: through SLEPc, ``sigma_max`` matrix-free
-  (thick-restart Lanczos SVD), the smallest values by shift-invert on the
+  :func:`spectrum_report`: through SLEPc, ``sigma_max`` matrix-free (SLEPc's
+  ``cross`` SVD: Krylov-Schur on ``A^T A``), the smallest values by shift-invert on the
   Gram matrix with a parallel direct solver (MUMPS); each value is refined as
   ``||A v||``, values below the normal-equations floor are certified through
   the augmented matrix, and values below convop's rank tolerance are 0, as in
@@ -361,7 +361,7 @@ def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
     SLEPc = _slepc()
     svd = SLEPc.SVD().create(comm)
     svd.setOperators(A)
-    svd.setType(SLEPc.SVD.Type.TRLANCZOS)
+    svd.setType(SLEPc.SVD.Type.CROSS)  # Krylov-Schur on A^T A: one basis to orthogonalize
     svd.setWhichSingularTriplets(SLEPc.SVD.Which.LARGEST)
     # A long Krylov space before restarting: the top of a conv layer's spectrum is a
     # near-continuum, and SLEPc's default (k + 15 vectors) restarts far too often.
@@ -620,7 +620,7 @@ def singular_values(
 ) -> np.ndarray:
     """Return the ``k`` largest or smallest singular values of the layer map, on every rank.
 
-    ``which="largest"``: SLEPc's thick-restart Lanczos SVD on :func:`operator`
+    ``which="largest"``: SLEPc's ``cross`` SVD on :func:`operator`
     (or on :func:`conv_matrix` with ``matrix_free=False``). ``which="smallest"``:
     shift-invert Lanczos on the distributed Gram matrix, factored by MUMPS
     (Cholesky), values below the normal-equations floor computed again through
