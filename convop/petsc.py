@@ -215,8 +215,10 @@ class _Shell:
         self.full = np.empty(outputs)
         self.mine = np.empty(int(row_counts[self.comm.Get_rank()]))
         self.local_cols = local_cols
+        self.products = 0  # applications of A (with SLEPc's cross SVD, Gram products)
 
     def mult(self, mat: Any, x: Any, y: Any) -> None:
+        self.products += 1
         local = x.getArray(readonly=True)
         self.full[:] = 0.0
         for rows, cols, op in self.pieces:
@@ -357,7 +359,8 @@ def _norm(A: Any, v: Any) -> float:
 
 
 def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
-             ) -> tuple[list[float], int]:
+             ) -> tuple[list[tuple[float, float]], int]:
+    """Return the k largest (value, residual bound) pairs and the Gram products used."""
     SLEPc = _slepc()
     svd = SLEPc.SVD().create(comm)
     svd.setOperators(A)
@@ -370,19 +373,29 @@ def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
     # convop's rule on the Gram operator: residual below rtol/4 of lambda.
     svd.setTolerances(tol=rtol / 4, max_it=maxiter or 10**4)
     svd.setFromOptions()
+    shell = A.getType() == "python"
+    before = A.getPythonContext().products if shell else 0
     svd.solve()
     found = svd.getConverged()
     if found < k:
         raise RuntimeError(f"SLEPc's SVD converged {found} of {k} singular values; pass a "
                            f"larger `maxiter` or `rtol`.")
-    values = []
-    v = A.createVecRight()
+    products = A.getPythonContext().products - before if shell else 0
+    pairs = []
+    v, y, z = A.createVecRight(), A.createVecLeft(), A.createVecRight()
     for i in range(k):
         svd.getSingularTriplet(i, None, v)
-        values.append(max(float(svd.getValue(i)), _norm(A, v)))
-    steps = svd.getIterationNumber()
-    svd.destroy()
-    return values, steps
+        v.scale(1.0 / v.norm())
+        A.mult(v, y)
+        sigma = max(float(svd.getValue(i)), float(y.norm()))
+        # |lambda - lambda*| <= ||A^T A v - lambda v|| for some lambda*, so sigma is within
+        # that over sigma of a singular value.
+        A.multTranspose(y, z)
+        z.axpy(-float(y.norm()) ** 2, v)
+        pairs.append((sigma, float(z.norm()) / max(sigma, 1e-300)))
+    for obj in (svd, v, y, z):
+        obj.destroy()
+    return pairs, products
 
 
 def gram_rows(gram: BlockGram, first: int, stop: int
@@ -435,8 +448,9 @@ def _gram(weight: np.ndarray, geom: ConvGeometry, side: str, comm: Any,
 
 
 def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: float,
-              layer: dict[str, Any], max_bytes: int | None) -> tuple[list[float], float]:
-    """Return the k smallest singular values and a sigma_max estimate (a scale, to 1e-4).
+              layer: dict[str, Any], max_bytes: int | None
+              ) -> tuple[list[tuple[float, float]], float]:
+    """Return the k smallest (value, residual bound) pairs and a sigma_max scale (to 1e-4).
 
     Shift-invert Lanczos on the Gram matrix of the smaller side, assembled from the
     layer's taps in pixel blocks (:func:`convop.spectral.gram.block_gram`, rows
@@ -480,7 +494,7 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
     npix = math.prod(geom.input_size if side == "input" else geom.output_size)
     v = G.createVecRight()
     scatter, whole = PETSc.Scatter.toAll(v)
-    values: list[float] = []
+    values: list[tuple[float, float]] = []
     vectors: list[Any] = []
     # One Krylov space cannot see a second copy of a repeated value (circular layers
     # have many): a second run with the found vectors deflated, as the core does.
@@ -499,8 +513,14 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
             scatter.scatter(v, whole)
             # (group, pixel, channel) -> (group * channels + channel, pixel): C order.
             x = whole.getArray().reshape(-1, npix, channels).transpose(0, 2, 1).reshape(-1)
+            x /= np.linalg.norm(x)
             y = op.matvec(x) if side == "input" else op.rmatvec(x)
-            values.append(float(np.linalg.norm(y)))
+            sigma = float(np.linalg.norm(y))
+            back = op.rmatvec(y) if side == "input" else op.matvec(y)
+            residual = float(np.linalg.norm(back - sigma**2 * x))
+            # A singular value lies within residual / sigma, and (||A x|| = sigma for a
+            # unit x) one lies in [0, sigma].
+            values.append((sigma, min(residual / sigma, sigma) if sigma > 0 else 0.0))
     for obj in (eps, scatter, whole, v, G, *vectors):
         obj.destroy()
     return sorted(values)[:k], sigma_max
@@ -628,42 +648,55 @@ def singular_values(
     and set to 0 at or below ``max(m, n) * eps * sigma_max`` (the core's rank
     tolerance), in descending order as in :func:`convop.singular_values`.
     """
+    values, _, _ = _singular(weight, input_size, k, which, comm, dict(
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        padding_mode=padding_mode), rtol, maxiter, matrix_free, max_bytes)
+    return values
+
+
+def _singular(weight: Any, input_size: Any, k: Any, which: str, comm: Any,
+              layer: dict[str, Any], rtol: Any, maxiter: int | None, matrix_free: bool,
+              max_bytes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return values (descending), their residual bounds and the products used."""
     count = as_int(k, "k", minimum=1)
     if which not in ("largest", "smallest"):
         raise ValueError(f"`which` must be 'largest' or 'smallest'; got {which!r}.")
     tol = as_real(rtol, "rtol", low=0.0, high=1.0, rule="a float in (0, 1)")
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 padding_mode=padding_mode)
     comm = _comm(comm)
-    _, geom = _layer(weight, input_size, layer)
+    w, geom = _layer(weight, input_size, layer)
     m, n = geom.matrix_shape("input")
     if count > min(m, n):
         raise ValueError(f"`k` must be at most min(m, n) = {min(m, n)}; got {count}.")
+    eps = float(np.finfo(np.float64).eps)
+    products = 0
     # One BLAS thread per rank: ranks share the cores, and a multi-threaded OpenBLAS
     # slows the single-threaded work between its calls (see convop._blas).
     with single_threaded():
         if which == "largest":
-            A = _operator_of(weight, input_size, comm, matrix_free, layer, max_bytes)
-            values, _ = _largest(A, comm, count, tol, maxiter)
-            top = values[0]
+            A = _operator_of(w, geom.input_size, comm, matrix_free, layer, max_bytes)
+            pairs, products = _largest(A, comm, count, tol, maxiter)
+            top = pairs[0][0]
             A.destroy()
         else:
-            w, _ = _layer(weight, input_size, layer)
-            values, top = _smallest(w, geom, comm, count, tol, layer, max_bytes)
+            pairs, top = _smallest(w, geom, comm, count, tol, layer, max_bytes)
             # Below the normal-equations floor the Gram matrix cannot tell a value from
             # 0: those are computed again through the augmented matrix, as in the core.
-            eps = float(np.finfo(np.float64).eps)
             floor = math.sqrt(max(m, n) * eps) * top
-            below = sum(v < floor for v in values)
+            below = sum(value < floor for value, _ in pairs)
             if below:
                 A = conv_matrix(w, geom.input_size, comm=comm, max_bytes=max_bytes, **layer)
-                certified = _certify(A, below, rank_tolerance(m, n, top, eps), comm)
+                t = rank_tolerance(m, n, top, eps)
+                certified = _certify(A, below, t, comm)
                 A.destroy()
-                values = sorted(values)[below:] + list(certified)
-    eps = float(np.finfo(np.float64).eps)
-    out = np.array(sorted(values, reverse=True))
-    out[out <= rank_tolerance(m, n, top, eps)] = 0.0
-    return out
+                # Accurate to about eps ||B||, below the rank tolerance t.
+                pairs = sorted(pairs)[below:] + [(float(c), t) for c in certified]
+    pairs = sorted(pairs, reverse=True)
+    out = np.array([value for value, _ in pairs])
+    bounds = np.array([bound for _, bound in pairs])
+    zero = out <= rank_tolerance(m, n, top, eps)
+    bounds[zero] = np.maximum(bounds[zero], out[zero])  # 0 is within the bound too
+    out[zero] = 0.0
+    return out, bounds, products
 
 
 #: Lanczos vectors of the largest-value SVD before a restart.
@@ -677,21 +710,32 @@ def spectral_norm(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) 
     return float(singular_values(weight, input_size, k=1, which="largest", **kwargs)[0])
 
 
-def spectrum_report(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any
-                    ) -> SpectralReport:
-    """Both extremes and the condition number, as :func:`convop.spectrum_report`."""
+def spectrum_report(weight: npt.ArrayLike, input_size: IntOrTuple, *, comm: Any = None,
+                    stride: IntOrTuple = 1, padding: PaddingLike = 0, dilation: IntOrTuple = 1,
+                    groups: int = 1, padding_mode: PaddingMode = "zeros", rtol: float = 1e-10,
+                    maxiter: int | None = None, matrix_free: bool = True,
+                    max_bytes: int | None = None) -> SpectralReport:
+    """Return both extremes, the condition number and their residual bounds.
+
+    As :func:`convop.spectrum_report`; ``products`` counts the Gram products of
+    the ``sigma_max`` solve (the smallest value comes from a factorization).
+    """
     start = time.perf_counter()
-    sigma_max = spectral_norm(weight, input_size, **kwargs)
-    sigma_min = float(singular_values(weight, input_size, k=1, which="smallest",
-                                      **kwargs)[0])
-    layer = {key: kwargs[key] for key in ("stride", "padding", "dilation", "groups",
-                                          "padding_mode") if key in kwargs}
+    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups, padding_mode=padding_mode)
+    options = (rtol, maxiter, matrix_free, max_bytes)
+    top, top_bound, products = _singular(weight, input_size, 1, "largest", comm, layer,
+                                         *options)
+    low, low_bound, _ = _singular(weight, input_size, 1, "smallest", comm, layer, *options)
     geom = make_geometry(as_weight(weight).shape, input_size, **layer)
+    sigma_max, sigma_min = float(top[0]), float(low[0])
     cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
     return SpectralReport(
         operator=f"the layer map (input domain) of {geom.describe()}, on PETSc/SLEPc",
         shape=geom.matrix_shape("input"), sigma_max=sigma_max, sigma_min=sigma_min,
-        condition_number=cond, seconds=time.perf_counter() - start)
+        condition_number=cond, seconds=time.perf_counter() - start,
+        sigma_max_error=float(top_bound[0]), sigma_min_error=float(low_bound[0]),
+        products=products)
 
 
 def condition_number(weight: npt.ArrayLike, input_size: IntOrTuple, **kwargs: Any) -> float:

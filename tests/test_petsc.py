@@ -115,6 +115,12 @@ def test_spectra_equal_the_single_process_values(shape, size, kw, matrix_free):
                                [single.sigma_max, single.sigma_min], rtol=1e-8,
                                atol=1e-12 * exact[0])
     assert report.shape == single.shape and "PETSc" in report.operator
+    # The residual bounds hold and say how exact: a singular value lies within each.
+    for value, bound, truth in ((report.sigma_max, report.sigma_max_error, exact[0]),
+                                (report.sigma_min, report.sigma_min_error, exact[-1])):
+        assert 0 <= bound <= 1e-6 * exact[0]
+        assert abs(value - truth) <= bound + 1e-12 * exact[0]
+    assert report.products > 0
     if single.sigma_min > 0:
         assert cp.condition_number(w, size, **kw) == pytest.approx(single.condition_number,
                                                                    rel=1e-7)
