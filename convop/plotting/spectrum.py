@@ -307,6 +307,7 @@ def plot_spectrum_density(
                    label=f"reshaped kernel (torch spectral_norm) = {reshaped:.4g}")
     plt_ax.set_xlabel("singular value")
     plt_ax.set_ylabel("number of singular values")
+    plt_ax.set_ylim(0, plt_ax.get_ylim()[1] * 1.55)  # headroom: the legend covers no bar
     plt_ax.legend(fontsize="small", loc="upper left")
     plt_ax.set_title(title or textwrap.fill(geom.describe(), 80), fontsize="small")
     return plt_ax
