@@ -275,7 +275,9 @@ def plot_spectrum_density(
     if sigma_min is None and min(m, n) <= SMALLEST_LIMIT:
         sigma_min = float(singular_values(w, geom.input_size, k=1, which="smallest", rng=rng,
                                           max_bytes=budget, **layer)[0])
-    reshaped = float(np.linalg.norm(w.reshape(w.shape[0], -1), 2))
+    # On the exact weights in float64 (complex128): LAPACK has no float16.
+    exact = w.astype(np.result_type(w.dtype, np.float64), copy=False)
+    reshaped = float(np.linalg.norm(exact.reshape(w.shape[0], -1), 2))
     plt_ax = axes(ax, (7, 4.5))
     positive = values[values > 0]
     marks = [v for v in (sigma_max, sigma_min, reshaped) if v]
