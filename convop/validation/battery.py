@@ -1,0 +1,141 @@
+"""The layers every implementation is run through: the standard and quick batteries."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._typing import PaddingMode
+from .._validation import (
+    check_choice,
+)
+
+KINDS = ("forward", "input_grad", "weight_grad", "transpose")
+#: Relative tolerance against ``|W| @ |x|`` per dtype.
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+
+class LayerConfig(NamedTuple):
+    """One layer of a battery.
+
+    For ``kind="transpose"`` the weight shape is PyTorch's transposed layout
+    ``(C_in, C_out // groups, *kernel)``. ``dtype=None`` uses the check's dtype.
+
+    Examples
+    --------
+    >>> from convop import LayerConfig, check_conv, conv
+    >>> mine = [LayerConfig("5x5 stride 2", (8, 4, 5, 5), (17, 17), stride=2, padding=2)]
+    >>> check_conv(conv, configs=mine).passed
+    True
+    """
+
+    name: str
+    weight_shape: tuple[int, ...]
+    input_size: tuple[int, ...]
+    stride: Any = 1
+    padding: Any = 0
+    dilation: Any = 1
+    groups: int = 1
+    padding_mode: PaddingMode = "zeros"
+    output_padding: Any = 0
+    batch: int = 2
+    bias: bool = True
+    dtype: str | None = None
+
+
+_STANDARD = [
+    LayerConfig("3x3 pad 1", (4, 3, 3, 3), (7, 8), padding=1),
+    LayerConfig("1x1 kernel", (5, 3, 1, 1), (6, 5)),
+    LayerConfig("kernel = input", (2, 3, 5, 4), (5, 4)),
+    LayerConfig("kernel = padded input", (2, 2, 5, 6), (3, 4), padding=1),
+    LayerConfig("stride 2", (4, 3, 3, 3), (9, 8), stride=2, padding=1),
+    LayerConfig("stride > kernel", (3, 2, 2, 2), (10, 9), stride=3),
+    LayerConfig("stride > input", (2, 2, 2, 2), (4, 4), stride=5),
+    LayerConfig("dilation 2 + padding 2", (3, 2, 3, 3), (8, 9), dilation=2, padding=2),
+    LayerConfig("dilation 3", (2, 2, 3, 2), (9, 8), dilation=3),
+    LayerConfig("asymmetric padding", (3, 2, 3, 3), (6, 7), padding=((1, 2), (0, 1))),
+    LayerConfig("same, even kernel", (3, 2, 4, 4), (7, 6), padding="same"),
+    LayerConfig("same, dilation 2", (2, 3, 3, 3), (8, 8), padding="same", dilation=2),
+    LayerConfig("depthwise", (6, 1, 3, 3), (7, 7), padding=1, groups=6),
+    LayerConfig("groups 2", (4, 2, 3, 3), (6, 6), padding=1, groups=2),
+    LayerConfig("non-square 1x5", (3, 2, 1, 5), (6, 9), padding=(0, 2)),
+    LayerConfig("non-square 3x1 stride (2,1)", (3, 2, 3, 1), (9, 5), stride=(2, 1)),
+    LayerConfig("single pixel", (3, 2, 1, 1), (1, 1)),
+    LayerConfig("single pixel, padding 1", (2, 2, 3, 3), (1, 1), padding=1),
+    LayerConfig("zero batch", (3, 2, 3, 3), (5, 5), padding=1, batch=0),
+    LayerConfig("batch 3", (3, 2, 3, 3), (5, 6), padding=1, batch=3),
+    LayerConfig("reflect", (3, 2, 3, 3), (6, 7), padding=1, padding_mode="reflect"),
+    LayerConfig("replicate", (3, 2, 3, 3), (6, 7), padding=2, padding_mode="replicate"),
+    LayerConfig("circular", (3, 2, 3, 3), (6, 7), padding=1, padding_mode="circular"),
+    LayerConfig("reflect asymmetric", (2, 2, 3, 2), (5, 6), padding=((2, 1), (0, 1)),
+                padding_mode="reflect"),
+    LayerConfig("circular 7x7 on 3x3", (2, 2, 7, 7), (3, 3), padding=3, padding_mode="circular"),
+    LayerConfig("1-D", (4, 3, 3), (11,), padding=1),
+    LayerConfig("1-D stride 2 dilation 2", (3, 2, 3), (15,), stride=2, dilation=2, padding=2),
+    LayerConfig("1-D reflect", (2, 2, 4), (9,), padding=((2, 1),), padding_mode="reflect"),
+    LayerConfig("3-D", (3, 2, 3, 3, 3), (5, 4, 6), padding=1),
+    LayerConfig("3-D stride, asymmetric", (2, 2, 2, 3, 2), (6, 5, 4), stride=(2, 1, 2),
+                padding=((1, 0), (1, 1), (0, 1))),
+    LayerConfig("3-D circular", (2, 2, 3, 3, 3), (4, 4, 4), padding=1, padding_mode="circular"),
+    LayerConfig("float32", (4, 3, 3, 3), (7, 8), padding=1, dtype="float32"),
+    LayerConfig("float32 groups", (4, 2, 3, 3), (6, 6), padding=1, groups=2, dtype="float32"),
+    LayerConfig("no bias", (3, 3, 3, 3), (6, 6), padding=1, bias=False),
+    LayerConfig("16 -> 16", (16, 16, 3, 3), (8, 8), padding=1),
+    LayerConfig("3 -> 8 rectangular", (8, 3, 3, 3), (5, 9), padding=1),
+    LayerConfig("stride 2 even input", (3, 3, 3, 3), (8, 8), stride=2, padding=1),
+    LayerConfig("dilation + replicate", (2, 2, 3, 3), (7, 7), dilation=2, padding=2,
+                padding_mode="replicate"),
+    LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3),
+    LayerConfig("5x5 stride 2 pad 2", (3, 2, 5, 5), (9, 10), stride=2, padding=2),
+]
+
+_QUICK_NAMES = ("3x3 pad 1", "stride 2", "asymmetric padding", "groups 2", "reflect", "1-D",
+                "3-D", "float32")
+
+# Transposed convolutions: PyTorch's weight layout (C_in, C_out // groups, *kernel).
+_TRANSPOSE = [
+    LayerConfig("3x3", (3, 4, 3, 3), (5, 6)),
+    LayerConfig("3x3 pad 1", (3, 4, 3, 3), (5, 6), padding=1),
+    LayerConfig("stride 2 output_padding 1", (3, 2, 3, 3), (4, 5), stride=2, padding=1,
+                output_padding=1),
+    LayerConfig("stride 2 output_padding 0", (3, 2, 3, 3), (4, 5), stride=2, padding=1),
+    LayerConfig("stride 3 output_padding 2", (2, 3, 2, 2), (3, 4), stride=3, output_padding=2),
+    LayerConfig("even kernel stride 2", (2, 2, 4, 4), (4, 4), stride=2, padding=1),
+    LayerConfig("dilation 2 output_padding 1", (2, 3, 3, 3), (4, 4), dilation=2,
+                output_padding=1),
+    LayerConfig("asymmetric padding", (2, 3, 3, 3), (5, 5), stride=2,
+                padding=((1, 0), (0, 2)), output_padding=(1, 0)),
+    LayerConfig("groups 2", (4, 2, 3, 3), (5, 5), stride=2, padding=1, groups=2),
+    LayerConfig("depthwise", (4, 1, 3, 3), (5, 5), padding=1, groups=4),
+    LayerConfig("1x1 stride 2", (3, 2, 1, 1), (4, 4), stride=2, output_padding=1),
+    LayerConfig("non-square", (2, 3, 1, 3), (4, 5), stride=(1, 2), padding=(0, 1),
+                output_padding=(0, 1)),
+    LayerConfig("single pixel", (2, 3, 3, 3), (1, 1)),
+    LayerConfig("zero batch", (2, 3, 3, 3), (4, 4), stride=2, batch=0),
+    LayerConfig("no bias", (3, 3, 3, 3), (4, 4), stride=2, padding=1, bias=False),
+    LayerConfig("1-D", (3, 2, 4), (7,), stride=2, padding=1, output_padding=1),
+    LayerConfig("3-D", (2, 2, 3, 3, 3), (3, 4, 3), stride=2, padding=1, output_padding=1),
+    LayerConfig("float32", (3, 4, 3, 3), (5, 6), stride=2, padding=1, dtype="float32"),
+]
+
+
+def standard_configs(kind: str = "forward", which: str = "standard") -> list[LayerConfig]:
+    """Return the built-in battery of layers for ``kind`` (``"standard"`` or ``"quick"``).
+
+    Examples
+    --------
+    >>> from convop import standard_configs
+    >>> len(standard_configs("forward")) >= 40, len(standard_configs("forward", "quick"))
+    (True, 8)
+    """
+    check_choice(kind, "kind", KINDS)
+    return _battery(kind, check_choice(which, "which", ("standard", "quick")))
+
+
+def _battery(kind: str, which: str) -> list[LayerConfig]:
+    if kind == "transpose":
+        return list(_TRANSPOSE if which == "standard" else _TRANSPOSE[:6])
+    if which == "quick":
+        return [c for c in _STANDARD if c.name in _QUICK_NAMES]
+    return list(_STANDARD)

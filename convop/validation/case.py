@@ -1,0 +1,107 @@
+"""One configuration: its inputs, the exact result, and the call of the implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._validation import (
+    as_int,
+    as_weight_shape,
+)
+from ..functional import conv, conv_input_grad
+from ..geometry import conv_geometry
+from ..transposed import conv_transpose, transposed_output_size
+from ..weight_grad import conv_weight_grad
+from .battery import RTOL, LayerConfig
+
+
+class _Case(NamedTuple):
+    cfg: LayerConfig
+    kind: str
+    dtype: np.dtype
+    arrays: dict[str, Any]
+
+    def layer(self, **override: Any) -> dict[str, Any]:
+        kw = dict(stride=self.cfg.stride, padding=self.cfg.padding, dilation=self.cfg.dilation,
+                  groups=self.cfg.groups)
+        if self.kind == "transpose":
+            kw["output_padding"] = self.cfg.output_padding
+        else:
+            kw["padding_mode"] = self.cfg.padding_mode
+        kw.update(override)
+        return kw
+
+
+def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator,
+            shapes_only: bool = False) -> dict[str, Any]:
+    """Random inputs of a configuration (with ``shapes_only``, just its validation)."""
+    shape = as_weight_shape(cfg.weight_shape, "weight_shape")
+    batch = as_int(cfg.batch, "batch", minimum=0, maximum=2**16)
+    if cfg.dtype is not None and np.dtype(cfg.dtype) not in RTOL:
+        raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
+    if kind == "transpose":
+        out = transposed_output_size(shape, cfg.input_size, stride=cfg.stride,
+                                     padding=cfg.padding, output_padding=cfg.output_padding,
+                                     dilation=cfg.dilation, groups=cfg.groups)
+        if shapes_only:
+            geom = conv_geometry(shape, out, stride=cfg.stride, padding=cfg.padding,
+                                 dilation=cfg.dilation, groups=cfg.groups)
+            return {"bytes": _config_bytes(geom, batch)}
+        weight = gen.standard_normal(shape).astype(dtype)
+        c_in, c_out = shape[0], shape[1] * cfg.groups
+        x = gen.standard_normal((batch, c_in, *cfg.input_size)).astype(dtype)
+        bias = gen.standard_normal(c_out).astype(dtype) if cfg.bias else None
+        return {"x": x, "weight": weight, "bias": bias}
+    geom = conv_geometry(shape, cfg.input_size, stride=cfg.stride,
+                         padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
+                         padding_mode=cfg.padding_mode)
+    if shapes_only:
+        return {"bytes": _config_bytes(geom, batch)}
+    weight = gen.standard_normal(shape).astype(dtype)
+    x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
+    dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
+    bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
+    return {"x": x, "weight": weight, "bias": bias, "grad_output": dy}
+
+
+def _config_bytes(geom: Any, batch: int) -> int:
+    """Bytes one configuration needs: inputs, outputs and the exact results, with a matrix."""
+    dense = batch * (geom.vector_size("input") + geom.vector_size("padded")
+                     + geom.vector_size("output")) * 8
+    return 6 * dense + 2 * geom.matrix_nbytes("padded")
+
+
+def _exact(case: _Case, weight: np.ndarray | None = None, bias: Any = "same",
+           absolute: bool = False, **override: Any) -> np.ndarray:
+    """Convop's exact result in float64 (optionally on absolute values, or with changes)."""
+    a = case.arrays
+    cast = (lambda v: np.abs(v).astype(np.float64)) if absolute else (
+        lambda v: v.astype(np.float64))
+    w = cast(a["weight"] if weight is None else weight)
+    b = a["bias"] if isinstance(bias, str) else bias
+    b = None if b is None else cast(b)
+    kw = case.layer(**override)
+    if case.kind == "forward":
+        return conv(cast(a["x"]), w, b, **kw)
+    if case.kind == "input_grad":
+        return conv_input_grad(cast(a["grad_output"]), w, case.cfg.input_size, **kw)
+    if case.kind == "weight_grad":
+        return conv_weight_grad(cast(a["x"]), cast(a["grad_output"]), w.shape[2:], **kw)
+    return conv_transpose(cast(a["x"]), w, b, **kw)
+
+
+def _call(impl: Callable[..., Any], case: _Case) -> np.ndarray:
+    a = case.arrays
+    kw = case.layer()
+    if case.kind == "forward":
+        out = impl(a["x"], a["weight"], a["bias"], **kw)
+    elif case.kind == "input_grad":
+        out = impl(a["grad_output"], a["weight"], case.cfg.input_size, **kw)
+    elif case.kind == "weight_grad":
+        out = impl(a["x"], a["grad_output"], case.cfg.weight_shape[2:], **kw)
+    else:
+        out = impl(a["x"], a["weight"], a["bias"], **kw)
+    return np.asarray(out)

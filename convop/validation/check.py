@@ -1,0 +1,120 @@
+"""Run a battery through an implementation and compare with the exact operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _memory
+from .._validation import (
+    as_rng,
+    check_callable,
+    check_choice,
+    check_max_bytes,
+)
+from .battery import KINDS, RTOL, LayerConfig, _battery
+from .case import _inputs
+from .compare import _run
+from .report import CheckReport
+
+
+def check_conv(
+    impl: Callable[..., Any],
+    *,
+    kind: str = "forward",
+    configs: str | Sequence[LayerConfig] = "standard",
+    dtype: npt.DTypeLike = np.float64,
+    rng: Any = None,
+    max_bytes: int | None = None,
+) -> CheckReport:
+    """Run a battery of layers through ``impl`` and compare with the exact operator.
+
+    Parameters
+    ----------
+    impl : callable
+        Takes and returns numpy arrays, with the signature of the matching
+        convop function: :func:`convop.conv` (``kind="forward"``),
+        :func:`convop.conv_input_grad` (``"input_grad"``),
+        :func:`convop.conv_weight_grad` (``"weight_grad"``) or
+        :func:`convop.conv_transpose` (``"transpose"``). Every layer argument is
+        passed by keyword.
+    kind : {"forward", "input_grad", "weight_grad", "transpose"}
+        What ``impl`` computes.
+    configs : "standard", "quick" or sequence of LayerConfig
+        The battery: about 40 layers covering the edge cases, 8 of them, or
+        your own.
+    dtype : {float64, float32}
+        Data type of the inputs, unless a configuration sets its own.
+    rng : None, int or numpy.random.Generator
+        Source of the random inputs.
+    max_bytes : int, optional
+        Memory budget of one configuration (its random inputs, the exact
+        results and their matrices); by default 75% of the available memory.
+        Configurations are checked against it before anything runs.
+
+    Returns
+    -------
+    CheckReport
+        ``.passed``, the worst error and its tolerance, and a table with one row
+        per configuration; failures are localized and matched to known causes.
+
+    Notes
+    -----
+    The reference is convop's exact result in float64 from the same inputs.
+    An output element passes when ``|impl - exact| <= rtol * (|W| @ |x|)``,
+    the exact operator applied to absolute values, with ``rtol`` 1e-12 for
+    float64 and 1e-5 for float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convop import check_conv, conv
+    >>> check_conv(conv, configs="quick").passed
+    True
+    >>> def flipped(x, weight, bias=None, **kw):       # a true convolution
+    ...     return conv(x, weight[..., ::-1, ::-1] if weight.ndim == 4 else weight, bias, **kw)
+    >>> report = check_conv(flipped, configs="quick", rng=0)
+    >>> report.passed, report.failures[0].cause
+    (False, 'kernel flipped (convolution instead of cross-correlation)')
+    """
+    check_callable(impl, "impl")
+    check_choice(kind, "kind", KINDS)
+    try:
+        default = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`dtype` must be float32 or float64; got {dtype!r}.") from err
+    if default not in RTOL:
+        raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
+    battery = _check_configs(configs, kind, check_max_bytes(max_bytes))
+    gen = as_rng(rng)
+    results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
+    name = getattr(impl, "__qualname__", None) or type(impl).__name__
+    module = getattr(impl, "__module__", None)
+    return CheckReport(kind, f"{module}.{name}" if module else name, str(default), results)
+
+
+def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[LayerConfig]:
+    """Return the battery: a named one, or a non-empty sequence of valid LayerConfigs."""
+    if isinstance(configs, str):
+        return _battery(kind, check_choice(configs, "configs", ("standard", "quick")))
+    if not isinstance(configs, Sequence):
+        raise TypeError(f"`configs` must be 'standard', 'quick' or a sequence of LayerConfig; "
+                        f"got {configs!r}.")
+    battery = list(configs)
+    if not battery:
+        raise ValueError("`configs` must hold at least one LayerConfig; got an empty sequence "
+                         "(a check that runs nothing proves nothing).")
+    for i, cfg in enumerate(battery):
+        if not isinstance(cfg, LayerConfig):
+            raise TypeError(f"`configs[{i}]` must be a LayerConfig; got {cfg!r} of type "
+                            f"{type(cfg).__name__}.")
+        try:
+            needed = _inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0),
+                             shapes_only=True)["bytes"]
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"`configs[{i}]` ({cfg.name!r}) is not a valid layer: {err}") from err
+        _memory.check_budget(needed, max_bytes, f"`configs[{i}]` ({cfg.name!r})")
+    return battery

@@ -1,0 +1,51 @@
+"""Run one configuration and compare it with the exact result, with a dtype-aware tolerance."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .battery import RTOL, LayerConfig
+from .case import _call, _Case, _exact, _inputs
+from .diagnose import _diagnose, _localize
+from .report import ConfigResult
+
+
+def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtype,
+         gen: np.random.Generator) -> ConfigResult:
+    dtype = np.dtype(cfg.dtype) if cfg.dtype else default
+    case = _Case(cfg, kind, dtype, _inputs(cfg, kind, dtype, gen))
+    expected = _exact(case)
+    scale = _exact(case, absolute=True)
+    tol = RTOL[dtype] * scale + np.finfo(np.float64).tiny
+    try:
+        actual = _call(impl, case)
+    except Exception as exc:  # the implementation's failure is the finding
+        return ConfigResult(cfg, "error", math.inf, 0.0, math.inf,
+                            where=f"raised {type(exc).__name__}: {exc}"[:200])
+    if actual.shape != expected.shape:
+        cause = _diagnose(case, actual, tol)
+        return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
+                            where=f"shape {actual.shape}, expected {expected.shape}", cause=cause)
+    result = _compare(cfg, kind, actual, expected, tol)
+    if result.passed:
+        return result
+    return dataclasses.replace(result, cause=_diagnose(case, actual, tol))
+
+
+def _compare(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarray,
+             tol: np.ndarray) -> ConfigResult:
+    """Compare same-shaped results elementwise; a failure is localized (no cause)."""
+    err = np.abs(actual.astype(np.float64) - expected)
+    ratio = float(np.max(err / tol, initial=0.0))
+    worst = int(np.argmax(err / tol)) if err.size else 0
+    max_error = float(err.flat[worst]) if err.size else 0.0
+    tolerance = float(tol.flat[worst]) if err.size else 0.0
+    if not np.isfinite(ratio) or ratio > 1.0 or not np.all(np.isfinite(actual)):
+        return ConfigResult(cfg, "fail", max_error, tolerance, ratio,
+                            where=_localize(err > tol, kind))
+    return ConfigResult(cfg, "pass", max_error, tolerance, ratio)

@@ -1,0 +1,177 @@
+"""Where a failing configuration is wrong, and which known mistake explains it."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+
+from .._validation import (
+    as_int_tuple,
+    as_padding,
+)
+from .battery import RTOL
+from .case import _Case, _exact
+
+
+def _localize(bad: np.ndarray, kind: str) -> str:
+    """Which channels and positions are wrong: edges versus interior, per axis."""
+    if not bad.any():
+        return "non-finite values"
+    if kind == "weight_grad":  # (C_out, C_in/G, *kernel)
+        channel_axis, spatial_from, label = 0, 2, "output channels"
+    else:  # (N, C, *spatial)
+        channel_axis, spatial_from, label = 1, 2, "channels"
+    parts = []
+    channels = np.flatnonzero(bad.any(axis=tuple(a for a in range(bad.ndim) if a != channel_axis)))
+    total = bad.shape[channel_axis]
+    parts.append(f"all {total} {label}" if channels.size == total
+                 else f"{label} {_ranges(channels)} of {total}")
+    sizes = bad.shape[spatial_from:]
+    coords = np.nonzero(bad)[spatial_from:]
+    if not sizes:
+        return "; ".join(parts)
+    # Distance of every wrong element to the nearest edge, over all spatial axes.
+    depth = np.min([np.minimum(c, n - 1 - c) for c, n in zip(coords, sizes)], axis=0)
+    band = int(depth.max()) + 1
+    if all(n > 2 * band for n in sizes):
+        sides = []
+        for axis, (c, n) in enumerate(zip(coords, sizes)):
+            near = depth == np.minimum(c, n - 1 - c)  # elements whose nearest edge is here
+            low, high = c[near & (c < band)], c[near & (c >= n - band)]
+            edges = ([f"first {int(low.max()) + 1}"] if low.size else []) + (
+                [f"last {n - int(high.min())}"] if high.size else [])
+            if edges:
+                sides.append(f"axis {axis}: {' and '.join(edges)} of {n}")
+        parts.append(f"border only, within {band} pixel{'s' if band > 1 else ''} of the edges "
+                     f"({'; '.join(sides)}), interior exact")
+    else:
+        for axis, (c, n) in enumerate(zip(coords, sizes)):
+            hit = np.unique(c)
+            parts.append(f"axis {axis}: every position" if hit.size == n
+                         else f"axis {axis}: positions {_ranges(hit)} of {n}")
+    return "; ".join(parts)
+
+
+def _ranges(idx: np.ndarray) -> str:
+    runs, start = [], None
+    for i, v in enumerate(idx):
+        if start is None:
+            start = v
+        if i + 1 == len(idx) or idx[i + 1] != v + 1:
+            runs.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ",".join(runs)
+
+
+def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
+    """Name the known cause whose exact result the implementation reproduces."""
+    for label, candidate in _candidates(case):
+        try:
+            guess = candidate()
+        except (ValueError, TypeError, NotImplementedError, MemoryError):
+            continue
+        if guess.shape != actual.shape:
+            continue
+        bound = tol if tol.shape == guess.shape else RTOL[case.dtype] * np.abs(guess) + 1e-300
+        if np.all(np.abs(actual.astype(np.float64) - guess) <= 10 * bound):
+            return label
+    if case.kind in ("forward", "transpose") and actual.shape == tol.shape:
+        expected = _exact(case)
+        perm = _channel_permutation(actual, expected, tol)
+        if perm is not None:
+            return f"output channels permuted: position i holds exact channel {perm}"
+    return ""
+
+
+def _channel_permutation(actual: np.ndarray, expected: np.ndarray, tol: np.ndarray
+                         ) -> list[int] | None:
+    n = actual.shape[1]
+    perm = []
+    for i in range(n):
+        match = [j for j in range(n) if np.all(
+            np.abs(actual[:, i] - expected[:, j]) <= 10 * tol[:, j])]
+        if len(match) != 1:
+            return None
+        perm.append(match[0])
+    return perm if sorted(perm) == list(range(n)) and perm != list(range(n)) else None
+
+
+def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """Known mistakes, each computed exactly."""
+    w = case.arrays["weight"]
+    spatial = tuple(range(2, w.ndim))
+    flipped = np.flip(w, axis=spatial)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    kind = case.kind
+    if kind == "weight_grad":
+        exact = _exact(case)
+        out.append(("kernel flipped (gradient of a convolution, not a cross-correlation)",
+                     lambda: np.flip(exact, axis=spatial)))
+        if exact.shape[0] == exact.shape[1]:
+            out.append(("transposed channels (dW[c, m] for dW[m, c])",
+                        lambda: np.swapaxes(exact, 0, 1)))
+    elif kind == "input_grad":
+        out.append(("adjoint kernel not flipped (a convolution with the unflipped kernel "
+                    "is not the adjoint)", lambda: _exact(case, weight=flipped)))
+        if w.shape[0] == w.shape[1] * case.cfg.groups and case.cfg.groups == 1:
+            out.append(("transposed channels (weight[c, m] for weight[m, c])",
+                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+    else:
+        out.append(("kernel flipped (convolution instead of cross-correlation)",
+                     lambda: _exact(case, weight=flipped)))
+        if case.arrays["bias"] is not None:
+            out.append(("bias missing", lambda: _exact(case, bias=None)))
+        if w.shape[0] == w.shape[1] and case.cfg.groups == 1:
+            out.append(("transposed channels (weight[c, m] for weight[m, c])",
+                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+    if kind == "transpose":
+        for op in _output_padding_alternatives(case):
+            out.append((f"wrong output_padding: the output matches output_padding={op}",
+                        functools.partial(_exact, case, output_padding=op)))
+    out.extend(_padding_alternatives(case))
+    return out
+
+
+def _pairs(case: _Case) -> tuple[tuple[int, int], ...]:
+    """Return the configuration's padding as ``(before, after)`` pairs."""
+    cfg = case.cfg
+    ndim = len(cfg.input_size)
+    return as_padding(cfg.padding, ndim, kernel_size=tuple(cfg.weight_shape[2:]),
+                      dilation=as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1),
+                      stride=as_int_tuple(cfg.stride, "stride", ndim, minimum=1))
+
+
+def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the paddings one off, on one axis or the same way on every axis."""
+    pairs = _pairs(case)
+    ndim = len(pairs)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    targets: list[tuple[str, tuple[int, ...]]] = [(f"spatial axis {a}", (a,))
+                                                  for a in range(ndim)]
+    if ndim > 1:
+        targets.append(("every spatial axis", tuple(range(ndim))))
+    for d_lo, d_hi, what in ((1, 1, "one more"), (-1, -1, "one less"),
+                             (1, -1, "shifted by one (before +1, after -1)"),
+                             (-1, 1, "shifted by one (before -1, after +1)")):
+        for where, axes in targets:
+            new = [(lo + d_lo, hi + d_hi) if a in axes else (lo, hi)
+                   for a, (lo, hi) in enumerate(pairs)]
+            if min(min(p) for p in new) < 0:
+                continue
+            change = (f"{pairs[axes[0]]} -> {new[axes[0]]}" if len(axes) == 1
+                      else f"{list(pairs)} -> {new}")
+            out.append((f"off-by-one padding on {where}: {what} ({change})",
+                        functools.partial(_exact, case, padding=tuple(new))))
+    return out
+
+
+def _output_padding_alternatives(case: _Case) -> list[tuple[int, ...]]:
+    """Every output_padding within one of the configured value on each axis."""
+    op = case.cfg.output_padding
+    ndim = len(case.cfg.input_size)
+    base = (op,) * ndim if isinstance(op, int) else tuple(op)
+    choices = [[v for v in (b - 1, b, b + 1) if v >= 0] for b in base]
+    return [tuple(c) for c in itertools.product(*choices) if tuple(c) != base]
