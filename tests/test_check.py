@@ -310,3 +310,19 @@ def test_transposed_channels_are_caught_and_named():
     assert by_name["16 -> 16"].cause == "transposed channels (weight[c, m] for weight[m, c])"
     assert by_name["no bias"].cause == "transposed channels (weight[c, m] for weight[m, c])"
     assert by_name["3x3 pad 1"].passed  # 3 -> 4 channels: unchanged
+
+
+def test_localization_counts_a_corner_once_and_names_only_informative_axes():
+    from convop.validation.diagnose import _localize
+
+    bad = np.zeros((2, 3, 8, 8), dtype=bool)
+    bad[:, 1, -1, :] = bad[:, 1, :, -1] = True  # last row and last column only
+    assert _localize(bad, "forward") == (
+        "channels 1 of 3; border only, within 1 pixel of the edges (axis 0: last 1 of 8; "
+        "axis 1: last 1 of 8), interior exact")
+    column = np.zeros((1, 4, 9, 9), dtype=bool)
+    column[:, 2, :, 4] = True  # one column, every row: axis 0 says nothing
+    assert _localize(column, "forward") == "channels 2 of 4; axis 1: positions 4 of 9"
+    whole = np.zeros((1, 4, 9, 9), dtype=bool)
+    whole[:, 2] = True
+    assert _localize(whole, "forward") == "channels 2 of 4; every position"

@@ -30,29 +30,43 @@ def _localize(bad: np.ndarray, kind: str) -> str:
     parts.append(f"all {total} {label}" if channels.size == total
                  else f"{label} {_ranges(channels)} of {total}")
     sizes = bad.shape[spatial_from:]
-    coords = np.nonzero(bad)[spatial_from:]
     if not sizes:
         return "; ".join(parts)
+    parts.append(_where_in_space(np.asarray(bad.any(axis=tuple(range(spatial_from)))), sizes))
+    return "; ".join(parts)
+
+
+def _where_in_space(bad: np.ndarray, sizes: tuple[int, ...]) -> str:
+    """Which spatial positions are wrong: edge slabs if that explains them, else per axis."""
+    coords = np.nonzero(bad)
     # Distance of every wrong element to the nearest edge, over all spatial axes.
     depth = np.min([np.minimum(c, n - 1 - c) for c, n in zip(coords, sizes)], axis=0)
     band = int(depth.max()) + 1
     if all(n > 2 * band for n in sizes):
-        sides = []
+        # Slabs of width `band` at each edge; a corner lies in two, so slabs are picked
+        # greedily by how many still unexplained elements they hold.
+        slabs = {}
         for axis, (c, n) in enumerate(zip(coords, sizes)):
-            near = depth == np.minimum(c, n - 1 - c)  # elements whose nearest edge is here
-            low, high = c[near & (c < band)], c[near & (c >= n - band)]
-            edges = ([f"first {int(low.max()) + 1}"] if low.size else []) + (
-                [f"last {n - int(high.min())}"] if high.size else [])
-            if edges:
-                sides.append(f"axis {axis}: {' and '.join(edges)} of {n}")
-        parts.append(f"border only, within {band} pixel{'s' if band > 1 else ''} of the edges "
-                     f"({'; '.join(sides)}), interior exact")
-    else:
-        for axis, (c, n) in enumerate(zip(coords, sizes)):
-            hit = np.unique(c)
-            parts.append(f"axis {axis}: every position" if hit.size == n
-                         else f"axis {axis}: positions {_ranges(hit)} of {n}")
-    return "; ".join(parts)
+            slabs[axis, "first"] = c < band
+            slabs[axis, "last"] = c >= n - band
+        left = np.ones(depth.size, dtype=bool)
+        chosen: dict[int, list[str]] = {}
+        while left.any():
+            (axis, side), members = max(slabs.items(), key=lambda item: int((item[1] & left).sum()))
+            mine = members & left
+            c, n = coords[axis], sizes[axis]
+            width = int(c[mine].max()) + 1 if side == "first" else n - int(c[mine].min())
+            chosen.setdefault(axis, []).append(f"{side} {width}")
+            left &= ~members
+            del slabs[axis, side]
+        sides = [f"axis {axis}: {' and '.join(sorted(chosen[axis]))} of {sizes[axis]}"
+                 for axis in sorted(chosen)]
+        return (f"border only, within {band} pixel{'s' if band > 1 else ''} of the edges "
+                f"({'; '.join(sides)}), interior exact")
+    partial = [f"axis {axis}: positions {_ranges(np.unique(c))} of {n}"
+               for axis, (c, n) in enumerate(zip(coords, sizes)) if np.unique(c).size < n]
+    # An axis where every position is wrong localizes nothing: only the others are named.
+    return "; ".join(partial) if partial else "every position"
 
 
 def _ranges(idx: np.ndarray) -> str:
