@@ -326,3 +326,20 @@ def test_localization_counts_a_corner_once_and_names_only_informative_axes():
     whole = np.zeros((1, 4, 9, 9), dtype=bool)
     whole[:, 2] = True
     assert _localize(whole, "forward") == "channels 2 of 4; every position"
+
+
+def test_an_output_in_another_dtype_is_reported():
+    def promoting(x, weight, bias=None, **layer):  # computes float32 layers in float64
+        return convop.conv(x.astype(np.float64), weight.astype(np.float64), bias, **layer)
+
+    report = convop.check_conv(promoting, dtype=np.float32, configs="quick", rng=0)
+    assert not report.passed
+    failed = [r for r in report.results if not r.passed]
+    assert failed and all(r.where.startswith("returned float64 for float32 inputs")
+                          for r in failed)
+    assert "silent promotion" in failed[0].cause
+    assert convop.check_conv(convop.conv, dtype=np.float32, configs="quick", rng=0).passed
+    # In float64 only the battery's own float32 configurations catch it.
+    report = convop.check_conv(promoting, dtype=np.float64, configs="quick", rng=0)
+    failed = [r for r in report.results if not r.passed]
+    assert failed and all(np.dtype(r.config.dtype) == np.float32 for r in failed)

@@ -31,6 +31,14 @@ def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtyp
         cause = _diagnose(case, actual, tol)
         return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
                             where=f"shape {actual.shape}, expected {expected.shape}", cause=cause)
+    if actual.dtype != dtype:
+        # A float32 layer computed and returned in float64 (or the reverse) is not the
+        # layer asked for, even when the numbers are close.
+        result = _compare(cfg, kind, actual, expected, tol)
+        return dataclasses.replace(
+            result, status="fail", where=f"returned {actual.dtype} for {dtype} inputs"
+            + (f"; {result.where}" if result.where else ""),
+            cause="output dtype differs from the input dtype (silent promotion or demotion)")
     result = _compare(cfg, kind, actual, expected, tol)
     if result.passed:
         return result
