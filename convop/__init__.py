@@ -7,6 +7,7 @@ its transpose for the input gradient, and checks itself against im2col,
 ``scipy.signal.correlate`` and PyTorch.
 """
 
+from .adapters import padding_pairs, relayout
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
@@ -70,12 +71,14 @@ __all__ = [
     "im2col",
     "output_padding_for",
     "output_size",
+    "padding_pairs",
     "pad_matrix",
     "plot_block",
     "plot_frequency_response",
     "plot_spectrum",
     "plot_spectrum_density",
     "plot_structure",
+    "relayout",
     "singular_values",
     "source_index",
     "spectral_norm",

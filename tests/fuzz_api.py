@@ -415,7 +415,8 @@ def specs() -> list[Spec]:
             spec_source_index(), spec_bias_vector(), spec_vec(), spec_unvec(),
             spec_conv_bias_grad(), spec_dot_test(), spec_check_conv(), spec_standard_configs(),
             spec_plot_structure(), spec_plot_block(), spec_plot_spectrum(),
-            spec_plot_spectrum_density(), spec_plot_frequency_response()]
+            spec_plot_spectrum_density(), spec_plot_frequency_response(), spec_padding_pairs(),
+            spec_relayout()]
 
 
 # Forward, gradients ----------------------------------------------------------------------------
@@ -966,6 +967,69 @@ def spec_output_size() -> Spec:
 
     spec = Spec("output_size", convop.output_size, base, mutations, check, problem)
     return spec
+
+
+def spec_padding_pairs() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        ndim = draw(st.integers(1, 3))
+        kernel = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+        padding = draw(st.one_of(
+            st.integers(0, 3), st.just("valid"), st.just("same"),
+            st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3)) for _ in range(ndim)])))
+        return dict(padding=padding, kernel_size=kernel, stride=1, dilation=1)
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        ndim = len(v["kernel_size"])
+        return {"kernel_size": [Same(list(v["kernel_size"]), v["kernel_size"], "list"),
+                                Bad(0, "zero"), Bad("3", "a string"), Bad((3,) * 4, "4 axes")],
+                "padding": [Same(np.int64(1), 1, "numpy int"), Bad(-1, "negative"),
+                            Bad("full", "unknown string"), Bad((1,) * (ndim + 1), "too many")],
+                "stride": [Same(np.array(1), 1, "0-d array"), Bad(0, "zero")],
+                "dilation": [Same((1,) * ndim, (1,) * ndim, "tuple"), Bad(-1, "negative")]}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        kernel, p = v["kernel_size"], v["padding"]
+        ndim = len(kernel)
+        d = np.broadcast_to(np.asarray(v["dilation"]), (ndim,))
+        if isinstance(p, str):
+            totals = [0] * ndim if p == "valid" else [int(dk * (k - 1)) for k, dk in zip(kernel, d)]
+            expected = tuple((t // 2, t - t // 2) for t in totals)
+        elif np.ndim(p) == 0:
+            expected = ((int(p), int(p)),) * ndim
+        else:
+            expected = tuple((int(a), int(b)) for a, b in p)
+        assert result == expected, (result, expected)
+
+    def problem(v: dict[str, Any]) -> str | None:
+        stride = np.broadcast_to(np.asarray(v["stride"]), (len(v["kernel_size"]),))
+        if v["padding"] == "same" and np.any(stride != 1):
+            return "stride"
+        return None
+
+    return Spec("padding_pairs", convop.padding_pairs, base, mutations, check, problem)
+
+
+def spec_relayout() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        letters = "NCDHW"[:draw(st.integers(1, 5))]
+        shape = tuple(draw(st.integers(1, 3)) for _ in letters)
+        target = "".join(draw(st.permutations(letters)))
+        return dict(array=np.arange(math.prod(shape), dtype=float).reshape(shape),
+                    source=letters, target=target)
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"array": [Same(v["array"].tolist(), v["array"], "nested list")],
+                "source": [Bad(v["source"] + "Z", "one letter too many"), Bad(3, "an int")],
+                "target": [Bad("Q" * len(v["target"]), "other letters"), Bad(None, "None")]}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        x, source, target = np.asarray(v["array"]), v["source"], v["target"]
+        assert result.shape == tuple(x.shape[source.index(t)] for t in target)
+        for index in np.ndindex(*x.shape):
+            moved = tuple(index[source.index(t)] for t in target)
+            assert result[moved] == x[index]
+
+    return Spec("relayout", convop.relayout, base, mutations, check)
 
 
 # Spectra ---------------------------------------------------------------------------------------
