@@ -343,3 +343,24 @@ def test_an_output_in_another_dtype_is_reported():
     report = convop.check_conv(promoting, dtype=np.float64, configs="quick", rng=0)
     failed = [r for r in report.results if not r.passed]
     assert failed and all(np.dtype(r.config.dtype) == np.float32 for r in failed)
+
+
+def test_configurations_an_implementation_cannot_express_are_skipped():
+    def no_dilation(x, weight, bias=None, *, dilation=1, **layer):
+        if np.any(np.asarray(dilation) != 1):
+            raise NotImplementedError("this implementation has no dilation")
+        return convop.conv(x, weight, bias, dilation=dilation, **layer)
+
+    report = convop.check_conv(no_dilation, rng=0)
+    assert report.passed and report.skips and not report.failures
+    assert all(r.where == "this implementation has no dilation" for r in report.skips)
+    assert all(np.any(np.asarray(r.config.dilation) != 1)
+               for r in report.skips)
+    text = str(report)
+    assert f"{len(report.skips)} skipped" in text and "skip" in text
+
+    def nothing(*args, **kwargs):
+        raise NotImplementedError("not yet")
+
+    empty = convop.check_conv(nothing, configs="quick", rng=0)
+    assert not empty.passed and "nothing ran" in str(empty) and not empty.failures

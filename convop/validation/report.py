@@ -11,10 +11,12 @@ from .battery import LayerConfig
 class ConfigResult:
     """The outcome of one configuration of a battery.
 
-    ``status`` is ``"pass"``, ``"fail"`` (wrong values or shape) or ``"error"``
-    (the implementation raised). ``ratio`` is the worst error over its
-    tolerance; ``where`` localizes a failure and ``cause`` names a known cause
-    when the implementation's output matches it exactly.
+    ``status`` is ``"pass"``, ``"fail"`` (wrong values or shape), ``"error"``
+    (the implementation raised) or ``"skip"`` (it raised ``NotImplementedError``:
+    a configuration it cannot express; ``where`` gives its reason). ``ratio``
+    is the worst error over its tolerance; ``where`` localizes a failure and
+    ``cause`` names a known cause when the implementation's output matches it
+    exactly.
     """
 
     config: LayerConfig
@@ -30,6 +32,11 @@ class ConfigResult:
         """True when the configuration passed."""
         return self.status == "pass"
 
+    @property
+    def skipped(self) -> bool:
+        """True when the implementation declined the configuration."""
+        return self.status == "skip"
+
 
 @dataclass(frozen=True)
 class CheckReport:
@@ -42,25 +49,35 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """True when every configuration passed."""
-        return all(r.passed for r in self.results)
+        """True when every configuration that ran passed, and at least one ran."""
+        ran = [r for r in self.results if not r.skipped]
+        return bool(ran) and all(r.passed for r in ran)
 
     @property
     def failures(self) -> tuple[ConfigResult, ...]:
         """The configurations that failed or raised."""
-        return tuple(r for r in self.results if not r.passed)
+        return tuple(r for r in self.results if not r.passed and not r.skipped)
+
+    @property
+    def skips(self) -> tuple[ConfigResult, ...]:
+        """The configurations the implementation declined, with their reasons."""
+        return tuple(r for r in self.results if r.skipped)
 
     @property
     def worst(self) -> ConfigResult | None:
-        """The configuration with the largest error-to-tolerance ratio."""
-        return max(self.results, key=lambda r: r.ratio, default=None)
+        """The configuration that ran with the largest error-to-tolerance ratio."""
+        return max((r for r in self.results if not r.skipped), key=lambda r: r.ratio,
+                   default=None)
 
     def __str__(self) -> str:
         passed = sum(r.passed for r in self.results)
+        ran = len(self.results) - len(self.skips)
         worst = self.worst
+        skipped = f", {len(self.skips)} skipped" if self.skips else ""
+        nothing = "; nothing ran" if not ran else ""
         head = (f"check_conv(kind={self.kind!r}) of {self.implementation}, {self.dtype}: "
-                f"{'PASSED' if self.passed else 'FAILED'} ({passed}/{len(self.results)} "
-                f"configurations)")
+                f"{'PASSED' if self.passed else 'FAILED'} ({passed}/{ran} "
+                f"configurations{skipped}{nothing})")
         if worst is not None:
             head += (f"; worst error {worst.max_error:.2e} vs tolerance "
                      f"{worst.tolerance:.2e} ({worst.config.name})")
