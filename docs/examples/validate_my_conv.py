@@ -25,5 +25,6 @@ def loop_conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1
 
 report = convop.check_conv(loop_conv, configs="quick", rng=0)
 print(report)
-supported = [r for r in report.results if r.status != "error"]
-assert supported and all(r.passed for r in supported)
+# What loop_conv cannot express raises NotImplementedError: skipped, with the reason.
+assert report.passed and report.skips
+print("skipped:", ", ".join(r.config.name for r in report.skips))
