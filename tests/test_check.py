@@ -364,3 +364,22 @@ def test_configurations_an_implementation_cannot_express_are_skipped():
 
     empty = convop.check_conv(nothing, configs="quick", rng=0)
     assert not empty.passed and "nothing ran" in str(empty) and not empty.failures
+
+
+def test_axis_zero_dilation_applied_to_every_axis_is_caught():
+    def one_dilation(x, weight, bias=None, *, dilation=1, **layer):
+        d = np.broadcast_to(np.asarray(dilation), (weight.ndim - 2,))
+        return convop.conv(x, weight, bias, dilation=int(d[0]), **layer)
+
+    report = convop.check_conv(one_dilation, rng=0)
+    names = {r.config.name for r in report.failures}
+    assert {"anisotropic stride, dilation, padding", "anisotropic dilation (1, 3)",
+            "3-D anisotropic"} <= names
+
+
+def test_the_anisotropic_configurations_are_valid_layers():
+    for kind in ("forward", "transpose"):
+        names = [c.name for c in convop.standard_configs(kind)]
+        assert any("anisotropic" in name for name in names)
+    assert convop.check_conv(convop.conv, rng=0).passed
+    assert convop.check_conv(convop.conv_transpose, kind="transpose", rng=0).passed

@@ -88,6 +88,16 @@ _STANDARD = [
                 padding_mode="replicate"),
     LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3),
     LayerConfig("5x5 stride 2 pad 2", (3, 2, 5, 5), (9, 10), stride=2, padding=2),
+    # Every axis its own stride, dilation and padding: an implementation that applies
+    # axis 0's value to every axis passes all of the above.
+    LayerConfig("anisotropic stride, dilation, padding", (3, 2, 3, 3), (11, 10),
+                stride=(1, 2), dilation=(2, 1), padding=((2, 1), (0, 2))),
+    LayerConfig("anisotropic dilation (1, 3)", (2, 2, 3, 3), (9, 11), dilation=(1, 3),
+                padding=(1, 3)),
+    LayerConfig("stride 3 not dividing H + 2p - k", (3, 2, 3, 3), (11, 12), stride=3,
+                padding=1),
+    LayerConfig("3-D anisotropic", (2, 2, 2, 3, 2), (6, 7, 5), stride=(1, 2, 1),
+                dilation=(2, 1, 2), padding=((1, 0), (0, 1), (1, 1))),
 ]
 
 _QUICK_NAMES = ("3x3 pad 1", "stride 2", "asymmetric padding", "groups 2", "reflect", "1-D",
@@ -117,6 +127,10 @@ _TRANSPOSE = [
     LayerConfig("1-D", (3, 2, 4), (7,), stride=2, padding=1, output_padding=1),
     LayerConfig("3-D", (2, 2, 3, 3, 3), (3, 4, 3), stride=2, padding=1, output_padding=1),
     LayerConfig("float32", (3, 4, 3, 3), (5, 6), stride=2, padding=1, dtype="float32"),
+    LayerConfig("stride 3 output_padding (1, 2)", (2, 3, 3, 3), (4, 5), stride=3, padding=1,
+                output_padding=(1, 2)),
+    LayerConfig("anisotropic stride, dilation", (2, 3, 3, 2), (4, 5), stride=(2, 3),
+                dilation=(2, 1), padding=(1, 0), output_padding=(1, 2)),
 ]
 
 
