@@ -43,6 +43,7 @@ from .padding import pad_matrix
 from .spectral import singular_values
 from .spectral.circular import circulant_problem
 from .validation import KINDS, check_conv, dot_test
+from .validation.case import call_problem
 
 DEMO_SEED = 0
 #: Above this smaller dimension `--spectrum auto` skips the smallest singular value.
@@ -458,6 +459,9 @@ def _import_target(target: str) -> Callable[..., Any]:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise UsageError(f"argument target: expected 'torch' or MODULE:FUNCTION; got {target!r}")
+    # As `python -m` does: a module in the current directory is importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -490,6 +494,9 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
         if args.kind == "all":
             raise UsageError("argument --kind: 'all' needs the target 'torch'")
         targets = [(args.kind or "forward", _import_target(args.target))]
+        problem = call_problem(targets[0][1], targets[0][0])
+        if problem:
+            raise UsageError(f"argument target: {args.target}: {problem}")
     passed = True
     for kind, impl in targets:
         report = check_conv(impl, kind=kind, configs=args.configs, dtype=args.dtype,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -314,3 +315,22 @@ def test_large_builds_report_progress_and_the_switch_silences_them(capsys, monke
     monkeypatch.setenv("CONVOP_PROGRESS", "0")
     convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
     assert capsys.readouterr().err == ""
+
+
+def test_check_a_module_in_the_current_directory_with_the_console_script(tmp_path):
+    (tmp_path / "myconv.py").write_text(
+        "import convop\n"
+        "def forward(x, weight, bias=None, **layer):\n"
+        "    return convop.conv(x, weight, bias, **layer)\n"
+        "def two_args(x, weight):\n"
+        "    return x\n")
+    script = shutil.which("convop")
+    assert script, "the console script is installed with the package"
+    good = subprocess.run([script, "check", "myconv:forward", "--configs", "quick"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert good.returncode == 0, good.stderr
+    bad = subprocess.run([script, "check", "myconv:two_args", "--configs", "quick"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "does not take the call of kind 'forward'" in bad.stderr
+    assert "x, weight, bias, *, stride" in bad.stderr

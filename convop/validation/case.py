@@ -35,6 +35,37 @@ class _Case(NamedTuple):
         return kw
 
 
+#: How an implementation is called for each kind: positional names, then keywords.
+CALLS = {
+    "forward": (("x", "weight", "bias"),
+                ("stride", "padding", "dilation", "groups", "padding_mode")),
+    "input_grad": (("grad_output", "weight", "input_size"),
+                   ("stride", "padding", "dilation", "groups", "padding_mode")),
+    "weight_grad": (("x", "grad_output", "kernel_size"),
+                    ("stride", "padding", "dilation", "groups", "padding_mode")),
+    "transpose": (("x", "weight", "bias"),
+                  ("stride", "padding", "dilation", "groups", "output_padding")),
+}
+
+
+def call_problem(impl: Callable[..., Any], kind: str) -> str | None:
+    """Why ``impl`` cannot take the call ``check_conv`` makes for ``kind``; None if it can."""
+    import inspect
+
+    try:
+        signature = inspect.signature(impl)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return None
+    positional, keywords = CALLS[kind]
+    try:
+        signature.bind(*positional, **dict.fromkeys(keywords))
+    except TypeError as err:
+        expected = f"({', '.join(positional)}, *, {', '.join(keywords)})"
+        return (f"its signature {signature} does not take the call of kind {kind!r}, "
+                f"{expected}: {err}")
+    return None
+
+
 def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator,
             shapes_only: bool = False) -> dict[str, Any]:
     """Random inputs of a configuration (with ``shapes_only``, just its validation)."""
