@@ -383,3 +383,81 @@ def test_the_anisotropic_configurations_are_valid_layers():
         assert any("anisotropic" in name for name in names)
     assert convop.check_conv(convop.conv, rng=0).passed
     assert convop.check_conv(convop.conv_transpose, kind="transpose", rng=0).passed
+
+
+# Named causes ------------------------------------------------------------------------------
+
+ONE_CONFIG = convop.LayerConfig("stride 2 on 7x7", (2, 2, 3, 3), (7, 7), stride=2, padding=1)
+
+
+def only_failure(report):
+    assert not report.passed and len(report.failures) == 1
+    return report.failures[0]
+
+
+def test_one_sided_padding_off_by_one_is_named():
+    def extra_before(x, weight, bias=None, *, padding=0, **kw):
+        return convop.conv(x, weight, bias, padding=((2, 1), (1, 1)), **kw)
+
+    result = only_failure(convop.check_conv(extra_before, configs=[ONE_CONFIG], rng=0))
+    assert result.cause == ("off-by-one padding on spatial axis 0: one more before only "
+                            "((1, 1) -> (2, 1))")
+
+
+def test_output_padding_off_by_more_than_one_is_named():
+    config = convop.LayerConfig("stride 3 op 2", (2, 3, 2, 2), (3, 4), stride=3,
+                                output_padding=2)
+
+    def none(x, weight, bias=None, *, output_padding=0, **kw):
+        return convop.conv_transpose(x, weight, bias, output_padding=0, **kw)
+
+    result = only_failure(convop.check_conv(none, kind="transpose", configs=[config], rng=0))
+    assert result.cause == "wrong output_padding: the output matches output_padding=(0, 0)"
+
+
+def test_ceil_mode_output_size_is_named():
+    config = convop.LayerConfig("stride 3 not dividing", (3, 2, 3, 3), (11, 12), stride=3,
+                                padding=1)
+
+    def ceil_mode(x, weight, bias=None, *, padding=0, **kw):
+        return convop.conv(x, weight, bias, padding=((1, 3), (1, 2)), **kw)  # ceil outputs
+
+    result = only_failure(convop.check_conv(ceil_mode, configs=[config], rng=0))
+    assert result.where.startswith("shape") and result.cause.startswith("ceil-mode output size")
+
+
+def test_wrong_group_assignment_is_named():
+    config = convop.LayerConfig("groups 2", (4, 2, 3, 3), (6, 6), padding=1, groups=2)
+
+    def round_robin(x, weight, bias=None, *, groups=1, **kw):
+        full = np.zeros((weight.shape[0], weight.shape[1] * groups, *weight.shape[2:]))
+        for m in range(weight.shape[0]):
+            g = m % groups
+            full[m, g * weight.shape[1]:(g + 1) * weight.shape[1]] = weight[m]
+        return convop.conv(x, full, bias, **kw)
+
+    result = only_failure(convop.check_conv(round_robin, configs=[config], rng=0))
+    assert result.cause.startswith("wrong group assignment")
+
+
+def test_input_gradient_missing_output_padding_is_named():
+    config = convop.LayerConfig("stride 2", (4, 3, 3, 3), (9, 8), stride=2, padding=1)
+
+    def transpose_only(grad_output, weight, input_size, *, padding_mode="zeros", **kw):
+        return convop.conv_transpose(grad_output, weight, **kw)
+
+    result = only_failure(convop.check_conv(transpose_only, kind="input_grad",
+                                            configs=[config], rng=0))
+    assert result.where == "shape (2, 3, 9, 7), expected (2, 3, 9, 8)"
+    assert result.cause.startswith("input gradient missing output_padding")
+
+
+@pytest.mark.parametrize(("low", "name"), [(np.float32, "float32"), (np.float16, "float16")])
+def test_precision_loss_is_named(low, name):
+    def lossy(x, weight, bias=None, **kw):
+        out = convop.conv(x.astype(low), weight.astype(low),
+                          None if bias is None else bias.astype(low), **kw)
+        return out.astype(x.dtype)
+
+    result = only_failure(convop.check_conv(lossy, configs=[ONE_CONFIG], rng=0))
+    assert result.cause.startswith(f"precision lost: every error is at {name}'s rounding level")

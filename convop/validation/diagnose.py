@@ -97,6 +97,21 @@ def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
         perm = _channel_permutation(actual, expected, tol)
         if perm is not None:
             return f"output channels permuted: position i holds exact channel {perm}"
+    if actual.shape == tol.shape:
+        return _precision(case, actual, tol)
+    return ""
+
+
+def _precision(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
+    """Name a precision loss when every error sits at a lower precision's rounding level."""
+    scale = tol / RTOL[case.dtype]
+    error = float(np.max(np.abs(actual.astype(np.float64) - _exact(case)) / scale, initial=0))
+    if not np.isfinite(error):
+        return ""
+    for name, level in (("float32", RTOL[np.dtype(np.float32)]), ("float16", 1e-2)):
+        if RTOL[case.dtype] < level and error <= 10 * level:
+            return (f"precision lost: every error is at {name}'s rounding level "
+                    f"({error:.1e} of |W| |x|), as if computed or accumulated in {name}")
     return ""
 
 
@@ -145,8 +160,64 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         for op in _output_padding_alternatives(case):
             out.append((f"wrong output_padding: the output matches output_padding={op}",
                         functools.partial(_exact, case, output_padding=op)))
+    if kind == "forward":
+        out.extend(_ceil_mode(case))
+    if kind == "input_grad":
+        out.extend(_missing_output_padding(case))
+    if case.cfg.groups > 1 and kind in ("forward", "input_grad"):
+        out.append(("wrong group assignment (output channel m reads input group "
+                    "m % groups, not m // (C_out / groups))",
+                    functools.partial(_round_robin_groups, case)))
     out.extend(_padding_alternatives(case))
     return out
+
+
+def _sizes(case: _Case) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    cfg = case.cfg
+    ndim = len(cfg.input_size)
+    return (tuple(cfg.weight_shape[2:]), as_int_tuple(cfg.stride, "stride", ndim, minimum=1),
+            as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1))
+
+
+def _ceil_mode(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the layer with one more output where the stride does not divide the span."""
+    kernel, stride, dilation = _sizes(case)
+    pairs = _pairs(case)
+    extra = []
+    for n, k, s, d, (lo, hi) in zip(case.cfg.input_size, kernel, stride, dilation, pairs):
+        span = n + lo + hi - d * (k - 1) - 1
+        extra.append((s - span % s) % s if span >= 0 else 0)
+    if not any(extra) or case.cfg.padding_mode != "zeros":
+        return []
+    padding = tuple((lo, hi + e) for (lo, hi), e in zip(pairs, extra))
+    return [("ceil-mode output size (one more output on the axes the stride does not divide; "
+             "its windows read zeros past the input)",
+             functools.partial(_exact, case, padding=padding))]
+
+
+def _missing_output_padding(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """Return the input gradient cut to what conv_transpose gives without output_padding."""
+    kernel, stride, dilation = _sizes(case)
+    pairs = _pairs(case)
+    out_size = case.arrays["grad_output"].shape[2:]
+    short = tuple((o - 1) * s - lo - hi + d * (k - 1) + 1 for o, s, (lo, hi), d, k in zip(
+        out_size, stride, pairs, dilation, kernel))
+    if short == tuple(case.cfg.input_size) or min(short, default=0) < 1:
+        return []
+    return [("input gradient missing output_padding: the size conv_transpose gives "
+             "without it (the last rows the stride never reads are dropped)",
+             lambda: _exact(case)[(Ellipsis,) + tuple(slice(0, n) for n in short)])]
+
+
+def _round_robin_groups(case: _Case) -> np.ndarray:
+    """Return the layer with output channel m wired to input group m % groups."""
+    w = case.arrays["weight"]
+    groups, cig = case.cfg.groups, w.shape[1]
+    full = np.zeros((w.shape[0], cig * groups, *w.shape[2:]), dtype=w.dtype)
+    for m in range(w.shape[0]):
+        g = m % groups
+        full[m, g * cig:(g + 1) * cig] = w[m]
+    return _exact(case, weight=full, groups=1)
 
 
 def _pairs(case: _Case) -> tuple[tuple[int, int], ...]:
@@ -167,7 +238,11 @@ def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarra
                                                   for a in range(ndim)]
     if ndim > 1:
         targets.append(("every spatial axis", tuple(range(ndim))))
+    # The smallest change first: when a padding row is never read, two changes give the
+    # same output and the simpler explanation is named.
     for d_lo, d_hi, what in ((1, 1, "one more"), (-1, -1, "one less"),
+                             (0, 1, "one more after only"), (1, 0, "one more before only"),
+                             (0, -1, "one less after only"), (-1, 0, "one less before only"),
                              (1, -1, "shifted by one (before +1, after -1)"),
                              (-1, 1, "shifted by one (before -1, after +1)")):
         for where, axes in targets:
@@ -183,9 +258,15 @@ def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarra
 
 
 def _output_padding_alternatives(case: _Case) -> list[tuple[int, ...]]:
-    """Every output_padding within one of the configured value on each axis."""
-    op = case.cfg.output_padding
-    ndim = len(case.cfg.input_size)
+    """Every output_padding from 0 to max(stride, dilation) (+1) on each axis but the right one.
+
+    Off by one and off by more: any value the layer could take, and one beyond.
+    """
+    cfg = case.cfg
+    ndim = len(cfg.input_size)
+    op = cfg.output_padding
     base = (op,) * ndim if isinstance(op, int) else tuple(op)
-    choices = [[v for v in (b - 1, b, b + 1) if v >= 0] for b in base]
+    stride = as_int_tuple(cfg.stride, "stride", ndim, minimum=1)
+    dilation = as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1)
+    choices = [range(max(s, d, b + 1) + 1) for s, d, b in zip(stride, dilation, base)]
     return [tuple(c) for c in itertools.product(*choices) if tuple(c) != base]
