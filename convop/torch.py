@@ -24,6 +24,7 @@ from .geometry import conv_geometry
 from .matrix import conv_matrix
 from .transposed import _transpose_padding, conv_transpose_matrix
 from .validation import RTOL, CheckReport, LayerConfig, _compare
+from .validation.battery import tolerance
 from .weight_grad import conv_weight_grad as _exact_weight_grad
 
 __all__ = [
@@ -179,7 +180,7 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
         ("weight gradient", "weight_grad", dw, exact_dw, scale_dw),
     ):
         cfg = LayerConfig(name, weight_shape=tuple(weight.shape), input_size=size, batch=batch)
-        tol = RTOL[dtype] * scale.reshape(actual.shape) + np.finfo(np.float64).tiny
+        tol = tolerance(dtype, scale.reshape(actual.shape))
         rows.append(_compare(cfg, kind, actual, exact.reshape(actual.shape), tol))
     return CheckReport("module", repr(module), str(dtype), tuple(rows))
 

@@ -461,3 +461,46 @@ def test_precision_loss_is_named(low, name):
 
     result = only_failure(convop.check_conv(lossy, configs=[ONE_CONFIG], rng=0))
     assert result.cause.startswith(f"precision lost: every error is at {name}'s rounding level")
+
+
+def fft_input_grad(grad_output, weight, input_size, *, stride=1, padding=0, dilation=1,
+                   groups=1, padding_mode="zeros"):
+    """The input gradient through scipy's FFT convolution: rounding spread everywhere."""
+    import scipy.signal
+
+    if weight.ndim != 4 or groups != 1 or padding_mode != "zeros" or np.any(
+            np.asarray(dilation) != 1):
+        raise NotImplementedError("2-D, groups 1, zero padding, dilation 1")
+    s = np.broadcast_to(np.asarray(stride), (2,))
+    (p0, _), (p1, _) = convop.padding_pairs(padding, weight.shape[2:], stride=stride)
+    n, m, o1, o2 = grad_output.shape
+    up = np.zeros((n, m, s[0] * (o1 - 1) + 1, s[1] * (o2 - 1) + 1))
+    up[:, :, ::s[0], ::s[1]] = grad_output
+    h, w = input_size
+    out = np.zeros((n, weight.shape[1], h, w))
+    for b in range(n):
+        for c in range(weight.shape[1]):
+            full = sum(scipy.signal.fftconvolve(up[b, k], weight[k, c]) for k in range(m))
+            part = full[p0:p0 + h, p1:p1 + w]
+            out[b, c, :part.shape[0], :part.shape[1]] = part
+    return out.astype(grad_output.dtype)
+
+
+def test_fft_based_code_passes_and_every_wrong_implementation_is_still_caught():
+    report = convop.check_conv(fft_input_grad, kind="input_grad", rng=0)
+    assert report.passed and report.skips, str(report)
+    # Its rounding reaches the pixels a stride never reads, whose exact gradient is 0:
+    # the elementwise term alone would reject it there.
+    from convop.validation.battery import RTOL
+    from convop.validation.case import _Case, _exact, _inputs
+
+    config = convop.LayerConfig("stride 3", (3, 2, 2, 2), (10, 9), stride=3)
+    case = _Case(config, "input_grad", np.dtype(np.float64),
+                 _inputs(config, "input_grad", np.dtype(np.float64), np.random.default_rng(0)))
+    a = case.arrays
+    actual = fft_input_grad(a["grad_output"], a["weight"], config.input_size, stride=3)
+    error = np.abs(actual - _exact(case))
+    scale = _exact(case, absolute=True)
+    assert np.any(error > RTOL[np.dtype(np.float64)] * scale)  # structurally zero, not 0
+    assert convop.check_conv(fft_input_grad, kind="input_grad", configs=[config],
+                             rng=0).passed

@@ -16,6 +16,24 @@ KINDS = ("forward", "input_grad", "weight_grad", "transpose")
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 
+def tolerance(dtype: np.dtype, scale: np.ndarray) -> np.ndarray:
+    """Return the elementwise tolerance of an output whose ``|W| @ |x|`` is ``scale``.
+
+    Two terms. ``rtol * scale``: a direct sum's rounding is bounded by the unit
+    roundoff times the sum of the magnitudes of its terms, so an output that is
+    structurally zero (``scale`` 0) must be exactly 0 for a direct method. And
+    ``rtol * max(scale)`` over the whole output: FFT- and Winograd-based methods
+    mix every output through their transforms, and their rounding, about
+    ``eps * log2(N)`` of the output's norm, lands everywhere, structural zeros
+    included (PyLops' FFT ``Convolve2D``: 6e-16 where the exact value is 0).
+    ``rtol`` is 4 500 float64 (84 float32) unit roundoffs, above
+    ``eps * log2(N)`` for any size a battery uses, so such methods pass, while
+    every deliberate error of the test suite is many orders larger.
+    """
+    rtol = RTOL[np.dtype(dtype)]
+    return rtol * (scale + np.max(scale, initial=0.0)) + np.finfo(np.float64).tiny
+
+
 class LayerConfig(NamedTuple):
     """One layer of a battery.
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .battery import RTOL, LayerConfig
+from .battery import LayerConfig, tolerance
 from .case import _call, _Case, _exact, _inputs
 from .diagnose import _diagnose, _localize
 from .report import ConfigResult
@@ -21,7 +21,7 @@ def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtyp
     case = _Case(cfg, kind, dtype, _inputs(cfg, kind, dtype, gen))
     expected = _exact(case)
     scale = _exact(case, absolute=True)
-    tol = RTOL[dtype] * scale + np.finfo(np.float64).tiny
+    tol = tolerance(dtype, scale)
     try:
         actual = _call(impl, case)
     except NotImplementedError as exc:  # a configuration the implementation cannot express

@@ -104,12 +104,15 @@ def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
 
 def _precision(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
     """Name a precision loss when every error sits at a lower precision's rounding level."""
-    scale = tol / RTOL[case.dtype]
-    error = float(np.max(np.abs(actual.astype(np.float64) - _exact(case)) / scale, initial=0))
+    scale = _exact(case, absolute=True)
+    scale = scale + np.max(scale, initial=0.0)  # as the tolerance: elementwise plus global
+    error = float(np.max(np.abs(actual.astype(np.float64) - _exact(case)) / np.maximum(
+        scale, np.finfo(np.float64).tiny), initial=0))
     if not np.isfinite(error):
         return ""
-    for name, level in (("float32", RTOL[np.dtype(np.float32)]), ("float16", 1e-2)):
-        if RTOL[case.dtype] < level and error <= 10 * level:
+    for low in (np.float32, np.float16):
+        name, level = np.dtype(low).name, 100 * float(np.finfo(low).eps) / 2  # 100 roundoffs
+        if np.finfo(case.dtype).eps < np.finfo(low).eps and error <= level:
             return (f"precision lost: every error is at {name}'s rounding level "
                     f"({error:.1e} of |W| |x|), as if computed or accumulated in {name}")
     return ""
