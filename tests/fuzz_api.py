@@ -416,7 +416,7 @@ def specs() -> list[Spec]:
             spec_conv_bias_grad(), spec_dot_test(), spec_check_conv(), spec_standard_configs(),
             spec_plot_structure(), spec_plot_block(), spec_plot_spectrum(),
             spec_plot_spectrum_density(), spec_plot_frequency_response(), spec_padding_pairs(),
-            spec_relayout()]
+            spec_relayout(), spec_gram_iteration_bound()]
 
 
 # Forward, gradients ----------------------------------------------------------------------------
@@ -967,6 +967,27 @@ def spec_output_size() -> Spec:
 
     spec = Spec("output_size", convop.output_size, base, mutations, check, problem)
     return spec
+
+
+def spec_gram_iteration_bound() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw)
+        v.update(iterations=draw(st.integers(1, 8)), max_bytes=None)
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"weight": array_mutations(v["weight"], finite=True),
+                "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
+                "iterations": [Same(np.int32(3), 3, "int32"), Bad(0, "zero"), Bad(31, "31"),
+                               Bad(2.0, "a float")],
+                "max_bytes": budget_mutations()}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        values = reference_values(v)
+        exact = float(values[0]) if values.size else 0.0
+        assert isinstance(result, float) and result >= exact * (1 - 1e-12), (result, exact)
+
+    return Spec("gram_iteration_bound", convop.gram_iteration_bound, base, mutations, check)
 
 
 def spec_padding_pairs() -> Spec:
