@@ -8,6 +8,7 @@ its transpose for the input gradient, and checks itself against im2col,
 """
 
 from .adapters import padding_pairs, relayout
+from .auditing import AuditReport, LayerAudit, audit
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
@@ -46,15 +47,18 @@ from .weight_grad import affine_matrix, conv_bias_grad, conv_weight_grad, weight
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "CheckReport",
     "ConfigResult",
     "ConvGeometry",
     "DotTestReport",
+    "LayerAudit",
     "LayerConfig",
     "LayerOperator",
     "SpectralReport",
     "__version__",
     "affine_matrix",
+    "audit",
     "bias_vector",
     "check_conv",
     "circular_singular_values",

@@ -416,7 +416,7 @@ def specs() -> list[Spec]:
             spec_conv_bias_grad(), spec_dot_test(), spec_check_conv(), spec_standard_configs(),
             spec_plot_structure(), spec_plot_block(), spec_plot_spectrum(),
             spec_plot_spectrum_density(), spec_plot_frequency_response(), spec_padding_pairs(),
-            spec_relayout(), spec_gram_iteration_bound()]
+            spec_relayout(), spec_gram_iteration_bound(), spec_audit()]
 
 
 # Forward, gradients ----------------------------------------------------------------------------
@@ -967,6 +967,38 @@ def spec_output_size() -> Spec:
 
     spec = Spec("output_size", convop.output_size, base, mutations, check, problem)
     return spec
+
+
+def spec_audit() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        import torch
+
+        channels = draw(st.integers(1, 3))
+        torch.manual_seed(draw(st.integers(0, 100)))
+        model = torch.nn.Sequential(torch.nn.Conv2d(channels, 2, 3, padding=1)).double()
+        size = draw(st.integers(3, 6))
+        return dict(model=model, input_shape=(channels, size, size), rtol=1e-10,
+                    sigma_min=draw(st.booleans()), rng=0)
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        shape = v["input_shape"]
+        return {"model": [Bad("resnet", "a string"), Bad(None, "None")],
+                "input_shape": [Same(list(shape), shape, "list"), Bad((shape[0], 0, 4), "zero"),
+                                Bad("3x8x8", "a string")],
+                "rtol": rtol_mutations(), "rng": rng_mutations(),
+                "sigma_min": [Same(np.bool_(True), True, "numpy bool")]}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        module = v["model"][0]
+        w = module.weight.detach().numpy()
+        size = tuple(v["input_shape"][1:])
+        A = convop.conv_matrix(w, size, padding=1, domain="input").toarray()
+        exact = np.linalg.svd(A, compute_uv=False)[0]
+        (row,) = result.layers
+        assert abs(row.sigma_max - exact) <= 1e-8 * exact, (row.sigma_max, exact)
+        assert row.gram_bound >= exact * (1 - 1e-12)
+
+    return Spec("audit", convop.audit, base, mutations, check, needs=("torch",))
 
 
 def spec_gram_iteration_bound() -> Spec:

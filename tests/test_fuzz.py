@@ -32,15 +32,16 @@ def test_every_public_function_is_fuzzed():
     public = {name for name in convop.__all__ if callable(getattr(convop, name))}
     # Reports and configs are data classes, exercised through the functions returning them.
     data = {"CheckReport", "ConfigResult", "DotTestReport", "LayerConfig", "SpectralReport",
-            "ConvGeometry"}
+            "ConvGeometry", "AuditReport", "LayerAudit"}
     assert public - data - set(SPECS) == set()
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_fuzz(name):
     spec = SPECS[name]
-    if "matplotlib" in spec.needs and importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("needs matplotlib")
+    missing = [name for name in spec.needs if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
 
     @settings(max_examples=EXAMPLES.get(PROFILE, 60), deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

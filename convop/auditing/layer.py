@@ -1,0 +1,72 @@
+"""One convolution's exact norm and the estimators beside it."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..geometry import make_geometry
+from ..spectral.bounds import gram_iteration_bound
+from ..spectral.circular import circular_singular_values
+from ..spectral.values import singular_values, spectral_norm
+from ..transposed import transposed_output_size
+from .report import LayerAudit
+
+__all__ = ["audit_layer"]
+
+#: The smallest singular value is computed up to this many unknowns (a sparse Cholesky).
+SMALLEST_LIMIT = 20_000
+
+
+def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],
+                layer: dict[str, Any], transposed: bool, *, rtol: float, sigma_min: bool,
+                rng: Any) -> LayerAudit:
+    """Audit one convolution (a transposed one through the convolution it is the adjoint of)."""
+    start = time.perf_counter()
+    layer = dict(layer)
+    if transposed:
+        # conv_transpose with weight (C_in, C_out/g, *k) is the adjoint of the convolution
+        # with that weight on its output size: the same singular values.
+        output_padding = layer.pop("output_padding", 0)
+        size = transposed_output_size(weight.shape, input_size, output_padding=output_padding,
+                                      **layer)
+        conv_layer, conv_size = dict(layer, padding_mode="zeros"), size
+    else:
+        conv_layer, conv_size = layer, input_size
+    geom = make_geometry(weight.shape, conv_size, **conv_layer)
+    sigma = spectral_norm(weight, conv_size, rtol=rtol, rng=rng, progress=False, **conv_layer)
+    exact = weight.astype(np.result_type(weight.dtype, np.float64))
+    reshaped = float(np.linalg.norm(exact.reshape(weight.shape[0], -1), 2))
+    circular = _circular_norm(exact, geom)
+    bound = gram_iteration_bound(exact, conv_size, **conv_layer)
+    low = cond = None
+    note = ""
+    m, n = geom.matrix_shape("input")
+    if sigma_min:
+        if min(m, n) <= SMALLEST_LIMIT:
+            low = float(singular_values(weight, conv_size, k=1, which="smallest", rng=rng,
+                                        progress=False, **conv_layer)[0])
+            cond = math.inf if low == 0 else sigma / low
+        else:
+            note = (f"sigma_min skipped: {min(m, n)} unknowns > {SMALLEST_LIMIT} (a sparse "
+                    f"Cholesky of that size takes minutes)")
+    if transposed:
+        m, n = n, m
+    return LayerAudit(name, kind, tuple(weight.shape), tuple(input_size), layer, (m, n),
+                      geom.nnz("input"), sigma, reshaped, circular, bound,
+                      time.perf_counter() - start, low, cond, note=note)
+
+
+def _circular_norm(weight: np.ndarray, geom: Any) -> float:
+    """Return the norm of the layer's circular counterpart: "same" circular padding.
+
+    At the input size rounded up to a multiple of the stride; for a circular layer
+    with "same" padding, the layer's own norm.
+    """
+    size = tuple(-(-n // s) * s for n, s in zip(geom.input_size, geom.stride))
+    values = circular_singular_values(weight, size, stride=geom.stride,
+                                      dilation=geom.dilation, groups=geom.groups)
+    return float(values[0]) if values.size else 0.0

@@ -1,0 +1,131 @@
+"""What an audit found, layer by layer and for the whole model."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AuditReport", "LayerAudit"]
+
+#: The estimators reported beside the exact value, in report order.
+ESTIMATORS = ("reshaped_kernel", "circular", "gram_bound")
+
+
+@dataclass(frozen=True)
+class LayerAudit:
+    """One convolution of a model.
+
+    ``sigma_max`` is exact (to ``rtol``); ``reshaped_kernel`` is the spectral
+    norm of ``weight.reshape(C_out, -1)`` (what
+    ``torch.nn.utils.parametrizations.spectral_norm`` computes), ``circular`` the
+    norm of the layer's circular counterpart (FFT), ``gram_bound`` a certified
+    upper bound (Gram iteration). ``sigma_min``/``condition_number`` are None
+    when not asked for or skipped (``note`` says why).
+    """
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    input_size: tuple[int, ...]
+    layer: dict[str, Any]
+    matrix_shape: tuple[int, int]
+    nnz: int
+    sigma_max: float
+    reshaped_kernel: float
+    circular: float
+    gram_bound: float
+    seconds: float
+    sigma_min: float | None = None
+    condition_number: float | None = None
+    calls: int = 1
+    note: str = ""
+
+    def ratio(self, estimator: str) -> float:
+        """Return an estimator over the exact value."""
+        value = getattr(self, estimator)
+        return value / self.sigma_max if self.sigma_max > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of :func:`convop.audit`: one row per distinct convolution (and input size)."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerAudit, ...]
+    seconds: float
+
+    def product(self, field: str = "sigma_max") -> float:
+        """Return the product of a field over the layers (each call counted).
+
+        For a purely sequential network of these layers and 1-Lipschitz
+        activations it bounds the network's Lipschitz constant; with residual
+        connections ``x + f(x)`` it does not (each block contributes
+        ``1 + ||f||`` instead).
+        """
+        return math.prod(getattr(r, field) ** r.calls for r in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain Python data (no numpy), ready for JSON."""
+        rows = []
+        for r in self.layers:
+            row = dataclasses.asdict(r)
+            row["weight_shape"], row["input_size"] = list(r.weight_shape), list(r.input_size)
+            row["matrix_shape"] = list(r.matrix_shape)
+            row["layer"] = {k: _plain(v) for k, v in r.layer.items()}
+            row["ratios"] = {e: r.ratio(e) for e in ESTIMATORS}
+            rows.append(row)
+        products = {field: self.product(field) for field in ("sigma_max", *ESTIMATORS)}
+        return {"model": self.model, "input_shape": list(self.input_shape),
+                "seconds": self.seconds, "layers": rows, "products": products,
+                "products_note": "products bound the Lipschitz constant of a purely "
+                                 "sequential network only (not across residual connections)"}
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Return the report as JSON."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_csv(self) -> str:
+        """Return one CSV row per layer."""
+        out = io.StringIO()
+        fields = ["name", "kind", "weight_shape", "input_size", "matrix_shape", "nnz",
+                  "sigma_max", *ESTIMATORS, *(f"{e}_ratio" for e in ESTIMATORS),
+                  "sigma_min", "condition_number", "calls", "seconds", "note"]
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for r in self.layers:
+            row = {f: getattr(r, f, None) for f in fields if hasattr(r, f)}
+            row.update({f"{e}_ratio": r.ratio(e) for e in ESTIMATORS})
+            row["weight_shape"] = "x".join(map(str, r.weight_shape))
+            row["input_size"] = "x".join(map(str, r.input_size))
+            row["matrix_shape"] = "x".join(map(str, r.matrix_shape))
+            writer.writerow(row)
+        return out.getvalue()
+
+    def __str__(self) -> str:
+        head = (f"audit of {self.model}, input {'x'.join(map(str, self.input_shape))}: "
+                f"{len(self.layers)} convolutions in {self.seconds:.1f} s")
+        lines = [head, f"{'layer':28} {'weight':>16} {'input':>9} {'sigma_max':>11} "
+                       f"{'reshaped':>9} {'circular':>9} {'gram':>9} {'s':>6}"]
+        for r in self.layers:
+            lines.append(
+                f"{r.name[:28]:28} {'x'.join(map(str, r.weight_shape)):>16} "
+                f"{'x'.join(map(str, r.input_size)):>9} {r.sigma_max:>11.6g} "
+                f"{r.ratio('reshaped_kernel'):>9.3f} {r.ratio('circular'):>9.3f} "
+                f"{r.ratio('gram_bound'):>9.3f} {r.seconds:>6.2f}")
+        lines.append("(estimators as ratios to the exact sigma_max)")
+        lines.append(f"product of sigma_max over the layers: {self.product():.6g} "
+                     f"(reshaped kernel: {self.product('reshaped_kernel'):.6g}); a Lipschitz "
+                     f"bound for a purely sequential network only")
+        return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

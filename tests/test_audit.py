@@ -1,0 +1,111 @@
+"""convop.audit: every convolution of a model, exact and estimated, checked independently."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import convop
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class Small(nn.Module):
+    """A dozen convolutions: strides, groups, depthwise, dilation, every mode, a transpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8, padding_mode="reflect")
+        self.dilated = nn.Conv2d(8, 6, 3, padding=2, dilation=2, padding_mode="replicate")
+        self.circular = nn.Conv2d(6, 6, 3, padding=1, padding_mode="circular")
+        self.shared = nn.Conv2d(6, 6, 1)  # used twice
+        self.up = nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(4, 2, (1, 3), padding=(0, 1))
+
+    def forward(self, x):
+        x = self.down(torch.relu(self.stem(x)))
+        x = self.circular(self.dilated(self.depthwise(x)))
+        x = self.shared(self.shared(x))
+        return self.head(self.up(x))
+
+
+@pytest.fixture(scope="module")
+def report():
+    torch.manual_seed(0)
+    model = Small().double()
+    return model, convop.audit(model, (3, 10, 10), rtol=1e-10, sigma_min=True)
+
+
+def dense_norms(matrix):
+    values = np.linalg.svd(matrix.toarray(), compute_uv=False)
+    return values[0], values[-1]
+
+
+def test_every_convolution_with_the_input_it_sees(report):
+    _, r = report
+    names = [row.name for row in r.layers]
+    assert names == ["stem", "down", "depthwise", "dilated", "circular", "shared", "up", "head"]
+    sizes = {row.name: row.input_size for row in r.layers}
+    assert sizes["stem"] == (10, 10) and sizes["down"] == (10, 10) and sizes["up"] == (5, 5)
+    assert sizes["head"] == (10, 10)
+    assert {row.name: row.calls for row in r.layers}["shared"] == 2
+
+
+def test_exact_values_equal_dense_svds(report):
+    model, r = report
+    for row in r.layers:
+        module = dict(model.named_modules())[row.name]
+        W = convop.torch.conv_matrix_from_module(module, row.input_size)
+        top, low = dense_norms(W)
+        assert row.matrix_shape == W.shape and row.nnz == W.nnz or row.kind.startswith(
+            "ConvTranspose")
+        assert row.sigma_max == pytest.approx(top, rel=1e-9)
+        tol = max(W.shape) * np.finfo(float).eps * top
+        assert row.sigma_min == pytest.approx(0.0 if low <= tol else low, rel=1e-7,
+                                              abs=1e-12 * top)
+
+
+def test_estimators_equal_independent_computations(report):
+    model, r = report
+    for row in r.layers:
+        module = dict(model.named_modules())[row.name]
+        w = module.weight.detach().numpy()
+        assert row.reshaped_kernel == pytest.approx(
+            np.linalg.svd(w.reshape(w.shape[0], -1), compute_uv=False)[0], rel=1e-12)
+        assert row.gram_bound >= row.sigma_max * (1 - 1e-12)
+        if row.kind == "Conv2d":
+            stride = module.stride
+            size = tuple(-(-n // s) * s for n, s in zip(row.input_size, stride))
+            k, d = module.kernel_size, module.dilation
+            pad = tuple(((d_ * (k_ - 1)) // 2, d_ * (k_ - 1) - (d_ * (k_ - 1)) // 2)
+                        for k_, d_ in zip(k, d))
+            C = convop.conv_matrix(w, size, stride=stride, padding=pad, dilation=d,
+                                   groups=module.groups, padding_mode="circular",
+                                   domain="input")
+            assert row.circular == pytest.approx(dense_norms(C)[0], rel=1e-9)
+
+
+def test_report_forms_agree(report):
+    _, r = report
+    data = json.loads(r.to_json())
+    assert [row["name"] for row in data["layers"]] == [row.name for row in r.layers]
+    assert data["products"]["sigma_max"] == pytest.approx(
+        np.prod([row.sigma_max ** row.calls for row in r.layers]))
+    rows = list(csv.DictReader(io.StringIO(r.to_csv())))
+    assert float(rows[0]["sigma_max"]) == pytest.approx(r.layers[0].sigma_max)
+    text = str(r)
+    assert "stem" in text and "sequential network only" in text
+
+
+def test_bad_arguments_name_the_parameter():
+    with pytest.raises(TypeError, match="`model`"):
+        convop.audit("resnet", (3, 8, 8))
+    with pytest.raises(ValueError, match="`input_shape`"):
+        convop.audit(nn.Conv2d(3, 4, 3), (3, 0, 8))
