@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import __version__
+from ._cli_audit import add_audit_parser, run_audit
 from ._memory import format_bytes
 from ._progress import Progress
 from ._typing import DOMAINS, ORDERS, PADDING_MODES
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--save", metavar="W.npz", help="write W with scipy.sparse.save_npz")
     inspect.add_argument("--plot", metavar="DIR", help="write PNG pictures into DIR")
+    add_audit_parser(sub)
     return parser
 
 
@@ -517,6 +519,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return 0 if demo(out) else 1
         if args.command == "inspect":
             return run_inspect(args, out)
+        if args.command == "audit":
+            return run_audit(args, out, _import_target, _sizes, UsageError)
         return run_check(args, out)
     except UsageError as err:
         print(f"convop: error: {err}", file=sys.stderr)

@@ -109,3 +109,22 @@ def test_bad_arguments_name_the_parameter():
         convop.audit("resnet", (3, 8, 8))
     with pytest.raises(ValueError, match="`input_shape`"):
         convop.audit(nn.Conv2d(3, 4, 3), (3, 0, 8))
+
+
+def test_a_layer_over_the_memory_budget_is_reported_not_crashed_on(monkeypatch):
+    import convop.auditing.layer as layer_module
+
+    real = layer_module.spectral_norm
+
+    def refuse_wide(weight, *args, **kwargs):
+        if weight.shape[0] == 8:
+            raise MemoryError("one product of the layer operator needs an estimated 9 GiB")
+        return real(weight, *args, **kwargs)
+
+    monkeypatch.setattr(layer_module, "spectral_norm", refuse_wide)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 2, 3)).double()
+    report = convop.audit(model, (3, 8, 8))
+    first, second = report.layers
+    assert first.note.startswith("refused: one product") and np.isnan(first.sigma_max)
+    assert second.sigma_max > 0 and not second.note
+    assert "refused" in report.to_csv()

@@ -334,3 +334,34 @@ def test_check_a_module_in_the_current_directory_with_the_console_script(tmp_pat
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "does not take the call of kind 'forward'" in bad.stderr
     assert "x, weight, bias, *, stride" in bad.stderr
+
+
+# convop audit ---------------------------------------------------------------------------
+
+
+def test_audit_a_model_factory_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    (tmp_path / "mymodels.py").write_text(
+        "import torch\n"
+        "def small():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),\n"
+        "                               torch.nn.Conv2d(4, 2, 3, stride=2))\n"
+        "def not_a_model():\n"
+        "    return 3\n")
+    monkeypatch.chdir(tmp_path)
+    code, text = run("audit", "mymodels:small", "--in", "3x8x8", "--json", "--sigma-min")
+    assert code == 0
+    data = json.loads(text)
+    assert [row["name"] for row in data["layers"]] == ["0", "2"]
+    assert all(row["sigma_min"] is not None for row in data["layers"])
+    assert data["layers"][0]["ratios"]["gram_bound"] >= 1 - 1e-12
+    code, text = run("audit", "mymodels:small", "--in", "3x8x8")
+    assert code == 0 and "reshaped" in text and "sequential network only" in text
+    for argv, message in ((["mymodels:not_a_model", "--in", "3x8x8"], "not a torch.nn.Module"),
+                          (["model.onnx", "--in", "3x8x8"], "ONNX files are not supported yet"),
+                          (["mymodels:small", "--in", "3x0"], "argument --in"),
+                          (["mymodels:small", "--in", "3x8x8", "--rtol", "2"], "--rtol")):
+        code, _ = run("audit", *argv)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1

@@ -15,7 +15,7 @@ from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
 from .report import LayerAudit
 
-__all__ = ["audit_layer"]
+__all__ = ["audit_layer", "refused_layer"]
 
 #: The smallest singular value is computed up to this many unknowns (a sparse Cholesky).
 SMALLEST_LIMIT = 20_000
@@ -70,3 +70,11 @@ def _circular_norm(weight: np.ndarray, geom: Any) -> float:
     values = circular_singular_values(weight, size, stride=geom.stride,
                                       dilation=geom.dilation, groups=geom.groups)
     return float(values[0]) if values.size else 0.0
+
+
+def refused_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],
+                  layer: dict[str, Any], error: MemoryError) -> LayerAudit:
+    """Return the row of a layer too large for the memory budget: NaN values, the reason."""
+    nan = math.nan
+    return LayerAudit(name, kind, tuple(weight.shape), tuple(input_size), dict(layer), (0, 0),
+                      0, nan, nan, nan, nan, 0.0, note=f"refused: {error}")

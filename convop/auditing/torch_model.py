@@ -7,7 +7,7 @@ from typing import Any
 
 from .._progress import Progress
 from .._validation import as_int_tuple
-from .layer import audit_layer
+from .layer import audit_layer, refused_layer
 from .report import AuditReport
 
 __all__ = ["audit"]
@@ -87,7 +87,10 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         # Progress on stderr for every layer that takes over a second.
         with Progress(f"auditing layer {index}/{len(seen)} {name} "
                       f"{'x'.join(map(str, weight.shape))} @{'x'.join(map(str, size))}"):
-            row = audit_layer(name, type(module).__name__, weight, size, layer, transposed,
-                              rtol=rtol, sigma_min=sigma_min, rng=rng)
+            try:
+                row = audit_layer(name, type(module).__name__, weight, size, layer,
+                                  transposed, rtol=rtol, sigma_min=sigma_min, rng=rng)
+            except MemoryError as err:  # reported, not crashed on
+                row = refused_layer(name, type(module).__name__, weight, size, layer, err)
         rows.append(type(row)(**{**row.__dict__, "calls": calls}))
     return AuditReport(type(model).__name__, shape, tuple(rows), time.perf_counter() - start)

@@ -1,0 +1,63 @@
+"""``convop audit MODEL --in CxHxW``: the audit of a whole model from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = ["add_audit_parser", "run_audit"]
+
+
+def add_audit_parser(sub: Any) -> None:
+    """Add the ``audit`` subcommand to the subparsers ``sub``."""
+    audit = sub.add_parser(
+        "audit",
+        help="every convolution's exact operator norm beside the usual estimates",
+        description="Audit every convolution of a model at the input size it sees: the exact "
+        "spectral norm beside the reshaped-kernel norm, the circular counterpart and the "
+        "Gram-iteration bound. MODEL is package.module:factory, a callable returning a "
+        "torch.nn.Module (e.g. torchvision.models:resnet18).",
+    )
+    audit.add_argument("model", help="package.module:factory returning a torch.nn.Module")
+    audit.add_argument("--in", dest="input", required=True, metavar="CxHxW",
+                       help="one sample's shape, e.g. 3x224x224")
+    audit.add_argument("--rtol", type=float, default=1e-8, help="accuracy of each norm")
+    audit.add_argument("--sigma-min", action="store_true",
+                       help="also the smallest singular value and the condition number")
+    audit.add_argument("--json", action="store_true", help="print one JSON object")
+    audit.add_argument("--seed", type=int, default=0, help="seed of the start vectors")
+
+
+def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
+              sizes: Callable[..., tuple[int, ...]], usage: type[Exception]) -> int:
+    """Run ``convop audit``: 0 when every layer was audited, 1 when one was refused."""
+    if args.model.endswith(".onnx"):
+        raise usage("argument model: ONNX files are not supported yet; pass "
+                    "package.module:factory")
+    if importlib.util.find_spec("torch") is None:
+        raise usage("argument model: auditing a torch model needs PyTorch: "
+                    "python -m pip install torch==2.13.0")
+    shape = sizes(args.input, "--in")
+    if not 2 <= len(shape) <= 4 or min(shape) < 1:
+        raise usage(f"argument --in: expected C x 1 to 3 positive spatial sizes; got "
+                    f"{args.input!r}")
+    if args.seed < 0:
+        raise usage(f"argument --seed: must be a non-negative integer; got {args.seed}")
+    if not 0 < args.rtol < 1:
+        raise usage(f"argument --rtol: must be in (0, 1); got {args.rtol}")
+    import torch
+
+    from .auditing import audit
+
+    factory = load(args.model)
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise usage(f"argument model: {args.model}() returned {type(model).__name__}, not a "
+                    f"torch.nn.Module")
+    report = audit(model.double(), (shape[0], *shape[1:]), rtol=args.rtol,
+                   sigma_min=args.sigma_min, rng=args.seed)
+    print(report.to_json(indent=2) if args.json else report, file=out)
+    refused = [r.name for r in report.layers if r.note.startswith("refused")]
+    return 1 if refused else 0
