@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -28,6 +29,7 @@ def add_audit_parser(sub: Any) -> None:
                        help="also the smallest singular value and the condition number")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
     audit.add_argument("--seed", type=int, default=0, help="seed of the start vectors")
+    audit.add_argument("--plot", metavar="DIR", help="write audit.png (per-layer bars) into DIR")
 
 
 def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
@@ -47,6 +49,14 @@ def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
         raise usage(f"argument --seed: must be a non-negative integer; got {args.seed}")
     if not 0 < args.rtol < 1:
         raise usage(f"argument --rtol: must be in (0, 1); got {args.rtol}")
+    if args.plot:
+        if importlib.util.find_spec("matplotlib") is None:
+            raise usage('argument --plot: plotting needs matplotlib: python -m pip install '
+                        '"convop[plot]"')
+        try:
+            os.makedirs(args.plot, exist_ok=True)
+        except OSError as err:
+            raise usage(f"argument --plot: cannot create {args.plot!r}: {err.strerror}") from None
     import torch
 
     from .auditing import audit
@@ -59,5 +69,11 @@ def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
     report = audit(model.double(), (shape[0], *shape[1:]), rtol=args.rtol,
                    sigma_min=args.sigma_min, rng=args.seed)
     print(report.to_json(indent=2) if args.json else report, file=out)
+    if args.plot:
+        from .plotting import pyplot
+
+        ax = report.plot()
+        ax.figure.savefig(os.path.join(args.plot, "audit.png"), dpi=100)
+        pyplot().close(ax.figure)
     refused = [r.name for r in report.layers if r.note.startswith("refused")]
     return 1 if refused else 0

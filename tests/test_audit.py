@@ -128,3 +128,12 @@ def test_a_layer_over_the_memory_budget_is_reported_not_crashed_on(monkeypatch):
     assert first.note.startswith("refused: one product") and np.isnan(first.sigma_max)
     assert second.sigma_max > 0 and not second.note
     assert "refused" in report.to_csv()
+
+
+def test_the_picture_has_a_bar_per_layer_and_estimator(report, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    _, r = report
+    ax = r.plot()
+    assert len(ax.patches) == 4 * len(r.layers) and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [row.name for row in r.layers]
+    plt.close("all")

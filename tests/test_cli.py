@@ -356,8 +356,9 @@ def test_audit_a_model_factory_from_the_current_directory(tmp_path, monkeypatch,
     assert [row["name"] for row in data["layers"]] == ["0", "2"]
     assert all(row["sigma_min"] is not None for row in data["layers"])
     assert data["layers"][0]["ratios"]["gram_bound"] >= 1 - 1e-12
-    code, text = run("audit", "mymodels:small", "--in", "3x8x8")
+    code, text = run("audit", "mymodels:small", "--in", "3x8x8", "--plot", str(tmp_path / "pics"))
     assert code == 0 and "reshaped" in text and "sequential network only" in text
+    assert (tmp_path / "pics" / "audit.png").stat().st_size > 5000
     for argv, message in ((["mymodels:not_a_model", "--in", "3x8x8"], "not a torch.nn.Module"),
                           (["model.onnx", "--in", "3x8x8"], "ONNX files are not supported yet"),
                           (["mymodels:small", "--in", "3x0"], "argument --in"),

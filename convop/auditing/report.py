@@ -107,6 +107,38 @@ class AuditReport:
             writer.writerow(row)
         return out.getvalue()
 
+    def plot(self, ax: Any = None) -> Any:
+        """Draw per-layer bars: the exact norm and each estimator (log scale).
+
+        Needs matplotlib (``pip install "convop[plot]"``); returns the ``Axes``.
+        """
+        import numpy as np
+
+        from ..plotting._backend import axes
+
+        plt_ax = axes(ax, (max(6.0, 0.5 * len(self.layers) + 3), 5.5))
+        fields = (("sigma_max", "exact sigma_max", "tab:red"),
+                  ("reshaped_kernel", "reshaped kernel (torch spectral_norm)", "0.55"),
+                  ("circular", "circular counterpart (FFT)", "tab:blue"),
+                  ("gram_bound", "Gram-iteration bound", "tab:green"))
+        x = np.arange(len(self.layers))
+        width = 0.8 / len(fields)
+        for i, (field, label, color) in enumerate(fields):
+            values = [getattr(r, field) for r in self.layers]
+            plt_ax.bar(x + (i - 1.5) * width, values, width, label=label, color=color)
+        plt_ax.set_yscale("log")
+        plt_ax.set_xticks(x)
+        plt_ax.set_xticklabels([r.name for r in self.layers], rotation=60, ha="right",
+                               fontsize="small")
+        plt_ax.set_ylabel("spectral norm")
+        plt_ax.set_title(f"{self.model} at {'x'.join(map(str, self.input_shape))}: each "
+                         f"convolution's norm and its estimates", fontsize="small")
+        # Below the axes: over the bars it would hide them.
+        plt_ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.28),
+                      ncol=2, frameon=False)
+        plt_ax.figure.tight_layout()
+        return plt_ax
+
     def __str__(self) -> str:
         head = (f"audit of {self.model}, input {'x'.join(map(str, self.input_shape))}: "
                 f"{len(self.layers)} convolutions in {self.seconds:.1f} s")
