@@ -518,3 +518,25 @@ def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
+
+def as_contiguous_range(value: Any, name: str, count: int, what: str) -> range:
+    """Resolve a slice (integer bounds, numpy's rules) or a range of ``count`` to a step-1 range.
+
+    ``what`` completes the type error, e.g. "a slice of rows such as slice(r0, r1)".
+    An empty result is allowed; callers that need one element check.
+    """
+    if isinstance(value, slice):
+        for part in ("start", "stop", "step"):
+            bound = getattr(value, part)
+            if bound is not None and (not isinstance(bound, (int, np.integer))
+                                      or isinstance(bound, (bool, np.bool_))):
+                raise TypeError(f"`{name}` must have integer bounds; got {part}={bound!r}.")
+        if value.step not in (None, 1):
+            raise ValueError(f"`{name}` must be contiguous (step 1); got step {value.step}.")
+        start, stop, _ = value.indices(count)
+        return range(start, max(start, stop))
+    if not isinstance(value, range):
+        raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}.")
+    if value.step != 1:
+        raise ValueError(f"`{name}` must be contiguous (step 1); got step {value.step}.")
+    return value

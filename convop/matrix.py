@@ -23,6 +23,7 @@ from ._memory import format_bytes
 from ._progress import building
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
+    as_contiguous_range,
     as_int_tuple,
     as_numeric_array,
     as_weight,
@@ -189,15 +190,8 @@ def row_range(rows: Any, count: int) -> tuple[int, int]:
     if not isinstance(rows, slice):
         raise TypeError(f"`rows` must be a slice of rows such as slice(r0, r1); got "
                         f"{type(rows).__name__}.")
-    for name in ("start", "stop", "step"):
-        bound = getattr(rows, name)
-        if bound is not None and not isinstance(bound, (int, np.integer)) or isinstance(
-                bound, (bool, np.bool_)):
-            raise TypeError(f"`rows` must have integer bounds; got {name}={bound!r}.")
-    if rows.step not in (None, 1):
-        raise ValueError(f"`rows` must be a contiguous block (step 1); got step {rows.step}.")
-    start, stop, _ = rows.indices(count)
-    return start, max(start, stop)
+    block = as_contiguous_range(rows, "rows", count, "a slice of rows")
+    return block.start, block.stop
 
 
 def assemble(

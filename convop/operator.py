@@ -26,6 +26,7 @@ from scipy.sparse.linalg import LinearOperator
 from . import _memory
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
+    as_contiguous_range,
     as_weight,
     check_dtype,
     check_max_bytes,
@@ -46,18 +47,8 @@ def channel_range(channels: range | slice | None, count: int) -> range:
     """Resolve ``channels`` (a range or slice of output channels, step 1) to a non-empty range."""
     if channels is None:
         return range(count)
-    if not isinstance(channels, (range, slice)):
-        raise TypeError(f"`channels` must be a range or slice of output channels; got "
-                        f"{type(channels).__name__}.")
-    if isinstance(channels, slice):
-        for name in ("start", "stop", "step"):
-            bound = getattr(channels, name)
-            if bound is not None and (not isinstance(bound, (int, np.integer))
-                                      or isinstance(bound, (bool, np.bool_))):
-                raise TypeError(f"`channels` must have integer bounds; got {name}={bound!r}.")
-        channels = range(*channels.indices(count))
-    if channels.step != 1:
-        raise ValueError(f"`channels` must be contiguous (step 1); got step {channels.step}.")
+    channels = as_contiguous_range(channels, "channels", count,
+                                   "a range or slice of output channels")
     if not 0 <= channels.start < channels.stop <= count:
         raise ValueError(f"`channels` must be a non-empty range within the {count} output "
                          f"channels; got {channels}.")
