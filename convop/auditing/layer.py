@@ -10,7 +10,7 @@ import numpy as np
 
 from ..geometry import make_geometry
 from ..spectral.bounds import gram_iteration_bound
-from ..spectral.circular import circular_singular_values
+from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
 from .report import LayerAudit
@@ -38,10 +38,10 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
         conv_layer, conv_size = layer, input_size
     geom = make_geometry(weight.shape, conv_size, **conv_layer)
     sigma = spectral_norm(weight, conv_size, rtol=rtol, rng=rng, progress=False, **conv_layer)
-    exact = weight.astype(np.result_type(weight.dtype, np.float64))
-    reshaped = float(np.linalg.norm(exact.reshape(weight.shape[0], -1), 2))
-    circular = _circular_norm(exact, geom)
-    bound = gram_iteration_bound(exact, conv_size, **conv_layer)
+    reshaped = reshaped_kernel_norm(weight)
+    values, _ = counterpart_singular_values(weight, geom)
+    circular = float(values[0]) if values.size else 0.0
+    bound = gram_iteration_bound(weight, conv_size, **conv_layer)
     low = cond = None
     note = ""
     m, n = geom.matrix_shape("input")
@@ -58,18 +58,6 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
     return LayerAudit(name, kind, tuple(weight.shape), tuple(input_size), layer, (m, n),
                       geom.nnz("input"), sigma, reshaped, circular, bound,
                       time.perf_counter() - start, low, cond, note=note)
-
-
-def _circular_norm(weight: np.ndarray, geom: Any) -> float:
-    """Return the norm of the layer's circular counterpart: "same" circular padding.
-
-    At the input size rounded up to a multiple of the stride; for a circular layer
-    with "same" padding, the layer's own norm.
-    """
-    size = tuple(-(-n // s) * s for n, s in zip(geom.input_size, geom.stride))
-    values = circular_singular_values(weight, size, stride=geom.stride,
-                                      dilation=geom.dilation, groups=geom.groups)
-    return float(values[0]) if values.size else 0.0
 
 
 def refused_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],

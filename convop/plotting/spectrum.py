@@ -23,9 +23,9 @@ from ..spectral.circular import (
     block_spectrum,
     circulant_problem,
     circular_geometry,
-    circular_singular_values,
     spectrum_bytes,
 )
+from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
 from ._backend import axes, check_text
 
@@ -268,16 +268,14 @@ def plot_spectrum_density(
     layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
                                  groups=groups, padding_mode=padding_mode)
     geom = make_geometry(w.shape, input_size, **layer)
-    values, label = _density_values(w, geom, budget)
+    values, label = counterpart_singular_values(w, geom, budget)
     m, n = geom.matrix_shape("input")
     if sigma_max is None:
         sigma_max = spectral_norm(w, geom.input_size, rng=rng, max_bytes=budget, **layer)
     if sigma_min is None and min(m, n) <= SMALLEST_LIMIT:
         sigma_min = float(singular_values(w, geom.input_size, k=1, which="smallest", rng=rng,
                                           max_bytes=budget, **layer)[0])
-    # On the exact weights in float64 (complex128): LAPACK has no float16.
-    exact = w.astype(np.result_type(w.dtype, np.float64), copy=False)
-    reshaped = float(np.linalg.norm(exact.reshape(w.shape[0], -1), 2))
+    reshaped = reshaped_kernel_norm(w)
     plt_ax = axes(ax, (7, 4.5))
     positive = values[values > 0]
     marks = [v for v in (sigma_max, sigma_min, reshaped) if v]
@@ -313,17 +311,3 @@ def plot_spectrum_density(
     plt_ax.legend(fontsize="small", loc="upper left")
     plt_ax.set_title(title or textwrap.fill(geom.describe(), 80), fontsize="small")
     return plt_ax
-
-
-def _density_values(w: np.ndarray, geom: Any, budget: int | None) -> tuple[np.ndarray, str]:
-    """All singular values of the layer (circular) or of its circular counterpart."""
-    if geom.padding_mode == "circular" and circulant_problem(geom) is None:
-        return circular_singular_values(w, geom.input_size, stride=geom.stride,
-                                        dilation=geom.dilation, groups=geom.groups,
-                                        padding=geom.padding, max_bytes=budget), \
-            "this layer (circular padding, FFT)"
-    size = tuple(-(-n // s) * s for n, s in zip(geom.input_size, geom.stride))
-    values = circular_singular_values(w, size, stride=geom.stride, dilation=geom.dilation,
-                                      groups=geom.groups, max_bytes=budget)
-    at = "x".join(map(str, size))
-    return values, f"circular counterpart at {at} (FFT)"
