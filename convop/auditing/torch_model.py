@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -92,5 +93,5 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
                                   transposed, rtol=rtol, sigma_min=sigma_min, rng=rng)
             except MemoryError as err:  # reported, not crashed on
                 row = refused_layer(name, type(module).__name__, weight, size, layer, err)
-        rows.append(type(row)(**{**row.__dict__, "calls": calls}))
+        rows.append(dataclasses.replace(row, calls=calls))
     return AuditReport(type(model).__name__, shape, tuple(rows), time.perf_counter() - start)

@@ -11,8 +11,7 @@ import numpy.typing as npt
 
 from .._blas import single_threaded
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
-from .._validation import as_int, as_real, as_weight
-from ..geometry import make_geometry
+from .._validation import as_int, as_real
 from ..spectral.report import SpectralReport
 from ..spectral.tolerance import rank_tolerance
 from ._backend import _comm, _layer
@@ -125,7 +124,7 @@ def spectrum_report(weight: npt.ArrayLike, input_size: IntOrTuple, *, comm: Any 
     top, top_bound, products = _singular(weight, input_size, 1, "largest", comm, layer,
                                          *options)
     low, low_bound, _ = _singular(weight, input_size, 1, "smallest", comm, layer, *options)
-    geom = make_geometry(as_weight(weight).shape, input_size, **layer)
+    _, geom = _layer(weight, input_size, layer)
     sigma_max, sigma_min = float(top[0]), float(low[0])
     cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
     return SpectralReport(
