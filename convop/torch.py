@@ -9,20 +9,25 @@ when convop is imported.
   module through autograd, against the exact operator.
 - ``conv``, ``conv_input_grad``, ``conv_weight_grad``, ``conv_transpose``:
   PyTorch behind convop's signatures (numpy in, numpy out), so that
-  :func:`convop.check_conv` can run its battery against PyTorch.
+  :func:`convop.check_conv` can run its battery against PyTorch; ``bridge``
+  is the :class:`convop.bridge.AutodiffBridge` behind them.
+
+Example: ``convop.check_conv(convop.torch.conv_input_grad, kind="input_grad")``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import as_int_tuple, as_rng
+from ._validation import as_rng
+from .bridge import AutodiffBridge, Layer, bridge_functions
 from .geometry import conv_geometry
 from .matrix import conv_matrix
-from .transposed import _transpose_padding, conv_transpose_matrix
+from .transposed import conv_transpose_matrix
 from .validation import RTOL, CheckReport, LayerConfig, _compare
 from .validation.battery import tolerance
 from .weight_grad import conv_weight_grad as _exact_weight_grad
@@ -34,6 +39,8 @@ __all__ = [
     "conv_matrix_from_module",
     "conv_transpose",
     "conv_weight_grad",
+    "TorchBridge",
+    "bridge",
 ]
 
 
@@ -209,105 +216,60 @@ def _module_weight_grad(weight: np.ndarray, layer: dict[str, Any], transposed: b
 # PyTorch behind convop's signatures -----------------------------------------------------
 
 
+class TorchBridge(AutodiffBridge):
+    """PyTorch (``torch.nn.functional``, autograd) behind convop's signatures."""
+
+    name = "PyTorch"
+
+    def tensor(self, array: np.ndarray) -> Any:
+        """Wrap a numpy array without copying."""
+        return _torch().from_numpy(np.ascontiguousarray(array))
+
+    def numpy(self, tensor: Any) -> np.ndarray:
+        """Detach and return as numpy."""
+        return tensor.detach().numpy()
+
+    def pad(self, x: Any, layer: Layer) -> Any:
+        """Pad with ``F.pad`` in the layer's mode."""
+        flat = [p for pair in reversed(layer.padding) for p in pair]
+        return _torch().nn.functional.pad(x, flat, mode=layer.padding_mode)
+
+    def correlate(self, x: Any, weight: Any, bias: Any, layer: Layer) -> Any:
+        """Run ``F.conv*d`` (symmetric padding native, the rest by ``F.pad``)."""
+        pads = layer.padding
+        symmetric = all(lo == hi for lo, hi in pads)
+        if not symmetric:  # F.conv*d pads both sides alike: pad the difference first
+            flat = [p for pair in reversed(pads) for p in pair]
+            x = _torch().nn.functional.pad(x, flat)
+        return _functional(layer.ndim)(
+            x, weight, bias, stride=layer.stride, dilation=layer.dilation, groups=layer.groups,
+            padding=tuple(lo for lo, _ in pads) if symmetric else 0)
+
+    def correlate_transpose(self, x: Any, weight: Any, bias: Any, layer: Layer) -> Any:
+        """Run ``F.conv_transpose*d``."""
+        # Asymmetric (before, after) padding, which PyTorch lacks, crops the unpadded result.
+        y = _functional(layer.ndim, transposed=True)(
+            x, weight, bias, stride=layer.stride, padding=0,
+            output_padding=layer.output_padding, groups=layer.groups, dilation=layer.dilation)
+        crop = (slice(None), slice(None)) + tuple(
+            slice(lo, y.shape[2 + i] - hi) for i, (lo, hi) in enumerate(layer.padding))
+        return y[crop]
+
+    def vjp(self, function: Callable[[Any], Any], primal: Any, cotangent: Any) -> Any:
+        """Differentiate through ``torch.autograd.grad``."""
+        torch = _torch()
+        primal = primal.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(function(primal), primal, cotangent, allow_unused=True)
+        return torch.zeros_like(primal) if grad is None else grad
+
+
+#: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
+bridge = TorchBridge()
+conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)
+
+
 def _functional(ndim: int, transposed: bool = False) -> Any:
     F = _torch().nn.functional
     if transposed:
         return {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[ndim]
     return {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ndim]
-
-
-def _forward_torch(x: Any, weight: Any, bias: Any, layer: dict[str, Any]) -> Any:
-    """F.pad (any mode, asymmetric) then F.conv*d: PyTorch's own padding semantics."""
-    torch = _torch()
-    ndim = weight.dim() - 2
-    geom = conv_geometry(tuple(weight.shape), tuple(x.shape[2:]), **layer)
-    flat = [p for pair in reversed(geom.padding) for p in pair]
-    if any(flat):
-        mode = "constant" if geom.padding_mode == "zeros" else geom.padding_mode
-        x = torch.nn.functional.pad(x, flat, mode=mode)
-    return _functional(ndim)(x, weight, bias, stride=geom.stride, dilation=geom.dilation,
-                             groups=geom.groups)
-
-
-def _layer_kwargs(stride: Any, padding: Any, dilation: Any, groups: Any,
-                  padding_mode: Any) -> dict[str, Any]:
-    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                padding_mode=padding_mode)
-
-
-def conv(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
-         dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros") -> np.ndarray:
-    """PyTorch's convolution with :func:`convop.conv`'s signature (numpy in and out).
-
-    Examples
-    --------
-    >>> import numpy as np, pytest
-    >>> _ = pytest.importorskip("torch")
-    >>> import convop, convop.torch
-    >>> x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
-    >>> bool(np.allclose(convop.torch.conv(x, w, padding=((1, 0), (0, 1))),
-    ...                  convop.conv(x, w, padding=((1, 0), (0, 1)))))
-    True
-    """
-    torch = _torch()
-    b = None if bias is None else torch.from_numpy(np.asarray(bias))
-    with torch.no_grad():
-        y = _forward_torch(torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(weight)),
-                           b, _layer_kwargs(stride, padding, dilation, groups, padding_mode))
-    return y.numpy()
-
-
-def conv_input_grad(grad_output: Any, weight: Any, input_size: Any, *, stride: Any = 1,
-                    padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                    padding_mode: str = "zeros") -> np.ndarray:
-    """PyTorch's input gradient (autograd) with :func:`convop.conv_input_grad`'s signature."""
-    torch = _torch()
-    dy = torch.from_numpy(np.asarray(grad_output))
-    w = torch.from_numpy(np.asarray(weight))
-    size = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,)
-    x = torch.zeros((dy.shape[0], w.shape[1] * groups, *size), dtype=w.dtype, requires_grad=True)
-    y = _forward_torch(x, w, None, _layer_kwargs(stride, padding, dilation, groups, padding_mode))
-    (grad,) = torch.autograd.grad(y, x, dy, allow_unused=True)
-    return np.zeros(tuple(x.shape), dtype=np.asarray(weight).dtype) if grad is None else (
-        grad.numpy())
-
-
-def conv_weight_grad(x: Any, grad_output: Any, kernel_size: Any, *, stride: Any = 1,
-                     padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                     padding_mode: str = "zeros") -> np.ndarray:
-    """PyTorch's weight gradient (autograd) with :func:`convop.conv_weight_grad`'s signature."""
-    torch = _torch()
-    xt = torch.from_numpy(np.asarray(x))
-    dy = torch.from_numpy(np.asarray(grad_output))
-    kernel = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * (
-        xt.dim() - 2)
-    w = torch.zeros((dy.shape[1], xt.shape[1] // groups, *kernel), dtype=xt.dtype,
-                    requires_grad=True)
-    y = _forward_torch(xt, w, None, _layer_kwargs(stride, padding, dilation, groups, padding_mode))
-    (grad,) = torch.autograd.grad(y, w, dy, allow_unused=True)
-    return np.zeros(tuple(w.shape), dtype=xt.numpy().dtype) if grad is None else grad.numpy()
-
-
-def conv_transpose(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0,
-                   output_padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
-    """PyTorch's transposed convolution with :func:`convop.conv_transpose`'s signature.
-
-    Asymmetric ``(before, after)`` padding, which PyTorch lacks, is applied by
-    cropping the unpadded result.
-    """
-    torch = _torch()
-    xt = torch.from_numpy(np.asarray(x))
-    w = torch.from_numpy(np.asarray(weight))
-    ndim = w.dim() - 2
-    pads = _transpose_padding(padding, ndim, tuple(w.shape[2:]),
-                              as_int_tuple(dilation, "dilation", ndim, minimum=1),
-                              as_int_tuple(stride, "stride", ndim, minimum=1))
-    op = (output_padding,) * ndim if isinstance(output_padding, int) else tuple(output_padding)
-    with torch.no_grad():
-        y = _functional(ndim, transposed=True)(
-            xt, w, None if bias is None else torch.from_numpy(np.asarray(bias)), stride=stride,
-            padding=0, output_padding=op, groups=groups, dilation=dilation)
-    crop = (slice(None), slice(None)) + tuple(
-        slice(lo, y.shape[2 + i] - hi) for i, (lo, hi) in enumerate(pads)
-    )
-    return y[crop].numpy()
