@@ -7,7 +7,7 @@ its transpose for the input gradient, and checks itself against im2col,
 ``scipy.signal.correlate`` and PyTorch.
 """
 
-from .adapters import padding_pairs, relayout
+from .adapters import padding_pairs, relayout, same_padding_pairs
 from .auditing import AuditReport, LayerAudit, audit
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry, output_size
@@ -85,6 +85,7 @@ __all__ = [
     "plot_spectrum_density",
     "plot_structure",
     "relayout",
+    "same_padding_pairs",
     "singular_values",
     "source_index",
     "spectral_norm",

@@ -2,6 +2,9 @@
 
 - :func:`padding_pairs`: every padding form convop accepts, as one
   ``(before, after)`` pair per spatial axis (frameworks want explicit pairs).
+- :func:`same_padding_pairs`: the pairs TensorFlow's and JAX's ``"SAME"`` and
+  ONNX's ``SAME_UPPER``/``SAME_LOWER`` choose, which depend on the input size
+  and the stride.
 - :func:`relayout`: an array from one axis layout to another, named by letters
   (``"NCHW"`` -> ``"NHWC"`` for activations, ``"OIHW"`` -> ``"HWIO"`` for
   weights, ``"IOHW"`` for PyTorch's transposed weights, ...).
@@ -14,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from ._typing import IntOrTuple, PaddingLike
-from ._validation import as_int_tuple, as_numeric_array, as_padding, is_int
+from ._validation import as_int_tuple, as_numeric_array, as_padding, check_choice, is_int
 
-__all__ = ["padding_pairs", "relayout"]
+__all__ = ["padding_pairs", "relayout", "same_padding_pairs"]
 
 
 def padding_pairs(padding: PaddingLike, kernel_size: IntOrTuple, *, stride: IntOrTuple = 1,
@@ -56,6 +59,52 @@ def padding_pairs(padding: PaddingLike, kernel_size: IntOrTuple, *, stride: IntO
     return as_padding(padding, ndim, kernel_size=kernel,
                       dilation=as_int_tuple(dilation, "dilation", ndim, minimum=1),
                       stride=as_int_tuple(stride, "stride", ndim, minimum=1))
+
+
+def same_padding_pairs(input_size: IntOrTuple, kernel_size: IntOrTuple, *,
+                       stride: IntOrTuple = 1, dilation: IntOrTuple = 1,
+                       odd: str = "after") -> tuple[tuple[int, int], ...]:
+    """Return the padding of TensorFlow's/JAX's ``"SAME"`` (ONNX ``SAME_UPPER``/``SAME_LOWER``).
+
+    Each axis gets ``ceil(n / stride)`` outputs: the total padding is
+    ``max((ceil(n / s) - 1) s + d (k - 1) + 1 - n, 0)``, split in half with the
+    odd pixel after (``odd="after"``: TensorFlow, JAX, ONNX ``SAME_UPPER``) or
+    before (``odd="before"``: ONNX ``SAME_LOWER``). With a stride this is not
+    PyTorch's symmetric ``k // 2``, and not convop's ``"same"`` (stride 1 only).
+
+    Parameters
+    ----------
+    input_size, kernel_size : int or tuple of int
+        One entry per spatial axis (an int: one axis, or broadcast to the other's length).
+    stride, dilation : int or tuple of int
+    odd : {"after", "before"}
+        Where an odd total's extra pixel goes.
+
+    Returns
+    -------
+    tuple of (int, int)
+
+    Examples
+    --------
+    >>> from convop import same_padding_pairs
+    >>> same_padding_pairs((8, 7), 3, stride=2)
+    ((0, 1), (1, 1))
+    >>> same_padding_pairs(8, 4, odd="before")
+    ((2, 1),)
+    """
+    check_choice(odd, "odd", ("after", "before"))
+    lengths = [len(v) for v in (input_size, kernel_size) if isinstance(v, (tuple, list))]
+    ndim = max(lengths, default=1)
+    size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
+    kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
+    strides = as_int_tuple(stride, "stride", ndim, minimum=1)
+    dilations = as_int_tuple(dilation, "dilation", ndim, minimum=1)
+    pairs = []
+    for n, k, s, d in zip(size, kernel, strides, dilations):
+        total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+        small = total // 2
+        pairs.append((small, total - small) if odd == "after" else (total - small, small))
+    return tuple(pairs)
 
 
 def relayout(array: Any, source: str, target: str) -> np.ndarray:
