@@ -97,7 +97,8 @@ def auto_pad_pairs(auto_pad: str, input_size: Any, kernel_size: Any, *, stride: 
     ((1, 2), (0, 1))
     """
     check_choice(auto_pad, "auto_pad", AUTO_PADS)
-    ndim = len(as_int_tuple(kernel_size, "kernel_size", None, minimum=1))
+    ndim = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 1
+    as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         return same_padding_pairs(input_size, kernel_size, stride=stride, dilation=dilation,
                                   odd="after" if auto_pad == "SAME_UPPER" else "before")
