@@ -74,7 +74,7 @@ def dimension_numbers(ndim: int, transposed_weight: bool = False) -> tuple[str, 
     --------
     >>> from convop.jax import dimension_numbers
     >>> dimension_numbers(2), dimension_numbers(1, transposed_weight=True)
-    (('NCHW', 'OIHW', 'NCHW'), ('NCH', 'IOH', 'NCH'))
+    (('NCHW', 'OIHW', 'NCHW'), ('NCW', 'IOW', 'NCW'))
     """
     spatial = "DHW"[3 - ndim:]
     weight = ("IO" if transposed_weight else "OI") + spatial
