@@ -105,6 +105,15 @@ class Bridge:
 
     #: The framework's name, as reports and skip reasons print it.
     name = "framework"
+    #: The dtypes the framework computes in, the one to check by default first.
+    dtypes: tuple[str, ...] = ("float64", "float32")
+
+    def kinds(self) -> tuple[str, ...]:
+        """Return the ``check_conv`` kinds this bridge implements (the methods it overrides)."""
+        methods = {"forward": "forward", "input_grad": "input_grad",
+                   "weight_grad": "weight_grad", "transpose": "transpose"}
+        return tuple(kind for kind, method in methods.items()
+                     if getattr(type(self), method) is not getattr(Bridge, method))
 
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                 layer: Layer) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 - ``convop demo``: build ``W`` for a small layer, check it against im2col and
   the adjoint identity.
-- ``convop check torch``: run the standard battery against PyTorch.
+- ``convop check torch|jax|tensorflow|onnxruntime``: run the standard battery
+  against a framework, through its bridge (``convop.torch``, ``convop.jax``,
+  ``convop.tensorflow``, ``convop.onnx``).
 - ``convop check MODULE:FUNCTION --kind KIND``: run it against any importable
   callable with the signature of the matching convop function.
 - ``convop inspect``: describe a layer's matrix (sizes before building, build
@@ -88,6 +90,15 @@ def demo(out: TextIO | None = None) -> bool:
     return ok
 
 
+#: ``convop check`` targets: the bridge module and what it needs installed.
+FRAMEWORKS = {
+    "torch": ("convop.torch", ("torch",), "torch==2.13.0"),
+    "jax": ("convop.jax", ("jax",), "jax==0.10.2"),
+    "tensorflow": ("convop.tensorflow", ("tensorflow",), "tensorflow-cpu"),
+    "onnxruntime": ("convop.onnx", ("onnx", "onnxruntime"), "onnx==1.23.2 onnxruntime==1.32.0"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``convop`` command."""
     parser = _Parser(prog="convop", description="Exact sparse operators of convolution layers.")
@@ -98,14 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="check a convolution implementation against the exact operator",
         description="Run the standard battery of layers through an implementation and compare "
-        "every result with the exact operator. TARGET is 'torch' or MODULE:FUNCTION.",
+        "every result with the exact operator. TARGET is a framework "
+        f"({', '.join(FRAMEWORKS)}) or MODULE:FUNCTION.",
     )
-    check.add_argument("target", help="'torch', or MODULE:FUNCTION of an importable callable")
+    check.add_argument("target", help=f"{'|'.join(FRAMEWORKS)}, or MODULE:FUNCTION of an "
+                       "importable callable")
     check.add_argument("--kind", choices=(*KINDS, "all"), default=None,
-                       help="what the callable computes (default: forward; 'all' for torch)")
+                       help="what the callable computes (default: forward); for a framework, "
+                       "default and 'all': every kind its bridge implements")
     check.add_argument("--configs", choices=("standard", "quick"), default="standard",
                        help="the battery: about 40 layers, or 8")
-    check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    check.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                       help="default: float64, or the framework's only dtype "
+                       "(float32 for onnxruntime)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
 
     inspect = sub.add_parser(
@@ -460,7 +476,8 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
 def _import_target(target: str) -> Callable[..., Any]:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise UsageError(f"argument target: expected 'torch' or MODULE:FUNCTION; got {target!r}")
+        raise UsageError(f"argument target: expected {', '.join(FRAMEWORKS)} or "
+                         f"MODULE:FUNCTION; got {target!r}")
     # As `python -m` does: a module in the current directory is importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -475,34 +492,37 @@ def _import_target(target: str) -> Callable[..., Any]:
     return obj
 
 
-def _torch_impls() -> dict[str, Callable[..., Any]]:
-    if importlib.util.find_spec("torch") is None:
-        raise UsageError(
-            "argument target: 'torch' needs PyTorch: python -m pip install torch==2.13.0"
-        )
-    from . import torch as ct
+def _framework_targets(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], str]:
+    """Return the (kind, callable) pairs of a framework's bridge and the dtype to check."""
+    module_name, needs, install = FRAMEWORKS[args.target]
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"argument target: {args.target!r} needs {', '.join(missing)}: "
+                         f"python -m pip install {install}")
+    from .bridge import bridge_functions
 
-    return {"forward": ct.conv, "input_grad": ct.conv_input_grad,
-            "weight_grad": ct.conv_weight_grad, "transpose": ct.conv_transpose}
+    bridge = importlib.import_module(module_name).bridge
+    functions = bridge_functions(bridge, module_name).by_kind()
+    kinds = bridge.kinds() if args.kind in (None, "all") else (args.kind,)
+    return [(kind, functions[kind]) for kind in kinds], args.dtype or bridge.dtypes[0]
 
 
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``convop check``; returns 0 when every configuration passes, else 1."""
-    if args.target == "torch":
-        impls = _torch_impls()
-        kinds = list(KINDS) if args.kind in (None, "all") else [args.kind]
-        targets = [(kind, impls[kind]) for kind in kinds]
+    if args.target in FRAMEWORKS:
+        targets, dtype = _framework_targets(args)
     else:
         if args.kind == "all":
-            raise UsageError("argument --kind: 'all' needs the target 'torch'")
+            raise UsageError("argument --kind: 'all' needs a framework target "
+                             f"({', '.join(FRAMEWORKS)})")
         targets = [(args.kind or "forward", _import_target(args.target))]
         problem = call_problem(targets[0][1], targets[0][0])
         if problem:
             raise UsageError(f"argument target: {args.target}: {problem}")
+        dtype = args.dtype or "float64"
     passed = True
     for kind, impl in targets:
-        report = check_conv(impl, kind=kind, configs=args.configs, dtype=args.dtype,
-                            rng=args.seed)
+        report = check_conv(impl, kind=kind, configs=args.configs, dtype=dtype, rng=args.seed)
         print(report, file=out)
         print(file=out)
         passed &= report.passed

@@ -117,6 +117,7 @@ class OnnxRuntimeBridge(Bridge):
     """ONNX Runtime (one-node ONNX models, CPU provider) behind convop's signatures."""
 
     name = "ONNX Runtime"
+    dtypes = ("float32",)
 
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                 layer: Layer) -> np.ndarray:

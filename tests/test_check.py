@@ -151,8 +151,9 @@ def test_off_by_one_padding_is_caught_and_named():
     report = convop.check_conv(wrong_same, rng=0)
     failing = report.failures
     assert [r.config.name for r in failing] == ["same, even kernel"]
-    assert failing[0].cause == ("off-by-one padding on every spatial axis: shifted by one "
-                                "(before +1, after -1) ([(1, 2), (1, 2)] -> [(2, 1), (2, 1)])")
+    # That split is ONNX's SAME_LOWER, named before the generic one-pixel shift.
+    assert failing[0].cause == ("padding is ONNX's SAME_LOWER (the odd pixel before) for "
+                                "stride (1, 1): [(2, 1), (2, 1)] instead of [(1, 2), (1, 2)]")
 
 
 def test_one_pixel_too_much_padding_changes_the_shape_and_is_named():

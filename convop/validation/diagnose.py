@@ -12,6 +12,7 @@ from .._validation import (
     as_int_tuple,
     as_padding,
 )
+from ..adapters import same_padding_pairs
 from .battery import RTOL
 from .case import _Case, _exact
 
@@ -151,9 +152,16 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         if w.shape[0] == w.shape[1] * case.cfg.groups and case.cfg.groups == 1:
             out.append(("transposed channels (weight[c, m] for weight[m, c])",
                         lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+    elif kind == "transpose":
+        out.append(("transposed convolution without the kernel transpose: it matches the "
+                    "spatially flipped kernel, as jax.lax.conv_transpose computes by default "
+                    "(transpose_kernel=False); PyTorch's transposed convolution is the "
+                    "gradient of a cross-correlation, which flips the kernel",
+                    lambda: _exact(case, weight=flipped)))
     else:
         out.append(("kernel flipped (convolution instead of cross-correlation)",
                      lambda: _exact(case, weight=flipped)))
+    if kind in ("forward", "transpose"):
         if case.arrays["bias"] is not None:
             out.append(("bias missing", lambda: _exact(case, bias=None)))
         if w.shape[0] == w.shape[1] and case.cfg.groups == 1:
@@ -171,7 +179,29 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         out.append(("wrong group assignment (output channel m reads input group "
                     "m % groups, not m // (C_out / groups))",
                     functools.partial(_round_robin_groups, case)))
+    if kind != "transpose":
+        out.extend(_same_alternatives(case))
     out.extend(_padding_alternatives(case))
+    return out
+
+
+def _same_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the input-size-dependent "SAME" paddings of TensorFlow, JAX and ONNX.
+
+    Porting PyTorch's symmetric ``padding=k // 2`` as ``"SAME"`` changes the
+    padding once there is a stride (8 pixels, 3x3, stride 2: ``(0, 1)``, not
+    ``(1, 1)``); ONNX's ``SAME_LOWER`` puts the odd pixel before.
+    """
+    kernel, stride, dilation = _sizes(case)
+    pairs = _pairs(case)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    for odd, what in (("after", "TensorFlow's/JAX's 'SAME' (ONNX SAME_UPPER)"),
+                      ("before", "ONNX's SAME_LOWER (the odd pixel before)")):
+        same = same_padding_pairs(case.cfg.input_size, kernel, stride=stride,
+                                  dilation=dilation, odd=odd)
+        if same != pairs:
+            out.append((f"padding is {what} for stride {stride}: {list(same)} instead of "
+                        f"{list(pairs)}", functools.partial(_exact, case, padding=same)))
     return out
 
 
