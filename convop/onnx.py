@@ -113,6 +113,12 @@ def _onnx_pads(pairs: Sequence[tuple[int, int]]) -> list[int]:
     return [lo for lo, _ in pairs] + [hi for _, hi in pairs]
 
 
+def _check_dtype(x: np.ndarray) -> None:
+    if x.dtype != np.float32:
+        raise NotImplementedError(f"ONNX Runtime's CPU Conv has float32 kernels only "
+                                  f"(no {x.dtype}); check with dtype='float32'")
+
+
 class OnnxRuntimeBridge(Bridge):
     """ONNX Runtime (one-node ONNX models, CPU provider) behind convop's signatures."""
 
@@ -122,6 +128,7 @@ class OnnxRuntimeBridge(Bridge):
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                 layer: Layer) -> np.ndarray:
         """Run a ``Conv`` node (after a ``Pad`` node for reflect, replicate, circular)."""
+        _check_dtype(x)
         onnx, _ = _modules()
         helper = onnx.helper
         nodes, initializers = [], []
@@ -142,6 +149,7 @@ class OnnxRuntimeBridge(Bridge):
     def transpose(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                   layer: Layer) -> np.ndarray:
         """Run a ``ConvTranspose`` node."""
+        _check_dtype(x)
         for op, s in zip(layer.output_padding, layer.stride):
             if op >= s:  # PyTorch allows up to max(stride, dilation) - 1
                 raise NotImplementedError(
@@ -157,9 +165,6 @@ class OnnxRuntimeBridge(Bridge):
 
     def _run(self, nodes: list[Any], initializers: list[Any], x: np.ndarray,
              weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        if x.dtype != np.float32:
-            raise NotImplementedError(f"ONNX Runtime's CPU Conv has float32 kernels only "
-                                      f"(no {x.dtype}); check with dtype='float32'")
         onnx, ort = _modules()
         helper, elem = onnx.helper, onnx.TensorProto.FLOAT
         feeds = {"x": x, "w": weight} | ({} if bias is None else {"b": bias})
