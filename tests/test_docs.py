@@ -33,7 +33,10 @@ def test_python_blocks_run(path):
     for block in blocks:
         if "convop.petsc" in block and importlib.util.find_spec("petsc4py") is None:
             continue  # runs under mpiexec with Debian's PETSc: tests/test_petsc.py
-        exec(compile(block, str(path), "exec"), {"__name__": "__docs__"})
+        try:
+            exec(compile(block, str(path), "exec"), {"__name__": "__docs__"})
+        except pytest.skip.Exception:
+            continue  # a framework's example (pytest.importorskip): the others still run
 
 
 def test_ci_sets_up_petsc_exactly_as_the_distributed_doc_says():
