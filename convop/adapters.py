@@ -93,8 +93,15 @@ def same_padding_pairs(input_size: IntOrTuple, kernel_size: IntOrTuple, *,
     ((2, 1),)
     """
     check_choice(odd, "odd", ("after", "before"))
-    lengths = [len(v) for v in (input_size, kernel_size) if isinstance(v, (tuple, list))]
-    ndim = max(lengths, default=1)
+    lengths = {name: len(v) for name, v in (("input_size", input_size),
+                                             ("kernel_size", kernel_size))
+               if isinstance(v, (tuple, list, np.ndarray)) and np.ndim(v) == 1}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"`input_size` and `kernel_size` must have the same number of spatial "
+                         f"axes; got {input_size!r} and {kernel_size!r}.")
+    ndim = max(lengths.values(), default=1)
+    if ndim > 3:
+        raise ValueError(f"`{next(iter(lengths))}` must have 1 to 3 spatial axes; got {ndim}.")
     size = as_int_tuple(input_size, "input_size", ndim, minimum=1)
     kernel = as_int_tuple(kernel_size, "kernel_size", ndim, minimum=1)
     strides = as_int_tuple(stride, "stride", ndim, minimum=1)

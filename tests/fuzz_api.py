@@ -415,7 +415,7 @@ def specs() -> list[Spec]:
             spec_source_index(), spec_bias_vector(), spec_vec(), spec_unvec(),
             spec_conv_bias_grad(), spec_dot_test(), spec_check_conv(), spec_standard_configs(),
             spec_plot_structure(), spec_plot_block(), spec_plot_spectrum(),
-            spec_plot_spectrum_density(), spec_plot_frequency_response(), spec_padding_pairs(),
+            spec_plot_spectrum_density(), spec_plot_frequency_response(), spec_padding_pairs(), spec_same_padding_pairs(),
             spec_relayout(), spec_gram_iteration_bound(), spec_audit()]
 
 
@@ -1060,6 +1060,36 @@ def spec_padding_pairs() -> Spec:
         return None
 
     return Spec("padding_pairs", convop.padding_pairs, base, mutations, check, problem)
+
+
+def spec_same_padding_pairs() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        ndim = draw(st.integers(1, 3))
+        axes = st.tuples(*[st.integers(1, 4)] * ndim)
+        return dict(input_size=draw(st.tuples(*[st.integers(1, 12)] * ndim)),
+                    kernel_size=draw(axes), stride=draw(axes), dilation=draw(axes),
+                    odd=draw(st.sampled_from(["after", "before"])))
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"input_size": [Same(list(v["input_size"]), v["input_size"], "list"),
+                               Bad(0, "zero"), Bad((1,) * 4, "4 axes")],
+                "kernel_size": [Bad(-1, "negative"), Bad("3", "a string")],
+                "stride": [Same(np.array(v["stride"]), v["stride"], "array"), Bad(0, "zero")],
+                "dilation": [Bad(0, "zero")],
+                "odd": [Bad("middle", "unknown side"), Bad(None, "None")]}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        # The smallest total padding that gives ceil(n / s) outputs, found by search.
+        for n, k, s, d, (lo, hi) in zip(v["input_size"], v["kernel_size"], v["stride"],
+                                        v["dilation"], result):
+            total = next(t for t in range(0, d * k + s + 1)
+                         if n + t >= d * (k - 1) + 1
+                         and (n + t - d * (k - 1) - 1) // s + 1 >= -(-n // s))
+            small, large = sorted((lo, hi))
+            assert (lo + hi, large - small) == (total, total % 2), (result, total)
+            assert (hi >= lo) if v["odd"] == "after" else (lo >= hi)
+
+    return Spec("same_padding_pairs", convop.same_padding_pairs, base, mutations, check)
 
 
 def spec_relayout() -> Spec:
