@@ -114,6 +114,10 @@ _STANDARD = [
                 padding=(1, 3)),
     LayerConfig("stride 3 not dividing H + 2p - k", (3, 2, 3, 3), (11, 12), stride=3,
                 padding=1),
+    # Stride and dilation both above 1 on the same axes: tf.nn.convolution refuses the
+    # combination; kernels that accept it must still index the dilated taps right.
+    LayerConfig("stride 2 + dilation 2", (3, 2, 3, 3), (11, 10), stride=2, dilation=2,
+                padding=1),
     LayerConfig("3-D anisotropic", (2, 2, 2, 3, 2), (6, 7, 5), stride=(1, 2, 1),
                 dilation=(2, 1, 2), padding=((1, 0), (0, 1), (1, 1))),
 ]
