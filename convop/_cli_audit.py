@@ -18,10 +18,12 @@ def add_audit_parser(sub: Any) -> None:
         help="every convolution's exact operator norm beside the usual estimates",
         description="Audit every convolution of a model at the input size it sees: the exact "
         "spectral norm beside the reshaped-kernel norm, the circular counterpart and the "
-        "Gram-iteration bound. MODEL is package.module:factory, a callable returning a "
-        "torch.nn.Module (e.g. torchvision.models:resnet18).",
+        "Gram-iteration bound. MODEL is an .onnx file (sizes from ONNX shape inference) or "
+        "package.module:factory, a callable returning a torch.nn.Module "
+        "(e.g. torchvision.models:resnet18).",
     )
-    audit.add_argument("model", help="package.module:factory returning a torch.nn.Module")
+    audit.add_argument("model", help="an .onnx file, or package.module:factory returning a "
+                       "torch.nn.Module")
     audit.add_argument("--in", dest="input", required=True, metavar="CxHxW",
                        help="one sample's shape, e.g. 3x224x224")
     audit.add_argument("--rtol", type=float, default=1e-8, help="accuracy of each norm")
@@ -35,10 +37,14 @@ def add_audit_parser(sub: Any) -> None:
 def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
               sizes: Callable[..., tuple[int, ...]], usage: type[Exception]) -> int:
     """Run ``convop audit``: 0 when every layer was audited, 1 when one was refused."""
-    if args.model.endswith(".onnx"):
-        raise usage("argument model: ONNX files are not supported yet; pass "
-                    "package.module:factory")
-    if importlib.util.find_spec("torch") is None:
+    onnx_file = args.model.endswith(".onnx")
+    if onnx_file:
+        if importlib.util.find_spec("onnx") is None:
+            raise usage("argument model: auditing an ONNX file needs onnx: "
+                        "python -m pip install onnx==1.23.2")
+        if not os.path.isfile(args.model):
+            raise usage(f"argument model: {args.model!r} is not a file")
+    elif importlib.util.find_spec("torch") is None:
         raise usage("argument model: auditing a torch model needs PyTorch: "
                     "python -m pip install torch==2.13.0")
     shape = sizes(args.input, "--in")
@@ -57,17 +63,23 @@ def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
             os.makedirs(args.plot, exist_ok=True)
         except OSError as err:
             raise usage(f"argument --plot: cannot create {args.plot!r}: {err.strerror}") from None
-    import torch
-
     from .auditing import audit
 
-    factory = load(args.model)
-    model = factory()
-    if not isinstance(model, torch.nn.Module):
-        raise usage(f"argument model: {args.model}() returned {type(model).__name__}, not a "
-                    f"torch.nn.Module")
-    report = audit(model.double(), (shape[0], *shape[1:]), rtol=args.rtol,
-                   sigma_min=args.sigma_min, rng=args.seed)
+    if onnx_file:
+        model: Any = args.model
+    else:
+        import torch
+
+        model = load(args.model)()
+        if not isinstance(model, torch.nn.Module):
+            raise usage(f"argument model: {args.model}() returned {type(model).__name__}, "
+                        f"not a torch.nn.Module")
+        model = model.double()
+    try:
+        report = audit(model, (shape[0], *shape[1:]), rtol=args.rtol,
+                       sigma_min=args.sigma_min, rng=args.seed)
+    except (TypeError, ValueError) as err:  # e.g. --in that does not fit the model's input
+        raise usage(f"argument --in: {err}") from None
     print(report.to_json(indent=2) if args.json else report, file=out)
     if args.plot:
         from .plotting import pyplot

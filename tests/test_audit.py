@@ -106,6 +106,8 @@ def test_report_forms_agree(report):
 
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(TypeError, match="`model`"):
+        convop.audit(42, (3, 8, 8))
+    with pytest.raises(ValueError, match="`model` 'resnet' is not a file"):
         convop.audit("resnet", (3, 8, 8))
     with pytest.raises(ValueError, match="`input_shape`"):
         convop.audit(nn.Conv2d(3, 4, 3), (3, 0, 8))
@@ -137,3 +139,92 @@ def test_the_picture_has_a_bar_per_layer_and_estimator(report, tmp_path):
     assert len(ax.patches) == 4 * len(r.layers) and ax.get_yscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == [row.name for row in r.layers]
     plt.close("all")
+
+
+# ONNX models ------------------------------------------------------------------------------
+
+
+def _export(model, shape):
+    onnx = pytest.importorskip("onnx")
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (torch.zeros((1, *shape), dtype=torch.float64),), buffer,
+                          dynamo=False)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def test_the_onnx_export_gives_the_same_table(report, tmp_path):
+    model, from_torch = report
+    exported = _export(model, (3, 10, 10))
+    path = tmp_path / "small.onnx"
+    path.write_bytes(exported.SerializeToString())
+    for source in (exported, path, str(path)):
+        from_onnx = convop.audit(source, (3, 10, 10), rtol=1e-10, sigma_min=True)
+        fields = ("name", "kind", "weight_shape", "input_size", "layer", "matrix_shape", "nnz",
+                  "calls", "note")
+        for a, b in zip(from_torch.layers, from_onnx.layers, strict=True):
+            assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+            for f in ("sigma_max", "reshaped_kernel", "circular", "gram_bound", "sigma_min"):
+                assert getattr(b, f) == pytest.approx(getattr(a, f), rel=1e-9), (a.name, f)
+    assert from_onnx.model == "small.onnx"
+
+
+def _node_model():
+    """A hand-made ONNX graph: SAME_LOWER with a stride, a reflect Pad, a folded weight."""
+    onnx = pytest.importorskip("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal((3, 4, 2, 3))
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2 / 2, "half_w2"),
+             numpy_helper.from_array(np.array(2.0), "two"),
+             numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 0], dtype=np.int64), "pads")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], auto_pad="SAME_LOWER", strides=[2, 2]),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Pad", ["b", "pads"], ["c"], mode="reflect"),
+             helper.make_node("Mul", ["half_w2", "two"], ["w2"]),  # a computed constant weight
+             helper.make_node("Conv", ["c", "w2"], ["y"], dilations=[1, 2])]
+    f64 = onnx.TensorProto.DOUBLE
+    graph = helper.make_graph(nodes, "handmade", [helper.make_tensor_value_info(
+        "x", f64, ["N", 2, "H", "W"])], [helper.make_tensor_value_info("y", f64, None)],
+        initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), w1, w2
+
+
+def test_onnx_nodes_are_read_with_their_padding_exactly():
+    model, w1, w2 = _node_model()
+    report = convop.audit(model, (2, 9, 8), rtol=1e-12)
+    first, second = report.layers
+    # SAME_LOWER, stride 2, 9x8: totals 2 and 1, the odd pixel before.
+    assert first.layer["padding"] == ((1, 1), (1, 0)) and first.input_size == (9, 8)
+    assert second.input_size == (5, 4) and second.layer["padding_mode"] == "reflect"
+    assert second.layer["padding"] == ((1, 2), (2, 0))
+    W1 = convop.conv_matrix(w1, (9, 8), stride=2, padding=((1, 1), (1, 0)), domain="input")
+    W2 = convop.conv_matrix(w2, (5, 4), padding=((1, 2), (2, 0)), dilation=(1, 2),
+                            padding_mode="reflect", domain="input")
+    for row, W in ((first, W1), (second, W2)):
+        assert row.sigma_max == pytest.approx(dense_norms(W)[0], rel=1e-11)
+        assert row.matrix_shape == W.shape and row.nnz == W.nnz
+
+
+def test_onnx_input_shape_must_fit_the_model():
+    model, _, _ = _node_model()
+    with pytest.raises(ValueError, match="`input_shape`"):
+        convop.audit(model, (2, 9, 8, 4))
+
+
+def test_cli_audits_an_onnx_file(tmp_path, capsys):
+    from convop.cli import main
+
+    model, _, _ = _node_model()
+    path = tmp_path / "handmade.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert main(["audit", str(path), "--in", "2x9x8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "handmade.onnx" and len(data["layers"]) == 2
+    assert main(["audit", str(tmp_path / "missing.onnx"), "--in", "2x9x8"]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    assert main(["audit", str(path), "--in", "2x9x8x3"]) == 2
+    assert "argument --in" in capsys.readouterr().err

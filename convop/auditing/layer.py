@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,28 @@ from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
 from .report import LayerAudit
 
-__all__ = ["audit_layer", "refused_layer"]
+__all__ = ["LayerRow", "audit_layer", "refused_layer"]
 
 #: The smallest singular value is computed up to this many unknowns (a sparse Cholesky).
 SMALLEST_LIMIT = 20_000
+
+
+@dataclass
+class LayerRow:
+    """One convolution found in a model, before it is audited.
+
+    ``layer`` holds convop's layer arguments (``padding`` as pairs); a row
+    convop cannot read has ``weight`` None and says why in ``note``.
+    """
+
+    name: str
+    kind: str
+    weight: np.ndarray | None
+    input_size: tuple[int, ...]
+    layer: dict[str, Any]
+    transposed: bool
+    calls: int = 1
+    note: str = ""
 
 
 def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],

@@ -1,0 +1,103 @@
+"""``convop.audit``: a torch module or an ONNX model, every convolution audited."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from .._progress import Progress
+from .._validation import as_int_tuple
+from ..spectral.values import check_rtol
+from .layer import LayerRow, audit_layer, refused_layer
+from .report import AuditReport, LayerAudit
+
+__all__ = ["audit"]
+
+
+def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool = False,
+          rng: Any = 0) -> AuditReport:
+    """Audit every convolution of a model: exact norm beside the estimators.
+
+    The input size each ``Conv``/``ConvTranspose`` really sees comes from one
+    forward pass with hooks on a zero tensor of ``(1, *input_shape)`` for a
+    ``torch.nn.Module``, and from ONNX shape inference for an ONNX model
+    (``Conv``/``ConvTranspose`` nodes with their initializers; a ``Pad`` node in
+    front, or PyTorch's Slice/Concat export of circular padding, is folded into
+    the layer's padding mode). A layer called several times at one input size
+    is audited once, its ``calls`` counted. Each layer gets its exact
+    ``sigma_max`` (to ``rtol``), the reshaped-kernel norm (what
+    ``torch.nn.utils.parametrizations.spectral_norm`` uses), the circular
+    counterpart's norm and the Gram-iteration bound, and on request
+    ``sigma_min`` and the condition number (up to 20 000 unknowns). A layer
+    too large for the memory budget is a row that says so.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, onnx.ModelProto, str or os.PathLike
+        A module (put in eval mode for the pass, then restored), an ONNX model,
+        or the path of an ``.onnx`` file. torch and onnx are imported only for
+        their own kind of model.
+    input_shape : tuple of int
+        One sample's shape, ``(C, *spatial)``.
+    rtol : float
+        Relative accuracy of every ``sigma_max``.
+    sigma_min : bool
+        Also the smallest singular value and the condition number.
+    rng : int or numpy.random.Generator
+        Start vectors.
+
+    Returns
+    -------
+    AuditReport
+
+    Examples
+    --------
+    >>> import pytest
+    >>> torch = pytest.importorskip("torch")
+    >>> import convop
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+    ...                             torch.nn.Conv2d(4, 2, 3, stride=2))
+    >>> report = convop.audit(model, (3, 8, 8))
+    >>> [r.name for r in report.layers], report.layers[1].input_size
+    (['0', '2'], (8, 8))
+    """
+    if isinstance(input_shape, int) or not hasattr(input_shape, "__len__"):
+        raise TypeError(f"`input_shape` must be a tuple (C, *spatial); got {input_shape!r}.")
+    shape = as_int_tuple(input_shape, "input_shape", len(input_shape), minimum=1)
+    if not 2 <= len(shape) <= 4:
+        raise ValueError(f"`input_shape` must be (C, *spatial) with 1 to 3 spatial axes; got "
+                         f"{shape}.")
+    check_rtol(rtol)
+    start = time.perf_counter()
+    if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
+        from .onnx_model import onnx_layers
+
+        name, rows = onnx_layers(model, shape)
+    else:
+        from .torch_model import torch_layers
+
+        name, rows = torch_layers(model, shape)
+    audited = [_audit_row(row, index, len(rows), rtol, sigma_min, rng)
+               for index, row in enumerate(rows, 1)]
+    return AuditReport(name, shape, tuple(audited), time.perf_counter() - start)
+
+
+def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,
+               rng: Any) -> LayerAudit:
+    if row.weight is None:  # a node convop cannot read: its row says why
+        nan = float("nan")
+        return LayerAudit(row.name, row.kind, (), row.input_size, {}, (0, 0), 0, nan, nan, nan,
+                          nan, 0.0, calls=row.calls, note=row.note)
+    weight = row.weight
+    # Progress on stderr for every layer that takes over a second.
+    with Progress(f"auditing layer {index}/{total} {row.name} "
+                  f"{'x'.join(map(str, weight.shape))} @{'x'.join(map(str, row.input_size))}"):
+        try:
+            audited = audit_layer(row.name, row.kind, weight, row.input_size, row.layer,
+                                  row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng)
+        except MemoryError as err:  # reported, not crashed on
+            audited = refused_layer(row.name, row.kind, weight, row.input_size, row.layer, err)
+    note = "; ".join(n for n in (audited.note, row.note) if n)
+    return dataclasses.replace(audited, calls=row.calls, note=note)
