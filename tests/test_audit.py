@@ -228,3 +228,85 @@ def test_cli_audits_an_onnx_file(tmp_path, capsys):
     assert "is not a file" in capsys.readouterr().err
     assert main(["audit", str(path), "--in", "2x9x8x3"]) == 2
     assert "argument --in" in capsys.readouterr().err
+
+
+# The network bound across residual connections -------------------------------------------
+
+
+class Residual(nn.Module):
+    """conv -> BN -> ReLU -> maxpool, a residual block with a 1x1 shortcut, avgpool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 3, 3, padding=1, padding_mode="circular")
+        self.shortcut = nn.Conv2d(4, 3, 1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn(self.stem(x))))
+        x = self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x)
+        return self.head(torch.relu(x))
+
+
+@pytest.fixture(scope="module")
+def residual():
+    torch.manual_seed(1)
+    model = Residual().double()
+    with torch.no_grad():  # a batch norm that is not the identity
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.weight.uniform_(-1.5, 1.5)
+    return model, convop.audit(model, (2, 8, 8), rtol=1e-12)
+
+
+def test_the_network_bound_follows_the_rules(residual):
+    model, r = residual
+    s = {row.name: row.sigma_max for row in r.layers}
+    bn = model.bn
+    with torch.no_grad():
+        bn_scale = float((bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)).max())
+        linear = float(torch.linalg.matrix_norm(model.head[2].weight, 2))
+    # maxpool 3/2: each pixel in at most 2x2 windows; avgpool 4x4 -> 1: sqrt(1/16).
+    expected = (s["stem"] * bn_scale * 2.0 * (s["conv2"] * s["conv1"] + s["shortcut"])
+                * 0.25 * linear)
+    assert r.network_bound["sigma_max"] == pytest.approx(expected, rel=1e-12)
+    assert r.network_bound["gram_bound"] >= r.network_bound["sigma_max"]
+    assert "residual" in str(r) and r.to_dict()["network_bound"] == r.network_bound
+
+
+def test_the_network_bound_is_never_below_the_jacobian_norm(residual):
+    # The network is piecewise linear: its Jacobian's norm at any input is a lower bound of
+    # its Lipschitz constant, so no sample may exceed the bound.
+    model, r = residual
+    model.eval()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = torch.from_numpy(rng.standard_normal((1, 2, 8, 8)) * rng.uniform(0.1, 10))
+        J = torch.autograd.functional.jacobian(model, x).reshape(2, -1)
+        assert float(torch.linalg.matrix_norm(J, 2)) <= r.network_bound["sigma_max"]
+
+
+def test_a_model_without_a_rule_or_a_graph_says_so():
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) * x  # a product of two tensors: no Lipschitz constant
+
+    class Branching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else x  # data-dependent: fx cannot trace
+
+    gated = convop.audit(Gated().double(), (2, 6, 6))
+    assert gated.network_bound is None and "product of two tensors" in gated.network_note
+    branching = convop.audit(Branching().double(), (2, 6, 6))
+    assert branching.network_bound is None and "torch.fx cannot trace" in str(branching)

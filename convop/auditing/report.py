@@ -59,6 +59,11 @@ class AuditReport:
     input_shape: tuple[int, ...]
     layers: tuple[LayerAudit, ...]
     seconds: float
+    #: Lipschitz bound of the whole network per field (``sigma_max`` and each
+    #: estimator in its place), valid across residual connections; None when
+    #: unknown (``network_note`` says why).
+    network_bound: dict[str, float] | None = None
+    network_note: str = ""
 
     def product(self, field: str = "sigma_max") -> float:
         """Return the product of a field over the layers (each call counted).
@@ -84,7 +89,8 @@ class AuditReport:
         return {"model": self.model, "input_shape": list(self.input_shape),
                 "seconds": self.seconds, "layers": rows, "products": products,
                 "products_note": "products bound the Lipschitz constant of a purely "
-                                 "sequential network only (not across residual connections)"}
+                                 "sequential network only (not across residual connections)",
+                "network_bound": self.network_bound, "network_note": self.network_note}
 
     def to_json(self, **kwargs: Any) -> str:
         """Return the report as JSON."""
@@ -154,6 +160,14 @@ class AuditReport:
         lines.append(f"product of sigma_max over the layers: {self.product():.6g} "
                      f"(reshaped kernel: {self.product('reshaped_kernel'):.6g}); a Lipschitz "
                      f"bound for a purely sequential network only")
+        if self.network_bound is not None:
+            b = self.network_bound
+            lines.append(f"network Lipschitz bound (valid across residual connections): "
+                         f"{b['sigma_max']:.6g} from the exact norms, {b['gram_bound']:.6g} "
+                         f"from the Gram bounds (reshaped kernel in their place: "
+                         f"{b['reshaped_kernel']:.6g}, not a bound)")
+        elif self.network_note:
+            lines.append(self.network_note)
         return "\n".join(lines)
 
 
