@@ -12,7 +12,8 @@ here: the same module names, shapes and Kaiming-normal fan-out init) at
   norm (Sedghi et al. 2019) and the Gram-iteration bound (Delattre et al. 2023),
 - the spread of each ratio over the layers, and the products over the layers.
 
-``--markdown`` prints the table as the Markdown of ``docs/audit.md``.
+``--markdown`` prints the table as the Markdown of ``docs/audit.md``; ``--plot PNG``
+draws the report's per-layer bars.
 
 Run: ``python benchmarks/bench_audit.py`` (needs ``torch``).
 """
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtol", type=float, default=1e-8)
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--plot", metavar="PNG", help="also draw the report's bars into PNG")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['circular']:.4g}, Gram bounds {b['gram_bound']:.4g}")
     else:
         print(report.network_note)
+    if args.plot:
+        ax = report.plot()
+        ax.figure.savefig(args.plot, dpi=100)
     return 0 if all(math.isfinite(r.sigma_max) for r in report.layers) else 1
 
 

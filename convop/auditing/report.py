@@ -137,11 +137,22 @@ class AuditReport:
         plt_ax.set_xticklabels([r.name for r in self.layers], rotation=60, ha="right",
                                fontsize="small")
         plt_ax.set_ylabel("spectral norm")
+        # Plain numbers on the log axis (not 3 x 10^0), and the legend between the title
+        # and the axes: over the bars it hides them, below it meets the rotated names.
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+        plt_ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        low, high = plt_ax.get_ylim()
+        # Minor labels only within about a decade, where there are no major ones to read.
+        plt_ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 30
+                                         else NullFormatter())
+        plt_ax.tick_params(axis="y", which="minor", labelsize="x-small")
+        columns = 4 if plt_ax.figure.get_figwidth() >= 10 else 2  # what the width holds
         plt_ax.set_title(f"{self.model} at {'x'.join(map(str, self.input_shape))}: each "
-                         f"convolution's norm and its estimates", fontsize="small")
-        # Below the axes: over the bars it would hide them.
-        plt_ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.28),
-                      ncol=2, frameon=False)
+                         f"convolution's norm and its estimates", fontsize="small",
+                         pad=26 if columns == 4 else 40)
+        plt_ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                      ncol=columns, frameon=False)
         plt_ax.figure.tight_layout()
         return plt_ax
 
