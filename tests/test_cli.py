@@ -360,7 +360,7 @@ def test_audit_a_model_factory_from_the_current_directory(tmp_path, monkeypatch,
     assert code == 0 and "reshaped" in text and "sequential network only" in text
     assert (tmp_path / "pics" / "audit.png").stat().st_size > 5000
     for argv, message in ((["mymodels:not_a_model", "--in", "3x8x8"], "not a torch.nn.Module"),
-                          (["model.onnx", "--in", "3x8x8"], "ONNX files are not supported yet"),
+                          (["model.onnx", "--in", "3x8x8"], "'model.onnx' is not a file"),
                           (["mymodels:small", "--in", "3x0"], "argument --in"),
                           (["mymodels:small", "--in", "3x8x8", "--rtol", "2"], "--rtol")):
         code, _ = run("audit", *argv)
