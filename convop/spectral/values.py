@@ -38,6 +38,8 @@ from .tolerance import rank_tolerance, zero_below
 
 #: Largest matrix (entries) whose full SVD is computed densely.
 DENSE_SVD_MAX_ENTRIES = 2**24
+#: Noise added to a zero-padded layer's warm start, so it is never orthogonal to the top.
+ZEROS_NOISE = 1e-3
 #: From this many unknowns on, the largest value starts with a float32 phase.
 FLOAT32_PHASE_SIZE = 8192
 #: Most Lanczos vectors kept for the largest value (a restart follows).
@@ -364,7 +366,9 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     if k == 1:
         start = _warm_start(target, rng, side, budget=fixed + least)
         # An exact start (circular layers) needs a float64 step or two, no float32 phase.
-        if size >= FLOAT32_PHASE_SIZE and start is None:
+        exact = start is not None and target.layer is not None and (
+            target.layer.geometry.padding_mode == "circular")
+        if size >= FLOAT32_PHASE_SIZE and not exact:
             start, done[0] = _low_precision_phase(target, side, start, rng, room, report,
                                                   maxiter)
         left = None if maxiter is None else maxiter - done[0]
@@ -386,14 +390,32 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
 
 def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
                 ) -> np.ndarray | None:
-    """Return a circular layer's top singular vectors (FFT) on the Gram operator's side.
+    """Return a start block from the circular counterpart's top singular vectors (FFT).
 
-    Only for circular padding, where they are the layer's own: for zero padding the
-    counterpart's vectors were measured to save no product on ResNet layers.
+    For circular padding they are the layer's own top vectors. For a stride-1
+    zero-padded layer, under a sine envelope and with a little noise, they start
+    the float32 phase closer: 10.6 % fewer products over ResNet-18's layers
+    (4115 -> 3679), 3-6 % less time. Strided layers gained nothing for the cost
+    of the start (measured), and get none.
     """
-    if target.layer is None or target.layer.geometry.padding_mode != "circular":
+    layer = target.layer
+    if layer is None:
         return None
-    start = circular_start(target.layer, rng, budget=budget)
+    geom = layer.geometry
+    circular = geom.padding_mode == "circular"
+    if not circular and (geom.padding_mode != "zeros" or max(geom.stride) > 1):
+        return None
+    start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE)
+    if start is not None and not circular:
+        # Zero padding: the counterpart's wave under the lowest Dirichlet mode of each axis,
+        # the envelope of a Toeplitz operator's top eigenvector.
+        envelope = np.ones(())
+        for n in geom.input_size:
+            envelope = np.multiply.outer(envelope, np.sin(np.pi * np.arange(1, n + 1) / (n + 1)))
+        start = np.atleast_2d(start).reshape(-1, geom.in_channels, envelope.size) * (
+            envelope.reshape(-1))
+        start = start.reshape(start.shape[0], -1)
+        start /= np.linalg.norm(start, axis=1, keepdims=True)
     if start is None or side == "input":
         return start
     product = target.gram(target.dtype, "input")
