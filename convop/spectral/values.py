@@ -9,7 +9,9 @@ the weight's dtype, unless ``dtype`` asks for less.
 
 The largest value of a layer comes from Lanczos on its Gram operator (the
 smaller side), with reused product buffers (:mod:`convop.spectral.products`),
-for circular padding a start vector from the FFT, and on large layers a first
+a start vector from the FFT (for circular padding the exact top vector; for
+stride-1 zero padding the circular counterpart's under a sine envelope), and on
+large layers a first
 phase with float32 products that brings the float64 phase a start vector it
 only has to polish.
 """
