@@ -310,3 +310,32 @@ def test_a_model_without_a_rule_or_a_graph_says_so():
     assert gated.network_bound is None and "product of two tensors" in gated.network_note
     branching = convop.audit(Branching().double(), (2, 6, 6))
     assert branching.network_bound is None and "torch.fx cannot trace" in str(branching)
+
+
+def test_the_onnx_network_bound_matches_the_torch_one(report, residual):
+    # Without batch norms the graphs are the same maps: the same bound, padding folded.
+    model, from_torch = report
+    from_onnx = convop.audit(_export(model, (3, 10, 10)), (3, 10, 10), rtol=1e-10)
+    for field, value in from_torch.network_bound.items():
+        assert from_onnx.network_bound[field] == pytest.approx(value, rel=1e-9), field
+    # The exporter folds the batch norm into the stem's weight: a bound at most the
+    # torch one (the fused layer's norm is at most the product), never below the
+    # Jacobian's norm.
+    model, from_torch = residual
+    exported = convop.audit(_export(model.eval(), (2, 8, 8)), (2, 8, 8), rtol=1e-12)
+    bound = exported.network_bound["sigma_max"]
+    assert bound <= from_torch.network_bound["sigma_max"] * (1 + 1e-12)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        x = torch.from_numpy(rng.standard_normal((1, 2, 8, 8)))
+        J = torch.autograd.functional.jacobian(model, x).reshape(2, -1)
+        assert float(torch.linalg.matrix_norm(J, 2)) <= bound
+
+
+def test_the_onnx_network_bound_of_hand_made_nodes():
+    model, _, _ = _node_model()
+    report = convop.audit(model, (2, 9, 8), rtol=1e-12)
+    first, second = report.layers
+    # Conv -> Relu -> reflect Pad (folded into the second conv's norm) -> Conv.
+    assert report.network_bound["sigma_max"] == pytest.approx(
+        first.sigma_max * second.sigma_max, rel=1e-12)

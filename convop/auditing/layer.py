@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,12 @@ from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
 from .report import LayerAudit
 
-__all__ = ["LayerRow", "audit_layer", "refused_layer"]
+__all__ = ["Bounds", "LayerRow", "Norms", "audit_layer", "refused_layer"]
+
+#: Each convolution's audited values, by (row name, input size), then by field.
+Norms = dict[tuple[str, tuple[int, ...]], dict[str, float]]
+#: From the audited norms, the network's bound per field (or None) and a note.
+Bounds = Callable[[Norms], tuple[dict[str, float] | None, str]]
 
 #: The smallest singular value is computed up to this many unknowns (a sparse Cholesky).
 SMALLEST_LIMIT = 20_000

@@ -71,37 +71,19 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
                          f"{shape}.")
     check_rtol(rtol)
     start = time.perf_counter()
-    is_onnx = isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto"
-    if is_onnx:
+    if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         from .onnx_model import onnx_layers
 
-        name, rows = onnx_layers(model, shape)
+        name, rows, bounds = onnx_layers(model, shape)
     else:
         from .torch_model import torch_layers
 
-        name, rows = torch_layers(model, shape)
+        name, rows, bounds = torch_layers(model, shape)
     audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng)
                     for index, row in enumerate(rows, 1))
-    if is_onnx:
-        bounds, note = None, ("no network bound: computed for torch models (torch.fx); the "
-                              "products bound a purely sequential network only")
-    else:
-        bounds, note = _torch_bounds(model, shape, audited)
-    return AuditReport(name, shape, audited, time.perf_counter() - start, bounds, note)
-
-
-def _torch_bounds(model: Any, shape: tuple[int, ...], rows: tuple[LayerAudit, ...]
-                  ) -> tuple[dict[str, float] | None, str]:
-    from .lipschitz import network_bounds
-
-    norms = {(r.name, r.input_size): {f: getattr(r, f) for f in ("sigma_max", *ESTIMATORS)}
-             for r in rows}
-    training = model.training
-    try:
-        model.eval()
-        return network_bounds(model, shape, norms)
-    finally:
-        model.train(training)
+    network, note = bounds({(r.name, r.input_size): {f: getattr(r, f) for f in (
+        "sigma_max", *ESTIMATORS)} for r in audited})
+    return AuditReport(name, shape, audited, time.perf_counter() - start, network, note)
 
 
 def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,

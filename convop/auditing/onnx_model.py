@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .layer import LayerRow
+from .layer import Bounds, LayerRow, Norms
 
 __all__ = ["onnx_layers"]
 
@@ -51,6 +51,7 @@ class _Graph:
         if len(inputs) != 1:
             raise ValueError(f"`model` must have one input tensor to audit; it has "
                              f"{[v.name for v in inputs]}.")
+        self.input_name = inputs[0].name
         dims = inputs[0].type.tensor_type.shape.dim
         if len(dims) and len(dims) != len(input_shape) + 1:
             raise ValueError(f"`input_shape` {input_shape} has {len(input_shape)} axes but the "
@@ -234,16 +235,23 @@ def _wrapped(graph: _Graph, node: Any, axis: int) -> tuple[str, int, int] | None
     return middle, sizes[0], sizes[1]
 
 
-def onnx_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[LayerRow]]:
-    """Return an ONNX model's name and every ``Conv``/``ConvTranspose`` with its input size.
+def onnx_layers(model: Any, input_shape: tuple[int, ...]
+                ) -> tuple[str, list[LayerRow], Bounds]:
+    """Return an ONNX model's convolutions, each with the input size it sees.
+
+    Also its name, and the function that bounds the network from the audited
+    norms (:func:`.lipschitz.onnx_network_bounds`).
 
     Layers sharing a weight, geometry and input size are one row with their
     ``calls`` counted; a node convop cannot read is a row that says why.
     """
     from ..onnx import auto_pad_pairs
+    from .lipschitz import onnx_network_bounds
 
     graph = _Graph(load_onnx(model), input_shape)
     rows: dict[tuple[Any, ...], LayerRow] = {}
+    folded: dict[str, str] = {}  # a convolution's padded input -> the tensor before it
+    conv_keys: dict[str, tuple[str, tuple[int, ...]]] = {}  # its output -> its row
     for index, node in enumerate(graph.nodes):
         if node.op_type not in ("Conv", "ConvTranspose"):
             continue
@@ -258,6 +266,7 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[Lay
                    else "its input size is unknown after shape inference")
             rows[("refused", index)] = LayerRow(name, node.op_type, None, (), {}, transposed,
                                                 note=f"refused: {why}")
+            conv_keys[node.output[0]] = (name, ())
             continue
         weight = np.asarray(weight, dtype=np.float64)
         ndim = weight.ndim - 2
@@ -275,6 +284,7 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[Lay
                     name, node.op_type, None, spatial, {}, True,
                     note="refused: a ConvTranspose with auto_pad or output_shape (export it "
                          "with explicit pads)")
+                conv_keys[node.output[0]] = (name, ())
                 continue
             pads = tuple(int(p) for p in attrs.get("pads", (0,) * 2 * ndim))
             pairs = tuple(zip(pads[:ndim], pads[ndim:]))
@@ -285,9 +295,11 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[Lay
             pairs = auto_pad_pairs(auto_pad, spatial, tuple(weight.shape[2:]), stride=stride,
                                    dilation=dilation, pads=attrs.get("pads"))
             source, pairs, mode, note = _folded_padding(graph, node.input[0], pairs)
-            folded = graph.shape(source)
-            if folded is not None:
-                spatial = tuple(folded[2:])
+            if source != node.input[0]:
+                folded[node.input[0]] = source
+            before = graph.shape(source)
+            if before is not None:
+                spatial = tuple(before[2:])
             layer = dict(stride=stride, dilation=dilation, groups=groups, padding=pairs,
                          padding_mode=mode)
         kind = f"{node.op_type}{ndim}d"
@@ -296,7 +308,11 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[Lay
             rows[key].calls += 1
         else:
             rows[key] = LayerRow(name, kind, weight, spatial, layer, transposed, note=note)
+        conv_keys[node.output[0]] = (rows[key].name, spatial)
     graph_name = graph.model.graph.name or "onnx model"
     if isinstance(model, (str, os.PathLike)):
         graph_name = os.path.basename(os.fspath(model))
-    return graph_name, list(rows.values())
+
+    def bounds(norms: Norms) -> tuple[dict[str, float] | None, str]:
+        return onnx_network_bounds(graph, folded, graph.input_name, norms, conv_keys)
+    return graph_name, list(rows.values()), bounds

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..adapters import padding_pairs
-from .layer import LayerRow
+from .layer import Bounds, LayerRow, Norms
 
 __all__ = ["torch_layers"]
 
 
-def torch_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[LayerRow]]:
-    """Return a ``torch.nn.Module``'s name and every convolution with the input size it sees.
+def torch_layers(model: Any, input_shape: tuple[int, ...]
+                 ) -> tuple[str, list[LayerRow], Bounds]:
+    """Return a ``torch.nn.Module``'s convolutions, each with the input size it sees.
+
+    Also its name, and the function that bounds the network from the audited
+    norms (:func:`.lipschitz.network_bounds`, through ``torch.fx``).
 
     One forward pass on a zero tensor of ``(1, *input_shape)``, in eval mode
     (restored after), with a pre-hook on every ``Conv{1,2,3}d`` and
@@ -52,4 +56,13 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]) -> tuple[str, list[La
         for handle in handles:
             handle.remove()
         model.train(training)
-    return type(model).__name__, list(seen.values())
+    def bounds(norms: Norms) -> tuple[dict[str, float] | None, str]:
+        from .lipschitz import network_bounds
+
+        training = model.training
+        try:
+            model.eval()
+            return network_bounds(model, input_shape, norms)
+        finally:
+            model.train(training)
+    return type(model).__name__, list(seen.values()), bounds
