@@ -505,3 +505,11 @@ def test_fft_based_code_passes_and_every_wrong_implementation_is_still_caught():
     assert np.any(error > RTOL[np.dtype(np.float64)] * scale)  # structurally zero, not 0
     assert convop.check_conv(fft_input_grad, kind="input_grad", configs=[config],
                              rng=0).passed
+
+
+def test_check_conv_reports_its_configurations_on_stderr(capsys):
+    report = convop.check_conv(convop.conv, configs="quick", progress=True)
+    err = capsys.readouterr().err
+    assert report.passed and "check_conv(kind='forward') of convop." in err and "done" in err
+    with pytest.raises(TypeError, match="`progress`"):
+        convop.check_conv(convop.conv, configs="quick", progress="yes")

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _memory
+from .._progress import Progress, check_progress
 from .._validation import (
     as_rng,
     check_callable,
@@ -29,6 +30,7 @@ def check_conv(
     dtype: npt.DTypeLike = np.float64,
     rng: Any = None,
     max_bytes: int | None = None,
+    progress: bool | None = None,
 ) -> CheckReport:
     """Run a battery of layers through ``impl`` and compare with the exact operator.
 
@@ -54,6 +56,10 @@ def check_conv(
         Memory budget of one configuration (its random inputs, the exact
         results and their matrices); by default 75% of the available memory.
         Configurations are checked against it before anything runs.
+    progress : None, True or False
+        Report the configuration being run on stderr: once the check runs
+        longer than a second (None), from the start (True) or never (False).
+        A framework that compiles per shape (JAX) takes seconds per battery.
 
     Returns
     -------
@@ -90,10 +96,16 @@ def check_conv(
         raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
     battery = _check_configs(configs, kind, check_max_bytes(max_bytes))
     gen = as_rng(rng)
-    results = tuple(_run(impl, kind, cfg, default, gen) for cfg in battery)
     name = getattr(impl, "__qualname__", None) or type(impl).__name__
     module = getattr(impl, "__module__", None)
-    return CheckReport(kind, f"{module}.{name}" if module else name, str(default), results)
+    label = f"{module}.{name}" if module else name
+    results = []
+    with Progress(f"check_conv(kind={kind!r}) of {label}",
+                  enabled=check_progress(progress)) as stage:
+        for index, cfg in enumerate(battery, 1):
+            stage.update(f"configuration {index}/{len(battery)}: {cfg.name}")
+            results.append(_run(impl, kind, cfg, default, gen))
+    return CheckReport(kind, label, str(default), tuple(results))
 
 
 def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[LayerConfig]:
