@@ -274,7 +274,7 @@ def test_circular_warm_start_holds_the_top_vector(complex_data, rng):
     assert circular_start(op, np.random.default_rng(0), budget=100) is None  # over budget
 
 
-def test_zero_padded_warm_start_is_close_and_only_for_stride_one(rng):
+def test_zero_padded_warm_start_is_close_and_only_where_it_costs_under_a_product(rng):
     from convop.spectral._target import Target
     from convop.spectral.values import _warm_start
 
@@ -288,8 +288,14 @@ def test_zero_padded_warm_start_is_close_and_only_for_stride_one(rng):
     # The enveloped wave's span holds most of the top: far closer than a random block.
     best = np.linalg.svd(A @ q, compute_uv=False)[0]
     assert best >= 0.97 * sigma > 1.5 * np.linalg.svd(A @ random, compute_uv=False)[0]
+    # A strided layer whose frequency blocks are wide (many channels times stride^2)
+    # would spend more on the start than a product: none; a conv1-like layer (few input
+    # channels, a large kernel) gets one.
     strided = Target(weight, (20, 20), dict(padding=1, stride=2), max_bytes=None)
     assert _warm_start(strided, np.random.default_rng(0), "input", budget=2**30) is None
+    stem = Target(rng.standard_normal((16, 1, 7, 7)), (40, 40), dict(padding=3, stride=2),
+                  max_bytes=None)
+    assert _warm_start(stem, np.random.default_rng(0), "input", budget=2**30) is not None
     # And the value it warms is exact.
     assert convop.spectral_norm(weight, (20, 20), padding=1, rng=0) == pytest.approx(
         sigma, rel=1e-12)
