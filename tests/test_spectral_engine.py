@@ -299,3 +299,23 @@ def test_zero_padded_warm_start_is_close_and_only_where_it_costs_under_a_product
     # And the value it warms is exact.
     assert convop.spectral_norm(weight, (20, 20), padding=1, rng=0) == pytest.approx(
         sigma, rel=1e-12)
+
+
+def test_a_low_precision_phase_runs_on_near_its_tolerance_on_a_continuous_top():
+    # A conv layer's top spectrum is nearly continuous: the residual falls slowly, which
+    # is not a stall. Products with 1e-7 relative noise, tolerance 1e-6: the phase must
+    # get near 1e-6 (it stopped at 5e-5 when stagnation counted from 100x the tolerance).
+    from convop.spectral.lanczos import STALL_NEAR_TOL, top_eigenpair
+
+    n = 20_000
+    lam = 1 - 0.5 * np.sqrt(np.arange(n) / n)
+    noise = np.random.default_rng(5)
+
+    def apply(v):
+        y = lam * v
+        return y + 1e-7 * np.linalg.norm(y) * noise.standard_normal(n) / np.sqrt(n)
+
+    pair = top_eigenpair(apply, n, dtype=np.dtype(np.float64), tol=1e-6,
+                         rng=np.random.default_rng(0), stagnate=True)
+    assert pair.residuals[0] <= 2 * STALL_NEAR_TOL * 1e-6 * pair.values[0]
+    assert abs(pair.values[0] - 1) <= 1e-6
