@@ -63,6 +63,12 @@ class _Graph:
         self.nodes = list(graph.node)
         self.producer = {out: node for node in graph.node for out in node.output}
         self.constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        # What depends on the model's input (nodes come in topological order); every other
+        # computed tensor is a constant.
+        self.dynamic = {self.input_name}
+        for node in self.nodes:
+            if any(name in self.dynamic for name in node.input):
+                self.dynamic.update(node.output)
         self.model = model
         self._fold_constant_inputs()
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -95,13 +101,10 @@ class _Graph:
         if name in self.constants:
             return self.constants[name]
         node = self.producer.get(name)
-        if node is None:
+        if node is None or name in self.dynamic:
             return None
         if node.op_type == "Identity":
             return self.constant(node.input[0])
-        if node.op_type == "Constant" or not self._constant_inputs(node, set()):
-            if node.op_type != "Constant":
-                return None
         self.constants[name] = self._evaluate(name)
         return self.constants[name]
 
@@ -132,16 +135,6 @@ class _Graph:
         (value,) = ReferenceEvaluator(sub).run(None, {})
         return np.asarray(value)
 
-    def _constant_inputs(self, node: Any, seen: set[str]) -> bool:
-        for name in node.input:
-            if not name or name in self.constants or name in seen:
-                continue
-            seen.add(name)
-            producer = self.producer.get(name)
-            if producer is None or not self._constant_inputs(producer, seen):
-                return False
-        return True
-
     def shape(self, name: str) -> tuple[int, ...] | None:
         return self.shapes.get(name)
 
@@ -149,6 +142,12 @@ class _Graph:
 def _attributes(node: Any) -> dict[str, Any]:
     onnx = _onnx()
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def text_attribute(attrs: dict[str, Any], name: str, default: str) -> str:
+    """Return a string attribute (onnx gives bytes) as str."""
+    value = attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _folded_padding(graph: _Graph, source: str, pairs: tuple[tuple[int, int], ...]
@@ -161,8 +160,7 @@ def _folded_padding(graph: _Graph, source: str, pairs: tuple[tuple[int, int], ..
     node = graph.producer.get(source)
     ndim = len(pairs)
     if node is not None and node.op_type == "Pad":
-        mode = _attributes(node).get("mode", b"constant")
-        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        mode = text_attribute(_attributes(node), "mode", "constant")
         pads = graph.constant(node.input[1]) if len(node.input) > 1 else None
         value = graph.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         axes = node.input[3] if len(node.input) > 3 else ""
@@ -274,8 +272,7 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]
         stride = tuple(int(s) for s in attrs.get("strides", (1,) * ndim))
         dilation = tuple(int(d) for d in attrs.get("dilations", (1,) * ndim))
         groups = int(attrs.get("group", 1))
-        auto_pad = attrs.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        auto_pad = text_attribute(attrs, "auto_pad", "NOTSET")
         spatial = tuple(size[2:])
         note = ""
         if transposed:
