@@ -339,3 +339,16 @@ def test_the_onnx_network_bound_of_hand_made_nodes():
     # Conv -> Relu -> reflect Pad (folded into the second conv's norm) -> Conv.
     assert report.network_bound["sigma_max"] == pytest.approx(
         first.sigma_max * second.sigma_max, rel=1e-12)
+
+
+def test_the_network_bound_walks_graphs_deeper_than_the_recursion_limit():
+    import sys
+
+    from convop.auditing.lipschitz import Step, walk
+
+    depth = 3 * sys.getrecursionlimit()
+    steps = {0: Step("input")}
+    for i in range(1, depth):  # residual steps x + 0.5 x, each undone by a scale by 2/3
+        steps[i] = Step("sum", (i - 1, -i)) if i % 2 else Step("scale", (i - 1,), 2 / 3)
+        steps[-i] = Step("scale", (i - 1,), 0.5)
+    assert depth % 2 == 0 and walk(steps, depth - 1, "sigma_max") == pytest.approx(1.5)

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .layer import Norms
+
 __all__ = ["Step", "network_bounds", "onnx_network_bounds", "walk"]
 
 #: Largest slope of each activation (torch module class names and ONNX op types).
@@ -66,44 +68,55 @@ class Step:
 
 
 def walk(steps: dict[Any, Step | NoRule], output: Any, field: str) -> float:
-    """Return the bound of ``output`` for one norm field (only what it depends on)."""
-    memo: dict[Any, float] = {}
+    """Return the bound of ``output`` for one norm field (only what it depends on).
 
-    def bound(key: Any) -> float:
+    Iterative, in dependency order: a deep network's graph is deeper than
+    Python's recursion limit.
+    """
+    memo: dict[Any, float] = {}
+    stack = [output]
+    while stack:
+        key = stack[-1]
         if key in memo:
-            return memo[key]
+            stack.pop()
+            continue
         step = steps.get(key)
         if step is None:
             raise NoRule(f"{key!r} is not a tensor of the graph")
         if isinstance(step, NoRule):
             raise step
+        missing = [k for k in step.inputs if k not in memo]
+        if missing:
+            stack.extend(missing)
+            continue
+        values = [memo[k] for k in step.inputs]
         if step.rule == "input":
-            value = 1.0
+            memo[key] = 1.0
         elif step.rule == "constant":
-            value = 0.0
+            memo[key] = 0.0
         elif step.rule == "sum":
-            value = sum(bound(k) for k in step.inputs)
+            memo[key] = sum(values)
         elif step.rule == "concat":
-            value = math.sqrt(sum(bound(k) ** 2 for k in step.inputs))
+            memo[key] = math.sqrt(sum(v * v for v in values))
         else:
             factor = step.factor(field) if callable(step.factor) else step.factor
-            value = factor * bound(step.inputs[0])
-        memo[key] = value
-        return value
-
-    # Iterative deepening is not needed: graphs of real networks are a few hundred deep.
-    return bound(output)
+            memo[key] = factor * values[0]
+        stack.pop()
+    return memo[output]
 
 
-def _bounds(steps: dict[Any, Step | NoRule], output: Any, fields: Sequence[str]
+def _bounds(steps: dict[Any, Step | NoRule], output: Any,
+            norms: Norms
             ) -> tuple[dict[str, float] | None, str]:
+    """Return the bound of ``output`` for every norm field the audit has, or None and why."""
+    fields = list(next(iter(norms.values()))) if norms else ["sigma_max"]
     try:
         return {field: walk(steps, output, field) for field in fields}, FOUND
     except NoRule as why:
         return None, f"no network bound: {why}"
 
 
-def _audited(norms: dict[tuple[str, tuple[int, ...]], dict[str, float]], name: str,
+def _audited(norms: Norms, name: str,
              size: tuple[int, ...]) -> Callable[[str], float]:
     def factor(field: str) -> float:
         values = norms.get((name, size))
@@ -154,7 +167,7 @@ def _tuple(value: Any, ndim: int) -> tuple[int, ...]:
 
 
 def network_bounds(model: Any, input_shape: tuple[int, ...],
-                   norms: dict[tuple[str, tuple[int, ...]], dict[str, float]]
+                   norms: Norms
                    ) -> tuple[dict[str, float] | None, str]:
     """Return ``{field: bound}`` of a torch module for each norm field, or None and why.
 
@@ -186,12 +199,11 @@ def network_bounds(model: Any, input_shape: tuple[int, ...],
             steps[node] = _fx_step(node, modules, norms)
         except NoRule as why:
             steps[node] = why
-    fields = list(next(iter(norms.values()))) if norms else ["sigma_max"]
-    return _bounds(steps, output, fields)
+    return _bounds(steps, output, norms)
 
 
 def _fx_step(node: Any, modules: dict[str, Any],
-             norms: dict[tuple[str, tuple[int, ...]], dict[str, float]]) -> Step:
+             norms: Norms) -> Step:
     import torch.fx
 
     inputs = tuple(a for a in node.args if isinstance(a, torch.fx.Node))
@@ -222,8 +234,7 @@ def _fx_step(node: Any, modules: dict[str, Any],
     raise NoRule(f"no Lipschitz rule for {node.op} {name!r} ({node.name})")
 
 
-def _module_factor(node: Any, module: Any, norms: dict[tuple[str, tuple[int, ...]],
-                   dict[str, float]]) -> float | Callable[[str], float]:
+def _module_factor(node: Any, module: Any, norms: Norms) -> float | Callable[[str], float]:
     kind = type(module).__name__
     shape_in = tuple(int(v) for v in node.args[0].meta["tensor_meta"].shape[2:])
     if kind.startswith(("Conv", "ConvTranspose")):
@@ -260,7 +271,7 @@ def _module_factor(node: Any, module: Any, norms: dict[tuple[str, tuple[int, ...
 
 
 def onnx_network_bounds(graph: Any, folded: dict[str, str], input_name: str,
-                        norms: dict[tuple[str, tuple[int, ...]], dict[str, float]],
+                        norms: Norms,
                         conv_keys: dict[str, tuple[str, tuple[int, ...]]]
                         ) -> tuple[dict[str, float] | None, str]:
     """Return ``{field: bound}`` of an ONNX graph (see :func:`network_bounds`).
@@ -284,14 +295,13 @@ def onnx_network_bounds(graph: Any, folded: dict[str, str], input_name: str,
     outputs = [v.name for v in graph.model.graph.output]
     if len(outputs) != 1:
         return None, f"no network bound: the model has {len(outputs)} outputs"
-    fields = list(next(iter(norms.values()))) if norms else ["sigma_max"]
-    return _bounds(steps, outputs[0], fields)
+    return _bounds(steps, outputs[0], norms)
 
 
 def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
-               norms: dict[tuple[str, tuple[int, ...]], dict[str, float]],
+               norms: Norms,
                conv_keys: dict[str, tuple[str, tuple[int, ...]]]) -> Step:
-    from .onnx_model import _attributes
+    from .onnx_model import _attributes, text_attribute
 
     op, inputs = node.op_type, [i for i in node.input if i]
     if op in ("Conv", "ConvTranspose"):
@@ -328,27 +338,27 @@ def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
         alpha = abs(float(attrs.get("alpha", 1.0)))
         return Step("scale", (inputs[0],),
                     alpha * float(np.linalg.norm(np.atleast_2d(weight), 2)))
-    shape_in, shape_out = graph.shape(inputs[0]), graph.shape(node.output[0])
     if op in ("MaxPool", "AveragePool"):
         kernel = tuple(attrs["kernel_shape"])
         ndim = len(kernel)
-        padded = any(attrs.get("pads", ())) or attrs.get("auto_pad", b"NOTSET") not in (
-            b"NOTSET", b"VALID", "NOTSET", "VALID")
+        padded = any(attrs.get("pads", ())) or text_attribute(
+            attrs, "auto_pad", "NOTSET") not in ("NOTSET", "VALID")
         smallest = 1 if op == "AveragePool" and padded and not attrs.get(
             "count_include_pad", 0) else None
         return Step("scale", (inputs[0],), pool_factor(
             kernel, _tuple(attrs.get("strides", 1), ndim),
             _tuple(attrs.get("dilations", 1), ndim), op == "AveragePool", smallest))
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        shape_in = graph.shape(inputs[0])
         if shape_in is None:
             raise NoRule(f"{node.name or op}: its input size is unknown")
         factor = 1.0 if op == "GlobalMaxPool" else 1.0 / math.sqrt(math.prod(shape_in[2:]))
         return Step("scale", (inputs[0],), factor)
     if op == "Pad":
-        mode = attrs.get("mode", b"constant")
-        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-        value = graph.constant(inputs[2]) if len(inputs) > 2 else None
-        if mode == "constant" and (value is None or not np.any(value)):
+        # By position: an absent optional input is an empty name.
+        value = (graph.constant(node.input[2]) if len(node.input) > 2 and node.input[2]
+                 else None)
+        if text_attribute(attrs, "mode", "constant") == "constant" and (
+                value is None or not np.any(value)):
             return Step("scale", (inputs[0],))  # zero padding: an isometric embedding
-    del shape_out
     raise NoRule(f"no Lipschitz rule for the ONNX op {op} ({node.name or 'unnamed'})")
