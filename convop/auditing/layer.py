@@ -85,9 +85,13 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
                       time.perf_counter() - start, low, cond, note=note)
 
 
-def refused_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],
-                  layer: dict[str, Any], error: MemoryError) -> LayerAudit:
-    """Return the row of a layer too large for the memory budget: NaN values, the reason."""
+def refused_layer(row: LayerRow, why: str) -> LayerAudit:
+    """Return the row of a layer not audited (unreadable, over the memory budget): NaN values.
+
+    ``why`` joins the note the row may already carry.
+    """
     nan = math.nan
-    return LayerAudit(name, kind, tuple(weight.shape), tuple(input_size), dict(layer), (0, 0),
-                      0, nan, nan, nan, nan, 0.0, note=f"refused: {error}")
+    shape = () if row.weight is None else tuple(row.weight.shape)
+    note = "; ".join(n for n in (why, row.note) if n)
+    return LayerAudit(row.name, row.kind, shape, tuple(row.input_size), dict(row.layer),
+                      (0, 0), 0, nan, nan, nan, nan, 0.0, calls=row.calls, note=note)

@@ -88,10 +88,8 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
 
 def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,
                rng: Any) -> LayerAudit:
-    if row.weight is None:  # a node convop cannot read: its row says why
-        nan = float("nan")
-        return LayerAudit(row.name, row.kind, (), row.input_size, {}, (0, 0), 0, nan, nan, nan,
-                          nan, 0.0, calls=row.calls, note=row.note)
+    if row.weight is None:  # a node convop cannot read: its note says why
+        return refused_layer(row, "")
     weight = row.weight
     # Progress on stderr for every layer that takes over a second.
     with Progress(f"auditing layer {index}/{total} {row.name} "
@@ -100,6 +98,6 @@ def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bo
             audited = audit_layer(row.name, row.kind, weight, row.input_size, row.layer,
                                   row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng)
         except MemoryError as err:  # reported, not crashed on
-            audited = refused_layer(row.name, row.kind, weight, row.input_size, row.layer, err)
+            return refused_layer(row, f"refused: {err}")
     note = "; ".join(n for n in (audited.note, row.note) if n)
     return dataclasses.replace(audited, calls=row.calls, note=note)
