@@ -50,9 +50,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validation import as_int_tuple
+from ._validation import as_int, as_int_tuple
 from .geometry import conv_geometry
 from .transposed import _layer as _transposed
+from .validation.battery import KINDS
 
 __all__ = ["AutodiffBridge", "Bridge", "BridgeFunctions", "Layer", "bridge_functions"]
 
@@ -110,10 +111,9 @@ class Bridge:
 
     def kinds(self) -> tuple[str, ...]:
         """Return the ``check_conv`` kinds this bridge implements (the methods it overrides)."""
-        methods = {"forward": "forward", "input_grad": "input_grad",
-                   "weight_grad": "weight_grad", "transpose": "transpose"}
-        return tuple(kind for kind, method in methods.items()
-                     if getattr(type(self), method) is not getattr(Bridge, method))
+        # Each kind is the name of its method.
+        return tuple(kind for kind in KINDS
+                     if getattr(type(self), kind) is not getattr(Bridge, kind))
 
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                 layer: Layer) -> np.ndarray:
@@ -278,7 +278,8 @@ def bridge_functions(bridge: Bridge, module: str) -> BridgeFunctions:
                          padding_mode: str = "zeros") -> np.ndarray:
         x, grad_output = np.asarray(x), np.asarray(grad_output)
         kernel = as_int_tuple(kernel_size, "kernel_size", x.ndim - 2, minimum=1)
-        shape = (grad_output.shape[1], x.shape[1] // max(int(groups), 1), *kernel)
+        shape = (grad_output.shape[1], x.shape[1] // as_int(groups, "groups", minimum=1),
+                 *kernel)
         layer = _conv_layer(shape, x.shape[2:], stride, padding, dilation, groups, padding_mode)
         return bridge.weight_grad(x, grad_output, kernel, layer)
 

@@ -134,9 +134,10 @@ class OnnxRuntimeBridge(Bridge):
         nodes, initializers = [], []
         source, pairs = "x", layer.padding
         if layer.padding_mode != "zeros" and any(p for pair in pairs for p in pair):
-            initializers.append(onnx.numpy_helper.from_array(
-                np.array([0, 0, *_onnx_pads(pairs)[:layer.ndim], 0, 0,
-                          *_onnx_pads(pairs)[layer.ndim:]], dtype=np.int64), "pads"))
+            # Pad pads every axis, batch and channels (by 0) included.
+            pads = _onnx_pads(((0, 0), (0, 0), *pairs))
+            initializers.append(onnx.numpy_helper.from_array(np.array(pads, dtype=np.int64),
+                                                             "pads"))
             nodes.append(helper.make_node("Pad", ["x", "pads"], ["x_padded"],
                                           mode=PAD_MODES[layer.padding_mode]))
             source, pairs = "x_padded", ((0, 0),) * layer.ndim
