@@ -280,7 +280,8 @@ def test_zero_padded_warm_start_is_close_and_only_where_it_costs_under_a_product
 
     weight = rng.standard_normal((6, 4, 3, 3))
     target = Target(weight, (20, 20), dict(padding=1), max_bytes=None)
-    block = _warm_start(target, np.random.default_rng(0), "input", budget=2**30)
+    block, exact = _warm_start(target, np.random.default_rng(0), "input", budget=2**30)
+    assert not exact  # zero padding: the counterpart's vectors, not the layer's
     A = convop.LayerOperator(weight, (20, 20), padding=1, order="C").to_matrix()
     sigma = np.linalg.svd(A.toarray(), compute_uv=False)[0]
     q, _ = np.linalg.qr(block.T)
@@ -292,10 +293,11 @@ def test_zero_padded_warm_start_is_close_and_only_where_it_costs_under_a_product
     # would spend more on the start than a product: none; a conv1-like layer (few input
     # channels, a large kernel) gets one.
     strided = Target(weight, (20, 20), dict(padding=1, stride=2), max_bytes=None)
-    assert _warm_start(strided, np.random.default_rng(0), "input", budget=2**30) is None
+    assert _warm_start(strided, np.random.default_rng(0), "input", budget=2**30) == (None,
+                                                                                      False)
     stem = Target(rng.standard_normal((16, 1, 7, 7)), (40, 40), dict(padding=3, stride=2),
                   max_bytes=None)
-    assert _warm_start(stem, np.random.default_rng(0), "input", budget=2**30) is not None
+    assert _warm_start(stem, np.random.default_rng(0), "input", budget=2**30)[0] is not None
     # And the value it warms is exact.
     assert convop.spectral_norm(weight, (20, 20), padding=1, rng=0) == pytest.approx(
         sigma, rel=1e-12)

@@ -367,10 +367,8 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     # resolved every such pair measured, for ~10% more products.
     tol = rtol / 4
     if k == 1:
-        start = _warm_start(target, rng, side, budget=fixed + least)
+        start, exact = _warm_start(target, rng, side, budget=fixed + least)
         # An exact start (circular layers) needs a float64 step or two, no float32 phase.
-        exact = start is not None and target.layer is not None and (
-            target.layer.geometry.padding_mode == "circular")
         if size >= FLOAT32_PHASE_SIZE and not exact:
             start, done[0] = _low_precision_phase(target, side, start, rng, room, report,
                                                   maxiter)
@@ -392,8 +390,10 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
 
 
 def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
-                ) -> np.ndarray | None:
+                ) -> tuple[np.ndarray | None, bool]:
     """Return a start block from the circular counterpart's top singular vectors (FFT).
+
+    Also whether it is exact: the layer's own top vectors (circular padding).
 
     For circular padding they are the layer's own top vectors. For a zero-padded
     layer, under a sine envelope and with a little noise, they start the float32
@@ -404,12 +404,12 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
     """
     layer = target.layer
     if layer is None:
-        return None
+        return None, False
     geom = layer.geometry
     circular = geom.padding_mode == "circular"
     if not circular and (geom.padding_mode != "zeros" or _start_flops(geom) > 4 * geom.nnz(
             "input")):
-        return None
+        return None, False
     start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE)
     if start is not None and not circular:
         # Zero padding: the counterpart's wave under the lowest Dirichlet mode of each axis,
@@ -421,12 +421,13 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
             envelope.reshape(-1))
         start = start.reshape(start.shape[0], -1)
         start /= np.linalg.norm(start, axis=1, keepdims=True)
+    exact = circular and start is not None
     if start is None or side == "input":
-        return start
+        return start, exact
     product = target.gram(target.dtype, "input")
     # A v for each row: the left vectors.
     return np.stack([np.array(product.forward(row.astype(target.dtype)))
-                     for row in np.atleast_2d(start)])
+                     for row in np.atleast_2d(start)]), exact
 
 
 def _start_flops(geom: Any) -> int:
