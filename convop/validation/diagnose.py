@@ -255,11 +255,9 @@ def _round_robin_groups(case: _Case) -> np.ndarray:
 
 def _pairs(case: _Case) -> tuple[tuple[int, int], ...]:
     """Return the configuration's padding as ``(before, after)`` pairs."""
-    cfg = case.cfg
-    ndim = len(cfg.input_size)
-    return as_padding(cfg.padding, ndim, kernel_size=tuple(cfg.weight_shape[2:]),
-                      dilation=as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1),
-                      stride=as_int_tuple(cfg.stride, "stride", ndim, minimum=1))
+    kernel, stride, dilation = _sizes(case)
+    return as_padding(case.cfg.padding, len(kernel), kernel_size=kernel, dilation=dilation,
+                      stride=stride)
 
 
 def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
@@ -295,11 +293,7 @@ def _output_padding_alternatives(case: _Case) -> list[tuple[int, ...]]:
 
     Off by one and off by more: any value the layer could take, and one beyond.
     """
-    cfg = case.cfg
-    ndim = len(cfg.input_size)
-    op = cfg.output_padding
-    base = (op,) * ndim if isinstance(op, int) else tuple(op)
-    stride = as_int_tuple(cfg.stride, "stride", ndim, minimum=1)
-    dilation = as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1)
+    _, stride, dilation = _sizes(case)
+    base = as_int_tuple(case.cfg.output_padding, "output_padding", len(stride), minimum=0)
     choices = [range(max(s, d, b + 1) + 1) for s, d, b in zip(stride, dilation, base)]
     return [tuple(c) for c in itertools.product(*choices) if tuple(c) != base]
