@@ -1,7 +1,9 @@
 """Progress on stderr for anything that may run longer than a second.
 
 A :class:`Progress` is a context manager around one stage of work. Once the
-stage has run for ``delay`` seconds it prints what it is doing, then a line
+stage has run for ``delay`` seconds (or less, when another stage printed a line
+just before it started: the silence counts from that line) it prints what it
+is doing, then a line
 every ``interval`` seconds with the latest status the work reported through
 :meth:`Progress.update` (an iteration count, an estimate), and a closing line
 with the time taken. Stages that finish quickly print nothing.
@@ -29,6 +31,9 @@ DELAY = 1.0
 INTERVAL = 1.0
 #: Builders report only above this many bytes: smaller calls end well within a second.
 LARGE_BYTES = 256 * 2**20
+
+#: When any stage last printed a line (perf_counter seconds).
+_last_line = [-float("inf")]
 
 
 class Progress:
@@ -77,7 +82,12 @@ class Progress:
         return time.perf_counter() - self._start
 
     def _run(self) -> None:
-        if self._done.wait(self.delay):
+        # The silence counts from the last line of a stage that ended just before this one
+        # started, not from this start: short stages in a row are not silent for longer.
+        deadline = self._start + self.delay
+        if self._start - _last_line[0] < self.delay:
+            deadline = min(deadline, _last_line[0] + self.delay)
+        if self._done.wait(max(0.0, deadline - time.perf_counter())):
             return
         self._print(f"{self.what} ...")
         while not self._done.wait(self.interval):
@@ -89,6 +99,7 @@ class Progress:
             self.printed = True
             stream = self.stream if self.stream is not None else sys.stderr
             print(line, file=stream, flush=True)
+            _last_line[0] = time.perf_counter()
 
 
 def building(what: str, nbytes: int) -> contextlib.AbstractContextManager[Any]:

@@ -366,3 +366,19 @@ def test_audit_a_model_factory_from_the_current_directory(tmp_path, monkeypatch,
         code, _ = run("audit", *argv)
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_stages_in_a_row_are_never_silent_for_longer_than_the_delay():
+    import io
+    import time
+
+    from convop._progress import Progress
+
+    out = io.StringIO()
+    with Progress("first", stream=out, delay=0.2):
+        time.sleep(0.35)  # prints its line and "done"
+    time.sleep(0.1)  # a quick stage, silent
+    with Progress("second", stream=out, delay=0.2):
+        time.sleep(0.15)  # under its own delay, but 0.25 s after the last line
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "first ..." and lines[-1].startswith("second: done")
