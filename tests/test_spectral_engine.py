@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from strategies import moded_layers, seeds
 
 import convop
-from convop._blas import Pool
+from convop._blas import Pool, single_threaded
 from convop.spectral.cholesky import BlockCholesky, NotPositiveDefinite
 from convop.spectral.gram import block_gram, touched
 from convop.spectral.lanczos import NoConvergence, top_eigenpair, top_eigenpairs
@@ -317,7 +317,88 @@ def test_a_low_precision_phase_runs_on_near_its_tolerance_on_a_continuous_top():
         y = lam * v
         return y + 1e-7 * np.linalg.norm(y) * noise.standard_normal(n) / np.sqrt(n)
 
-    pair = top_eigenpair(apply, n, dtype=np.dtype(np.float64), tol=1e-6,
-                         rng=np.random.default_rng(0), stagnate=True)
+    with single_threaded():
+        pair = top_eigenpair(apply, n, dtype=np.dtype(np.float64), tol=1e-6,
+                             rng=np.random.default_rng(0), stagnate=True)
     assert pair.residuals[0] <= 2 * STALL_NEAR_TOL * 1e-6 * pair.values[0]
     assert abs(pair.values[0] - 1) <= 1e-6
+
+
+# Mixed precision ------------------------------------------------------------------------------
+
+
+def noisy_pair_operator(split, n=20_000, level=1e-7, seed=5):
+    """A diagonal PSD operator whose top pair is split by ``split`` (relative), the rest
+    1e-3 below and nearly continuous (a conv layer's top); with products exact and
+    products carrying ``level`` relative noise, and counts of each."""
+    lam = np.concatenate([[1.0, 1.0 - split], 1 - 1e-3 - 0.5 * np.sqrt(np.arange(n - 2) / n)])
+    noise = np.random.default_rng(seed)
+    calls = {"exact": 0, "low": 0}
+
+    def exact(v):
+        calls["exact"] += 1
+        return lam * v
+
+    def low(v):
+        calls["low"] += 1
+        y = lam * v
+        return y + level * np.linalg.norm(y) * noise.standard_normal(n) / np.sqrt(n)
+
+    return lam, exact, low, calls
+
+
+@pytest.mark.parametrize("split", [1e-10, 3e-9, 1e-8, 3e-8, 1e-7, 1e-5])
+def test_mixed_precision_rounds_certify_below_the_low_products_noise(split):
+    from convop.spectral.lanczos import TWINS, refine_top_eigenpair
+
+    n, level, tol = 20_000, 1e-7, 2.5e-9
+    lam, exact, low, calls = noisy_pair_operator(split, n, level)
+    float64 = np.dtype(np.float64)
+    with single_threaded():  # as the spectral functions run (level-1 BLAS)
+        first = top_eigenpair(low, n, dtype=float64, tol=30 * level,
+                              rng=np.random.default_rng(0), stagnate=True, twins=TWINS)
+        y0 = first.vectors[:, 0]
+        assert np.linalg.norm(lam * y0 - (y0 @ (lam * y0)) * y0) > 1000 * tol  # noise-bound
+        pair, certified = refine_top_eigenpair(exact, low, n, first.vectors, dtype=float64,
+                                               tol=tol, noise=level)
+    y = pair.vectors[:, 0]
+    theta = y @ (lam * y)
+    true_residual = np.linalg.norm(lam * y - theta * y)
+    # What it reports is the true residual of what it returns, certified or not.
+    assert pair.values[0] == pytest.approx(theta, rel=1e-15)
+    assert pair.residuals[0] == pytest.approx(true_residual, rel=1e-6, abs=1e-15)
+    if split < tol or split >= 1e-7:  # resolved exactly, or by the low products
+        assert certified
+        assert true_residual <= tol * theta
+        assert 1 - theta <= min(split, tol)
+        assert calls["exact"] <= 6  # a few exact products; the rest are cheap
+    if certified:
+        assert true_residual <= tol * theta
+    else:  # a split between the tolerance and the noise: exact Lanczos takes over
+        assert true_residual > tol * theta
+
+
+def test_gram_products_in_low_precision_come_out_in_the_vectors_dtype(rng):
+    weight = rng.standard_normal((6, 4, 3, 3))
+    g = convop.conv_geometry(weight.shape, (9, 11), padding=1, stride=(1, 2))
+    for side in ("input", "output"):
+        plain = GramProduct(g, weight, np.float32, side)
+        mixed = GramProduct(g, weight, np.float32, side, result_dtype=np.float64)
+        v = rng.standard_normal(plain.size)
+        expected = np.array(plain(v.astype(np.float32)))
+        got = mixed(v)  # float64 in, cast on the way into the float32 buffers
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, expected.astype(np.float64))
+
+
+def test_spectral_norm_with_mixed_precision_matches_arpack(rng):
+    import scipy.sparse.linalg
+
+    weight = rng.standard_normal((8, 8, 3, 3))  # 8192 unknowns: the float32 phase runs
+    A = convop.conv_matrix(weight, (32, 32), padding=1, domain="input").tocsr()
+    gram = scipy.sparse.linalg.aslinearoperator(A.T @ A)
+    reference = np.sqrt(scipy.sparse.linalg.eigsh(gram, k=1, tol=1e-14,
+                                                   return_eigenvectors=False)[0])
+    for seed in range(3):
+        norm = convop.spectral_norm(weight, (32, 32), padding=1, rng=seed, rtol=1e-8)
+        assert reference * (1 - 1e-8) <= norm <= reference * (1 + 1e-12)

@@ -48,7 +48,7 @@ class Target:
         self.max_bytes = check_max_bytes(max_bytes)
         self._matrix: sp.csr_array | None = None
         self.layer: LayerOperator | None = None
-        self._grams: dict[tuple[np.dtype, str], Any] = {}
+        self._grams: dict[tuple[np.dtype, str, np.dtype], Any] = {}
         self.pool = Pool(cores())
         if sp.issparse(obj) or isinstance(obj, sla.LinearOperator):
             if input_size is not None:
@@ -110,22 +110,24 @@ class Target:
         """
         return self.layer is not None
 
-    def gram(self, dtype: np.dtype, side: str) -> Any:
-        """``A^H A`` (``side="input"``) or ``A A^H`` as a function of a vector, in ``dtype``."""
-        key = (np.dtype(dtype), side)
+    def gram(self, dtype: np.dtype, side: str, result_dtype: np.dtype | None = None) -> Any:
+        """``A^H A`` (``side="input"``) or ``A A^H`` as a function of a vector, in ``dtype``.
+
+        Results come out in ``result_dtype`` (default ``dtype``).
+        """
+        key = (np.dtype(dtype), side, np.dtype(result_dtype or dtype))
         if key not in self._grams:
             if self.layer is not None:
                 self._grams[key] = GramProduct(self.layer.geometry, self.layer.weight, dtype,
-                                               side, pool=self.pool)
+                                               side, pool=self.pool, result_dtype=key[2])
             else:
                 op = self.operator
-                cast = np.dtype(dtype)
                 first, second = (op.matmat, op.rmatmat) if side == "input" else (
                     op.rmatmat, op.matmat)
 
                 def gram(v: np.ndarray) -> np.ndarray:  # rows of vectors, like GramProduct
                     block = np.atleast_2d(v).T
-                    out = np.asarray(second(first(block))).T.astype(cast, copy=False)
+                    out = np.asarray(second(first(block))).T.astype(key[2], copy=False)
                     return out.reshape(v.shape)
 
                 self._grams[key] = gram

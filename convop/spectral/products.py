@@ -35,15 +35,19 @@ class GramProduct:
     """``v -> A^H A v`` (``side="input"``) or ``v -> A A^H v`` (``"output"``) in ``dtype``.
 
     Results are views of buffers that the next call overwrites: copy what you keep.
+    Inputs of any real or complex dtype are cast as they are copied in; results
+    come out in ``result_dtype`` (default ``dtype``), cast as they are copied out:
+    float32 products for float64 Lanczos vectors cost no extra pass over memory.
     With a ``pool`` of worker threads every stage (the im2col copies, the GEMMs, the
     crop) is split over channel chunks and runs on all the pool's cores; BLAS should
     then be single-threaded (:func:`convop._blas.single_threaded`).
     """
 
     def __init__(self, geometry: ConvGeometry, weight: np.ndarray, dtype: Any,
-                 side: str = "input", pool: Any = None) -> None:
+                 side: str = "input", pool: Any = None, result_dtype: Any = None) -> None:
         g = self.geometry = geometry
         self.dtype = np.dtype(dtype)
+        self.result_dtype = self.dtype if result_dtype is None else np.dtype(result_dtype)
         self.side = side
         self.pool = pool
         parts = 1 if pool is None else pool.workers
@@ -92,7 +96,9 @@ class GramProduct:
             self._windows_adjoint = receptive_fields(self._extended[np.newaxis],
                                                      self._adjoint_geometry)[0]
         self._grad = np.empty((g.groups, g.in_per_group, math.prod(g.padded_size)), dtype=dt)
-        self._result = np.empty(g.vector_size("input"), dtype=dt)
+        self._result = np.empty(g.vector_size("input"), dtype=self.result_dtype)
+        self._cast = (np.empty(g.vector_size("output"), dtype=self.result_dtype)
+                      if side == "output" and self.result_dtype != dt else None)
         self._sources = [axis_sources(n, lo, hi, g.padding_mode)
                          for n, (lo, hi) in zip(g.input_size, g.padding)]
 
@@ -116,7 +122,11 @@ class GramProduct:
         """Return ``A^H A v`` (side ``"input"``) or ``A A^H v`` (side ``"output"``)."""
         if self.side == "input":
             return self.adjoint(self.forward(v))
-        return self.forward(self.adjoint(v))
+        out = self.forward(self.adjoint(v))
+        if self._cast is None:
+            return out
+        np.copyto(self._cast, out)
+        return self._cast
 
     def _run(self, task: Any, parts: list[slice]) -> None:
         if self.pool is None or len(parts) == 1:
@@ -170,6 +180,7 @@ class GramProduct:
             self._run(multiply, self._in_group_parts)
         else:
             taps = math.prod(g.kernel_size)
+            y = np.asarray(y, dtype=self.dtype)
 
             def multiply(rows: slice) -> None:
                 cols = self._cols_adjoint.reshape(g.groups, g.in_per_group * taps, -1)
@@ -189,7 +200,7 @@ class GramProduct:
             self._run(scatter, self._in_parts)
         if g.padding_mode != "zeros":
             return pad_adjoint(grad[np.newaxis], g.input_size, g.padding,
-                               g.padding_mode).reshape(-1)
+                               g.padding_mode).reshape(-1).astype(self.result_dtype, copy=False)
         crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
         result = self._result.reshape(g.in_channels, *g.input_size)
 

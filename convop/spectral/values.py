@@ -11,9 +11,10 @@ The largest value of a layer comes from Lanczos on its Gram operator (the
 smaller side), with reused product buffers (:mod:`convop.spectral.products`),
 a start vector from the FFT (for circular padding the exact top vector; for
 stride-1 zero padding the circular counterpart's under a sine envelope), and on
-large layers a first
-phase with float32 products that brings the float64 phase a start vector it
-only has to polish.
+large layers mixed precision: Lanczos with float32 products first, then rounds
+of float32 corrections whose float64 residuals certify the answer (a handful
+of float64 products per layer; float64 Lanczos only where a top pair split
+between the tolerance and the float32 noise needs it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from .._validation import as_int, as_real, as_rng, check_bool, check_callable, c
 from ._target import Target
 from .circular import _POWER_STEPS as START_POWER_STEPS
 from .circular import circular_start, frequency_sizes
-from .lanczos import Eigenpairs, NoConvergence, basis_size, top_eigenpair, top_eigenpairs
+from .lanczos import (
+    TWINS,
+    Eigenpairs,
+    NoConvergence,
+    basis_size,
+    refine_top_eigenpair,
+    top_eigenpair,
+    top_eigenpairs,
+)
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
@@ -47,11 +56,14 @@ ZEROS_NOISE = 1e-3
 FLOAT32_PHASE_SIZE = 8192
 #: Most Lanczos vectors kept for the largest value (a restart follows).
 MAX_BASIS = 400
-#: Relative residual the float32-product phase aims for: near what float32 products
-#: reach; the float64 phase then needs a few dozen steps.
+#: Relative residual the float32-product phase aims for at least.
 LOW_PRECISION_TOL = 5e-7
-#: The float32 phase stops at this many times the products' measured relative error.
-NOISE_MARGIN = 10.0
+#: The float32 phase hands over at this many times the products' measured relative
+#: error (6e-6 on ResNet layers): the mixed-precision rounds go on from there with the
+#: same cheap products, so running nearer the noise only loses its Krylov space at the
+#: restart (total products over ResNet-18: 3834-4070 at 10x, 3852-3918 at 30x,
+#: 3933-4101 at 100x).
+NOISE_MARGIN = 30.0
 
 Callback = Callable[[int, float], None]
 
@@ -369,18 +381,35 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     if k == 1:
         start, exact = _warm_start(target, rng, side, budget=fixed + least)
         # An exact start (circular layers) needs a float64 step or two, no float32 phase.
+        noise = None  # the float32 products' measured error, when they run
         if size >= FLOAT32_PHASE_SIZE and not exact:
-            start, done[0] = _low_precision_phase(target, side, start, rng, room, report,
-                                                  maxiter)
+            start, done[0], noise = _low_precision_phase(target, side, start, rng, room,
+                                                         report, maxiter)
+        basis_cap = min(MAX_BASIS, max(20, room // (size * item)))
+        pairs = None
+        if noise is not None and start is not None and (
+                maxiter is None or maxiter - done[0] > start.shape[1]):
+            # Mixed precision: float32 corrections, float64 residuals that certify.
+            low = target.gram(_low_dtype(target.dtype), side, target.dtype)
+            pairs, certified = refine_top_eigenpair(
+                gram, low, size, start, dtype=target.dtype, tol=tol, noise=noise,
+                maxiter=None if maxiter is None else maxiter - done[0], callback=report,
+                max_basis=basis_cap)
+            done[0] += pairs.steps
+            if certified:
+                pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, done[0])
+                return _singular_from_gram(target, pairs, side, vectors)
+            start = pairs.vectors[:, 0]  # a top pair that only exact products resolve
         left = None if maxiter is None else maxiter - done[0]
         if left is not None and left < 1:
+            estimate, residual = ((math.nan, math.inf) if pairs is None else
+                                  (float(pairs.values[0]), float(pairs.residuals[0])))
             raise NoConvergence(
-                f"Lanczos used its {maxiter} operator applications (`maxiter`) before its "
-                f"float64 phase; pass a larger `maxiter` or `rtol`.", math.nan, math.inf,
-                done[0])
+                f"Lanczos used its {maxiter} operator applications (`maxiter`) before "
+                f"reaching the relative accuracy {tol:.1e}; pass a larger `maxiter` or "
+                f"`rtol`.", estimate, residual, done[0])
         pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
-                              start=start, maxiter=left, callback=report,
-                              max_basis=min(MAX_BASIS, max(20, room // (size * item))))
+                              start=start, maxiter=left, callback=report, max_basis=basis_cap)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
                            pairs.steps + done[0])
     else:
@@ -439,42 +468,47 @@ def _start_flops(geom: Any) -> int:
 
 def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
                          rng: np.random.Generator, room: int, report: Callback | None,
-                         maxiter: int | None) -> tuple[np.ndarray | None, int]:
-    """Lanczos with float32 (complex64) products, float64 vectors: a start for float64.
+                         maxiter: int | None) -> tuple[np.ndarray | None, int, float | None]:
+    """Lanczos with float32 (complex64) products, float64 vectors: a start block.
 
-    Products cost a third of float64 ones; the recurrence stays in the target's
-    precision, so the phase gets as far as the products' rounding allows (a
-    relative residual near 1e-7) rather than float32 vectors' (1e-4). Resolving
-    near-degenerate top pairs, where most steps go, happens here.
+    Products cost a third to a half of float64 ones; the recurrence stays in the
+    target's precision, so the phase could get as far as the products' rounding
+    allows (a relative residual near 1e-7) rather than float32 vectors' (1e-4).
+    It hands over earlier, at ``NOISE_MARGIN`` times that noise, to the
+    mixed-precision rounds (:func:`~convop.spectral.lanczos.refine_top_eigenpair`).
+    Returns its top Ritz vector and the near twins of its value (columns), the
+    products used, and the products' measured relative error (None, with the
+    start unchanged, when the phase does not run).
     """
-    low = np.dtype(np.complex64 if target.dtype.kind == "c" else np.float32)
+    low = _low_dtype(target.dtype)
     if target.layer is None or target.dtype.itemsize <= low.itemsize:
-        return start, 0
+        return start, 0, None
     if maxiter is not None and maxiter <= _PROBE_PRODUCTS + 1:
-        return start, 0
+        return start, 0, None
     size = min(target.shape)
     if room < target.gram_bytes(low) + 40 * size * target.dtype.itemsize:
-        return start, 0
-    gram = target.gram(low, side)
+        return start, 0, None
     work = target.dtype
-
-    def mixed(v: np.ndarray) -> np.ndarray:
-        return np.asarray(gram(v.astype(low)), dtype=work)
+    mixed = target.gram(low, side, work)  # float32 products, float64 vectors in and out
 
     # How far float32 products can take the residual: their relative error on a vector
     # near the start (one product of each kind), times a margin.
     probe = _start_probe(start, size, work, rng)
     for _ in range(3):  # towards the top: a random vector's product loses more digits
-        probe = mixed(probe)
+        probe = np.array(mixed(probe))
         probe /= max(float(np.linalg.norm(probe)), 1e-300)
     exact = np.array(target.gram(work, side)(probe))
     noise = float(np.linalg.norm(mixed(probe) - exact) / max(np.linalg.norm(exact), 1e-300))
     tol = max(LOW_PRECISION_TOL, NOISE_MARGIN * noise)
     pairs = top_eigenpair(mixed, size, dtype=work, tol=tol, rng=rng, start=start,
-                          callback=report, stagnate=True,
+                          callback=report, stagnate=True, twins=TWINS,
                           maxiter=None if maxiter is None else maxiter - _PROBE_PRODUCTS,
                           max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))))
-    return pairs.vectors[:, 0], pairs.steps + _PROBE_PRODUCTS
+    return pairs.vectors, pairs.steps + _PROBE_PRODUCTS, noise
+
+
+def _low_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.complex64 if dtype.kind == "c" else np.float32)
 
 
 #: Products the float32 phase spends measuring its noise.
