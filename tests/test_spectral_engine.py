@@ -391,12 +391,15 @@ def test_gram_products_in_low_precision_come_out_in_the_vectors_dtype(rng):
         np.testing.assert_array_equal(got, expected.astype(np.float64))
 
 
-def test_spectral_norm_with_mixed_precision_matches_arpack(rng):
+@pytest.mark.parametrize("complex_data", [False, True])
+def test_spectral_norm_with_mixed_precision_matches_arpack(complex_data, rng):
     import scipy.sparse.linalg
 
     weight = rng.standard_normal((8, 8, 3, 3))  # 8192 unknowns: the float32 phase runs
+    if complex_data:  # complex64 products, complex128 vectors
+        weight = weight + 1j * rng.standard_normal(weight.shape)
     A = convop.conv_matrix(weight, (32, 32), padding=1, domain="input").tocsr()
-    gram = scipy.sparse.linalg.aslinearoperator(A.T @ A)
+    gram = scipy.sparse.linalg.aslinearoperator(A.conj().T @ A)
     reference = np.sqrt(scipy.sparse.linalg.eigsh(gram, k=1, tol=1e-14,
                                                    return_eigenvectors=False)[0])
     for seed in range(3):
