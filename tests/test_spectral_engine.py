@@ -405,3 +405,42 @@ def test_spectral_norm_with_mixed_precision_matches_arpack(complex_data, rng):
     for seed in range(3):
         norm = convop.spectral_norm(weight, (32, 32), padding=1, rng=seed, rtol=1e-8)
         assert reference * (1 - 1e-8) <= norm <= reference * (1 + 1e-12)
+
+
+@given(layer_mode=moded_layers(max_extra=3), seed=seeds(), complex_data=st.booleans(),
+       side=st.sampled_from(["input", "output"]))
+def test_low_precision_gram_products_are_the_layer_operator_to_their_rounding(
+        layer_mode, seed, complex_data, side):
+    # float32 (complex64) products: Winograd F(2x2, 3x3) for 3x3 stride-1 2-D layers, im2col
+    # otherwise; both against the explicit matrix to float32's rounding.
+    g, weight, A, rng = layer_case(layer_mode, seed, complex_data)
+    low = np.complex64 if complex_data else np.float32
+    with Pool(2) as pool:
+        product = GramProduct(g, weight, low, side, pool=pool,
+                              result_dtype=np.result_type(low, np.float64))
+        v = rng.standard_normal(product.size)
+        if complex_data:
+            v = v + 1j * rng.standard_normal(product.size)
+        G = A.conj().T @ A if side == "input" else A @ A.conj().T
+        expected = G @ v
+        scale = abs(G).sum(axis=1).max() * np.abs(v).max()
+        np.testing.assert_allclose(product(v), expected, rtol=0, atol=2e-6 * max(scale, 1e-30))
+
+
+@pytest.mark.parametrize("size", [(7, 7), (8, 9), (12, 5)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_winograd_products_cover_odd_sizes_groups_and_padding_modes(size, groups, rng):
+    from convop.spectral.winograd import applies
+
+    assert applies((3, 3), (1, 1), (1, 1)) and not applies((3, 3), (2, 2), (1, 1))
+    weight = rng.standard_normal((4, 4 // groups, 3, 3))
+    for mode in ("zeros", "reflect", "circular"):
+        g = convop.conv_geometry(weight.shape, size, padding=1, groups=groups,
+                                 padding_mode=mode)
+        A = convop.LayerOperator(weight, size, padding=1, groups=groups, padding_mode=mode,
+                                 order="C").to_matrix()
+        product = GramProduct(g, weight, np.float32, "input", result_dtype=np.float64)
+        assert product._winograd
+        x = rng.standard_normal(A.shape[1])
+        np.testing.assert_allclose(product.forward(x), A @ x, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(product(x), A.T @ (A @ x), rtol=0, atol=1e-4)

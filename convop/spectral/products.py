@@ -6,10 +6,12 @@ hundred times and more. :class:`GramProduct` computes exactly what
 ``A``), but writes into buffers allocated once: the padded input, the patch
 matrix, the output. For stride 1 the adjoint is itself a stride-1 correlation
 of the zero-extended output with the flipped, transposed kernel, so it is an
-im2col and a GEMM too instead of a col2im of ``k`` strided additions.
+im2col and a GEMM too instead of a col2im of ``k`` strided additions. Float32
+(complex64) products of 3x3 stride-1 2-D layers use Winograd's F(2x2, 3x3)
+instead (:mod:`convop.spectral.winograd`): 2.9 -> 2.1 ms per Gram product of
+64->64 @56 on two cores; float64 products stay im2col.
 
-Vectors are row-major (``order="C"``), the layout of a PyTorch tensor. A
-product takes one vector or a block of up to ``batch`` of them, one per row.
+Vectors are row-major (``order="C"``), the layout of a PyTorch tensor.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from ..geometry import ConvGeometry
 from ..im2col import receptive_fields
 from ..padding import axis_sources, pad_adjoint
+from . import winograd
 
 
 def _chunks(count: int, parts: int) -> list[slice]:
@@ -56,10 +59,21 @@ class GramProduct:
         w = weight.astype(dt)
         taps = math.prod(g.kernel_size)
         self._rows = w.reshape(g.groups, g.out_per_group, -1)  # (G, Co/G, Ci/G * taps)
-        self._padded = np.zeros((g.in_channels, *g.padded_size), dtype=dt)
-        self._cols = np.empty((g.in_channels, *g.kernel_size, *g.output_size), dtype=dt)
         self._out = np.empty((g.groups, g.out_per_group, math.prod(g.output_size)), dtype=dt)
         self._unit_stride = all(st == 1 for st in g.stride)
+        # Low-precision 3x3 products by Winograd: 2.25x fewer flops, error measured and
+        # certified past by the mixed-precision Lanczos; exact products stay im2col.
+        self._winograd = (dt in (np.dtype(np.float32), np.dtype(np.complex64))
+                          and winograd.applies(g.kernel_size, g.stride, g.dilation))
+        if self._winograd:
+            self._forward_engine = winograd.Winograd3x3(w, g.groups, g.output_size, dt)
+            shape = tuple(max(p, n) for p, n in zip(
+                g.padded_size, self._forward_engine.source_shape[1:]))
+            self._padded = np.zeros((g.in_channels, *shape), dtype=dt)
+        else:
+            self._padded = np.zeros((g.in_channels, *g.padded_size), dtype=dt)
+            self._cols = np.empty((g.in_channels, *g.kernel_size, *g.output_size), dtype=dt)
+        self._positions = _chunks(16, parts)
         # Work split into chunks: input and output channels for copies, rows for GEMMs.
         self._in_parts = _chunks(g.in_channels, parts)
         self._out_parts = _chunks(g.out_per_group, parts)
@@ -74,16 +88,23 @@ class GramProduct:
                 g.groups, g.in_per_group, g.out_per_group * taps)
             ext = tuple(o + (k - 1) * d + (p - o) for o, k, d, p in zip(
                 g.output_size, g.kernel_size, g.dilation, g.padded_size))
-            self._extended = np.zeros((g.out_channels, *ext), dtype=dt)
             self._inner = (slice(None),) + tuple(
                 slice((k - 1) * d, (k - 1) * d + o)
                 for k, d, o in zip(g.kernel_size, g.dilation, g.output_size))
+            if self._winograd:
+                kernel = self._rows_adjoint.reshape(g.in_channels, g.out_per_group,
+                                                    *g.kernel_size)
+                self._adjoint_engine = winograd.Winograd3x3(kernel, g.groups, g.padded_size, dt)
+                ext = tuple(max(e, n) for e, n in zip(
+                    ext, self._adjoint_engine.source_shape[1:]))
+            self._extended = np.zeros((g.out_channels, *ext), dtype=dt)
             self._adjoint_geometry = ConvGeometry(
                 in_channels=g.out_channels, out_channels=g.in_channels, groups=g.groups,
                 kernel_size=g.kernel_size, input_size=ext, stride=(1,) * g.ndim,
                 dilation=g.dilation, padding=((0, 0),) * g.ndim)
-            self._cols_adjoint = np.empty((g.out_channels, *g.kernel_size, *g.padded_size),
-                                          dtype=dt)
+            if not self._winograd:
+                self._cols_adjoint = np.empty(
+                    (g.out_channels, *g.kernel_size, *g.padded_size), dtype=dt)
         else:
             self._rows_adjoint = np.ascontiguousarray(np.conj(np.swapaxes(self._rows, 1, 2)))
             self._cols_adjoint = np.empty((g.in_channels, *g.kernel_size, *g.output_size),
@@ -91,10 +112,11 @@ class GramProduct:
             self._windows = g.tap_windows()
         # Window views of the fixed buffers, built once (they cost as much as a copy).
         self._order = (0, *range(1 + g.ndim, 1 + 2 * g.ndim), *range(1, 1 + g.ndim))
-        self._windows_forward = receptive_fields(self._padded[np.newaxis], g)[0]
-        if self._unit_stride:
-            self._windows_adjoint = receptive_fields(self._extended[np.newaxis],
-                                                     self._adjoint_geometry)[0]
+        if not self._winograd:
+            self._windows_forward = receptive_fields(self._padded[np.newaxis], g)[0]
+            if self._unit_stride:
+                self._windows_adjoint = receptive_fields(self._extended[np.newaxis],
+                                                         self._adjoint_geometry)[0]
         self._grad = np.empty((g.groups, g.in_per_group, math.prod(g.padded_size)), dtype=dt)
         self._result = np.empty(g.vector_size("input"), dtype=self.result_dtype)
         self._cast = (np.empty(g.vector_size("output"), dtype=self.result_dtype)
@@ -142,13 +164,28 @@ class GramProduct:
         g = self.geometry
         source = x.reshape(g.in_channels, *g.input_size)
         interior = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
-        windows = self._windows_forward  # (C, *out, *kernel), a view of the padded buffer
         order = self._order
+
+        if self._winograd:
+            engine = self._forward_engine
+            tiles = self._padded[(slice(None),) + tuple(
+                slice(0, n) for n in engine.source_shape[1:])]
+            out = self._out.reshape(g.out_channels, *g.output_size)
+
+            def fill(channels: slice) -> None:
+                self._padded[(channels,) + interior] = source[channels]
+                self._fill_border(channels)
+                engine.gather(tiles, channels)
+
+            self._run(fill, self._in_parts)
+            self._run(engine.multiply, self._positions)
+            self._run(lambda channels: engine.scatter(out, channels), self._out_channel_parts)
+            return self._out.reshape(-1)
 
         def gather(channels: slice) -> None:
             self._padded[(channels,) + interior] = source[channels]
             self._fill_border(channels)
-            np.copyto(self._cols[channels], windows[channels].transpose(order))
+            np.copyto(self._cols[channels], self._windows_forward[channels].transpose(order))
 
         def multiply(rows: slice) -> None:
             cols = self._cols.reshape(g.groups, g.in_per_group * math.prod(g.kernel_size), -1)
@@ -162,14 +199,27 @@ class GramProduct:
         """Return ``A^H y`` for an output vector, as an input vector (a view of a buffer)."""
         g = self.geometry
         grad = self._grad.reshape(g.in_channels, *g.padded_size)
-        if self._unit_stride:
+        if self._unit_stride and self._winograd:
             source = y.reshape(g.out_channels, *g.output_size)
-            windows = self._windows_adjoint
+            engine = self._adjoint_engine
+            tiles = self._extended[(slice(None),) + tuple(
+                slice(0, n) for n in engine.source_shape[1:])]
+
+            def fill(channels: slice) -> None:
+                self._extended[(channels,) + tuple(self._inner[1:])] = source[channels]
+                engine.gather(tiles, channels)
+
+            self._run(fill, self._out_channel_parts)
+            self._run(engine.multiply, self._positions)
+            self._run(lambda channels: engine.scatter(grad, channels), self._in_parts)
+        elif self._unit_stride:
+            source = y.reshape(g.out_channels, *g.output_size)
             order = self._order
 
             def gather(channels: slice) -> None:
                 self._extended[(channels,) + tuple(self._inner[1:])] = source[channels]
-                np.copyto(self._cols_adjoint[channels], windows[channels].transpose(order))
+                np.copyto(self._cols_adjoint[channels],
+                          self._windows_adjoint[channels].transpose(order))
 
             def multiply(rows: slice) -> None:
                 cols = self._cols_adjoint.reshape(g.groups, g.out_per_group *
