@@ -113,13 +113,16 @@ class Target:
     def gram(self, dtype: np.dtype, side: str, result_dtype: np.dtype | None = None) -> Any:
         """``A^H A`` (``side="input"``) or ``A A^H`` as a function of a vector, in ``dtype``.
 
-        Results come out in ``result_dtype`` (default ``dtype``).
+        Results come out in ``result_dtype`` (default ``dtype``); products in a
+        narrower dtype than their results are a mixed-precision solve's helpers,
+        which may use Winograd (:class:`GramProduct`).
         """
         key = (np.dtype(dtype), side, np.dtype(result_dtype or dtype))
         if key not in self._grams:
             if self.layer is not None:
-                self._grams[key] = GramProduct(self.layer.geometry, self.layer.weight, dtype,
-                                               side, pool=self.pool, result_dtype=key[2])
+                self._grams[key] = GramProduct(
+                    self.layer.geometry, self.layer.weight, dtype, side, pool=self.pool,
+                    result_dtype=key[2], winograd=key[2].itemsize > key[0].itemsize)
             else:
                 op = self.operator
                 first, second = (op.matmat, op.rmatmat) if side == "input" else (

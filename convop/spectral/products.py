@@ -24,7 +24,7 @@ import numpy as np
 from ..geometry import ConvGeometry
 from ..im2col import receptive_fields
 from ..padding import axis_sources, pad_adjoint
-from . import winograd
+from . import winograd as _winograd
 
 
 def _chunks(count: int, parts: int) -> list[slice]:
@@ -41,13 +41,16 @@ class GramProduct:
     Inputs of any real or complex dtype are cast as they are copied in; results
     come out in ``result_dtype`` (default ``dtype``), cast as they are copied out:
     float32 products for float64 Lanczos vectors cost no extra pass over memory.
+    With ``winograd``, float32 (complex64) products of 3x3 stride-1 2-D layers use
+    :mod:`convop.spectral.winograd`.
     With a ``pool`` of worker threads every stage (the im2col copies, the GEMMs, the
     crop) is split over channel chunks and runs on all the pool's cores; BLAS should
     then be single-threaded (:func:`convop._blas.single_threaded`).
     """
 
     def __init__(self, geometry: ConvGeometry, weight: np.ndarray, dtype: Any,
-                 side: str = "input", pool: Any = None, result_dtype: Any = None) -> None:
+                 side: str = "input", pool: Any = None, result_dtype: Any = None,
+                 winograd: bool = False) -> None:
         g = self.geometry = geometry
         self.dtype = np.dtype(dtype)
         self.result_dtype = self.dtype if result_dtype is None else np.dtype(result_dtype)
@@ -61,12 +64,14 @@ class GramProduct:
         self._rows = w.reshape(g.groups, g.out_per_group, -1)  # (G, Co/G, Ci/G * taps)
         self._out = np.empty((g.groups, g.out_per_group, math.prod(g.output_size)), dtype=dt)
         self._unit_stride = all(st == 1 for st in g.stride)
-        # Low-precision 3x3 products by Winograd: 2.25x fewer flops, error measured and
-        # certified past by the mixed-precision Lanczos; exact products stay im2col.
-        self._winograd = (dt in (np.dtype(np.float32), np.dtype(np.complex64))
-                          and winograd.applies(g.kernel_size, g.stride, g.dilation))
+        # Helper products of a mixed-precision solve may use Winograd (2.25x fewer flops,
+        # a few times the rounding: the solve measures it and certifies past it). Products
+        # a caller asked for in float32 stay im2col: at float32's finest rtol Winograd's
+        # rounding (3.7e-7) would stop Lanczos short of it.
+        self._winograd = (winograd and dt in (np.dtype(np.float32), np.dtype(np.complex64))
+                          and _winograd.applies(g.kernel_size, g.stride, g.dilation))
         if self._winograd:
-            self._forward_engine = winograd.Winograd3x3(w, g.groups, g.output_size, dt)
+            self._forward_engine = _winograd.Winograd3x3(w, g.groups, g.output_size, dt)
             shape = tuple(max(p, n) for p, n in zip(
                 g.padded_size, self._forward_engine.source_shape[1:]))
             self._padded = np.zeros((g.in_channels, *shape), dtype=dt)
@@ -94,7 +99,7 @@ class GramProduct:
             if self._winograd:
                 kernel = self._rows_adjoint.reshape(g.in_channels, g.out_per_group,
                                                     *g.kernel_size)
-                self._adjoint_engine = winograd.Winograd3x3(kernel, g.groups, g.padded_size, dt)
+                self._adjoint_engine = _winograd.Winograd3x3(kernel, g.groups, g.padded_size, dt)
                 ext = tuple(max(e, n) for e, n in zip(
                     ext, self._adjoint_engine.source_shape[1:]))
             self._extended = np.zeros((g.out_channels, *ext), dtype=dt)
