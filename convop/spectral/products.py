@@ -162,6 +162,18 @@ class GramProduct:
         else:
             self.pool.map([task] * len(parts), parts)
 
+    def _by_winograd(self, engine: Any, buffer: np.ndarray, fill: Any,
+                     fill_parts: list[slice], out: np.ndarray, out_parts: list[slice]) -> None:
+        """Correlate ``buffer`` into ``out`` by ``engine``, after ``fill`` wrote its channels."""
+
+        def gather(channels: slice) -> None:
+            fill(channels)
+            engine.gather(buffer, channels)
+
+        self._run(gather, fill_parts)
+        self._run(engine.multiply, self._positions)
+        self._run(lambda channels: engine.scatter(out, channels), out_parts)
+
     # A and A^H on vectors ----------------------------------------------------------------
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -172,19 +184,13 @@ class GramProduct:
         order = self._order
 
         if self._winograd:
-            engine = self._forward_engine
-            tiles = self._padded[(slice(None),) + tuple(
-                slice(0, n) for n in engine.source_shape[1:])]
-            out = self._out.reshape(g.out_channels, *g.output_size)
-
             def fill(channels: slice) -> None:
                 self._padded[(channels,) + interior] = source[channels]
                 self._fill_border(channels)
-                engine.gather(tiles, channels)
 
-            self._run(fill, self._in_parts)
-            self._run(engine.multiply, self._positions)
-            self._run(lambda channels: engine.scatter(out, channels), self._out_channel_parts)
+            self._by_winograd(self._forward_engine, self._padded, fill, self._in_parts,
+                              self._out.reshape(g.out_channels, *g.output_size),
+                              self._out_channel_parts)
             return self._out.reshape(-1)
 
         def gather(channels: slice) -> None:
@@ -206,17 +212,12 @@ class GramProduct:
         grad = self._grad.reshape(g.in_channels, *g.padded_size)
         if self._unit_stride and self._winograd:
             source = y.reshape(g.out_channels, *g.output_size)
-            engine = self._adjoint_engine
-            tiles = self._extended[(slice(None),) + tuple(
-                slice(0, n) for n in engine.source_shape[1:])]
 
             def fill(channels: slice) -> None:
                 self._extended[(channels,) + tuple(self._inner[1:])] = source[channels]
-                engine.gather(tiles, channels)
 
-            self._run(fill, self._out_channel_parts)
-            self._run(engine.multiply, self._positions)
-            self._run(lambda channels: engine.scatter(grad, channels), self._in_parts)
+            self._by_winograd(self._adjoint_engine, self._extended, fill,
+                              self._out_channel_parts, grad, self._in_parts)
         elif self._unit_stride:
             source = y.reshape(g.out_channels, *g.output_size)
             order = self._order

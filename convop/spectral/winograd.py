@@ -38,9 +38,9 @@ class Winograd3x3:
     """``out[o, y, x] = sum_{c, u, v} w[o, c, u, v] src[c, y + u, x + v]`` per group.
 
     ``weight`` is ``(C_out, C_in // groups, 3, 3)``; ``out_size`` the output's
-    ``(H, W)``. The source buffer must have the shape :attr:`source_shape`: the
+    ``(H, W)``. The source buffer must hold at least :attr:`source_shape`: the
     input the output needs, plus a row or column of zeros where an output size
-    is odd (tiles are 2x2).
+    is odd (tiles are 2x2). Only that corner of a larger buffer is read.
     """
 
     def __init__(self, weight: np.ndarray, groups: int, out_size: tuple[int, ...],
@@ -89,7 +89,3 @@ class Winograd3x3:
             for b in range(2):
                 target = out[channels, a::2, b::2]
                 np.copyto(target, self._y[a, b, channels, :target.shape[1], :target.shape[2]])
-
-    def bytes(self) -> int:
-        """Bytes of the buffers."""
-        return sum(a.nbytes for a in (self._u, self._d, self._v, self._m, self._y))
