@@ -9,6 +9,7 @@ its transpose for the input gradient, and checks itself against im2col,
 
 from .adapters import padding_pairs, relayout, same_padding_pairs
 from .auditing import AuditReport, LayerAudit, audit
+from .errors import BudgetError, NoConvergence
 from .functional import conv, conv_input_grad
 from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditReport",
+    "BudgetError",
     "CheckReport",
     "ConfigResult",
     "ConvGeometry",
@@ -55,6 +57,7 @@ __all__ = [
     "LayerAudit",
     "LayerConfig",
     "LayerOperator",
+    "NoConvergence",
     "SpectralReport",
     "__version__",
     "affine_matrix",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import BudgetError
+
 #: Fraction of the available memory a single request may take by default.
 DEFAULT_BUDGET_FRACTION = 0.75
 
@@ -44,7 +46,7 @@ def default_budget() -> int | None:
 
 
 def check_budget(needed: int, max_bytes: int | None, what: str) -> None:
-    """Raise ``MemoryError`` when ``needed`` bytes exceed the budget.
+    """Raise :class:`~convop.BudgetError` (a ``MemoryError``) when ``needed`` bytes exceed the budget.
 
     ``max_bytes=None`` means :func:`default_budget`. ``what`` describes the
     request (shape, nnz) for the message.
@@ -53,11 +55,10 @@ def check_budget(needed: int, max_bytes: int | None, what: str) -> None:
     if budget is not None and needed > budget:
         source = ("the default budget (75% of the memory available to this process)"
                   if max_bytes is None else "`max_bytes`")
-        raise MemoryError(
+        raise BudgetError(
             f"{what} needs an estimated {format_bytes(needed)} ({needed} bytes), more than "
             f"{source} of {format_bytes(budget)} ({budget} bytes). Reduce the problem or pass "
-            f"a larger `max_bytes=`."
-        )
+            f"a larger `max_bytes=`.", needed, budget, what)
 
 
 def format_bytes(n: int | float) -> str:

@@ -276,7 +276,7 @@ def test_circular_warm_start_holds_the_top_vector(complex_data, rng):
 
 def test_zero_padded_warm_start_is_close_and_only_where_it_costs_under_a_product(rng):
     from convop.spectral._target import Target
-    from convop.spectral.values import _warm_start
+    from convop.spectral.largest import _warm_start
 
     weight = rng.standard_normal((6, 4, 3, 3))
     target = Target(weight, (20, 20), dict(padding=1), max_bytes=None)
@@ -349,7 +349,7 @@ def noisy_pair_operator(split, n=20_000, level=1e-7, seed=5):
 
 @pytest.mark.parametrize("split", [1e-10, 3e-9, 1e-8, 3e-8, 1e-7, 1e-5])
 def test_mixed_precision_rounds_certify_below_the_low_products_noise(split):
-    from convop.spectral.lanczos import TWINS, refine_top_eigenpair
+    from convop.spectral.mixed_precision import TWINS, refine_top_eigenpair
 
     n, level, tol = 20_000, 1e-7, 2.5e-9
     lam, exact, low, calls = noisy_pair_operator(split, n, level)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 
 from .layer import Bounds, LayerRow, Norms
+from .lipschitz import SLOPES, NoRule, Step, as_tuple, audited, graph_bounds, pool_factor
 
-__all__ = ["onnx_layers"]
+__all__ = ["onnx_layers", "onnx_network_bounds"]
 
 #: convop's padding mode of each ONNX ``Pad`` mode.
 _PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
@@ -238,13 +240,12 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]
     """Return an ONNX model's convolutions, each with the input size it sees.
 
     Also its name, and the function that bounds the network from the audited
-    norms (:func:`.lipschitz.onnx_network_bounds`).
+    norms (:func:`onnx_network_bounds`).
 
     Layers sharing a weight, geometry and input size are one row with their
     ``calls`` counted; a node convop cannot read is a row that says why.
     """
     from ..onnx import auto_pad_pairs
-    from .lipschitz import onnx_network_bounds
 
     graph = _Graph(load_onnx(model), input_shape)
     rows: dict[tuple[Any, ...], LayerRow] = {}
@@ -313,3 +314,98 @@ def onnx_layers(model: Any, input_shape: tuple[int, ...]
     def bounds(norms: Norms) -> tuple[dict[str, float] | None, str]:
         return onnx_network_bounds(graph, folded, graph.input_name, norms, conv_keys)
     return graph_name, list(rows.values()), bounds
+
+
+# Lipschitz rules of ONNX nodes ------------------------------------------------------------
+
+
+def onnx_network_bounds(graph: Any, folded: dict[str, str], input_name: str,
+                        norms: Norms,
+                        conv_keys: dict[str, tuple[str, tuple[int, ...]]]
+                        ) -> tuple[dict[str, float] | None, str]:
+    """Return ``{field: bound}`` of an ONNX graph (see :func:`network_bounds`).
+
+    ``graph`` is the audit's parsed graph (constants, producers, shapes);
+    ``folded`` maps a convolution's padded input to the tensor before the
+    padding it folded (its norm includes that padding); ``conv_keys`` maps a
+    convolution's output to its row's ``(name, input size)``.
+    """
+    steps: dict[Any, Step | NoRule] = {input_name: Step("input")}
+    for name in graph.constants:
+        steps[name] = Step("constant")
+    for node in graph.nodes:
+        step: Step | NoRule
+        try:
+            step = _onnx_step(node, graph, folded, norms, conv_keys)
+        except NoRule as why:
+            step = why
+        for out in node.output:
+            steps[out] = step
+    outputs = [v.name for v in graph.model.graph.output]
+    if len(outputs) != 1:
+        return None, f"no network bound: the model has {len(outputs)} outputs"
+    return graph_bounds(steps, outputs[0], norms)
+
+
+def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
+               norms: Norms,
+               conv_keys: dict[str, tuple[str, tuple[int, ...]]]) -> Step:
+    op, inputs = node.op_type, [i for i in node.input if i]
+    if op in ("Conv", "ConvTranspose"):
+        name, size = conv_keys[node.output[0]]
+        return Step("scale", (folded.get(inputs[0], inputs[0]),), audited(norms, name, size))
+    if op == "Constant":
+        return Step("constant")
+    if op in SLOPES:
+        return Step("scale", (inputs[0],), SLOPES[op])
+    attrs = _attributes(node)
+    if op == "LeakyRelu":
+        return Step("scale", (inputs[0],), max(1.0, abs(float(attrs.get("alpha", 0.01)))))
+    if op in ("Add", "Sub"):
+        return Step("sum", tuple(inputs))
+    if op == "Concat":
+        return Step("concat", tuple(inputs))
+    if op == "Mul":
+        constants = [graph.constant(i) for i in inputs]
+        scalars = [c for c in constants if c is not None and np.size(c) == 1]
+        if len(inputs) == 2 and len(scalars) == 1:
+            tensor = next(i for i, c in zip(inputs, constants) if c is None or np.size(c) != 1)
+            return Step("scale", (tensor,), abs(float(np.ravel(scalars[0])[0])))
+        raise NoRule(f"{node.name or op}: a product of two tensors has no Lipschitz rule")
+    if op == "BatchNormalization":
+        scale, _, _, var = (graph.constant(i) for i in inputs[1:5])
+        if scale is None or var is None:
+            raise NoRule(f"{node.name or op}: a batch norm without constant statistics")
+        eps = float(attrs.get("epsilon", 1e-5))
+        return Step("scale", (inputs[0],), float(np.max(np.abs(scale) / np.sqrt(var + eps))))
+    if op in ("Gemm", "MatMul"):
+        weight = graph.constant(inputs[1])
+        if weight is None:
+            raise NoRule(f"{node.name or op}: its weight is not a constant")
+        alpha = abs(float(attrs.get("alpha", 1.0)))
+        return Step("scale", (inputs[0],),
+                    alpha * float(np.linalg.norm(np.atleast_2d(weight), 2)))
+    if op in ("MaxPool", "AveragePool"):
+        kernel = tuple(attrs["kernel_shape"])
+        ndim = len(kernel)
+        padded = any(attrs.get("pads", ())) or text_attribute(
+            attrs, "auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+        smallest = 1 if op == "AveragePool" and padded and not attrs.get(
+            "count_include_pad", 0) else None
+        return Step("scale", (inputs[0],), pool_factor(
+            kernel, as_tuple(attrs.get("strides", 1), ndim),
+            as_tuple(attrs.get("dilations", 1), ndim), op == "AveragePool", smallest))
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        shape_in = graph.shape(inputs[0])
+        if shape_in is None:
+            raise NoRule(f"{node.name or op}: its input size is unknown")
+        factor = 1.0 if op == "GlobalMaxPool" else 1.0 / math.sqrt(math.prod(shape_in[2:]))
+        return Step("scale", (inputs[0],), factor)
+    if op == "Pad":
+        # By position: an absent optional input is an empty name.
+        value = (graph.constant(node.input[2]) if len(node.input) > 2 and node.input[2]
+                 else None)
+        if text_attribute(attrs, "mode", "constant") == "constant" and (
+                value is None or not np.any(value)):
+            return Step("scale", (inputs[0],))  # zero padding: an isometric embedding
+    raise NoRule(f"no Lipschitz rule for the ONNX op {op} ({node.name or 'unnamed'})")

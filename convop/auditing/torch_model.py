@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ..adapters import padding_pairs
 from .layer import Bounds, LayerRow, Norms
+from .lipschitz import (
+    SLOPES,
+    NoRule,
+    Step,
+    adaptive_factor,
+    as_tuple,
+    audited,
+    graph_bounds,
+    pool_factor,
+)
 
-__all__ = ["torch_layers"]
+__all__ = ["network_bounds", "torch_layers"]
+
+#: torch functions and methods that keep the bound (reshapes, slope-1 activations).
+KEEP = {"relu", "flatten", "view", "reshape", "contiguous", "dropout", "squeeze",
+         "unsqueeze", "permute", "transpose", "tanh"}
 
 
 def torch_layers(model: Any, input_shape: tuple[int, ...]
@@ -15,7 +33,7 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
     """Return a ``torch.nn.Module``'s convolutions, each with the input size it sees.
 
     Also its name, and the function that bounds the network from the audited
-    norms (:func:`.lipschitz.network_bounds`, through ``torch.fx``).
+    norms (:func:`network_bounds`, through ``torch.fx``).
 
     One forward pass on a zero tensor of ``(1, *input_shape)``, in eval mode
     (restored after), with a pre-hook on every ``Conv{1,2,3}d`` and
@@ -57,8 +75,6 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
             handle.remove()
         model.train(training)
     def bounds(norms: Norms) -> tuple[dict[str, float] | None, str]:
-        from .lipschitz import network_bounds
-
         training = model.training
         try:
             model.eval()
@@ -66,3 +82,107 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
         finally:
             model.train(training)
     return type(model).__name__, list(seen.values()), bounds
+
+
+# Lipschitz rules of torch.fx nodes ----------------------------------------------------------
+
+
+def network_bounds(model: Any, input_shape: tuple[int, ...],
+                   norms: Norms
+                   ) -> tuple[dict[str, float] | None, str]:
+    """Return ``{field: bound}`` of a torch module for each norm field, or None and why.
+
+    ``norms[(module name, input size)]`` holds each convolution's values
+    (``sigma_max`` and the estimators) as audited. The module must be in eval
+    mode.
+    """
+    import torch
+    import torch.fx
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        traced = torch.fx.symbolic_trace(model)
+        ShapeProp(traced).propagate(
+            torch.zeros((1, *input_shape), dtype=next(model.parameters()).dtype))
+    except Exception as err:  # noqa: BLE001 - any tracing failure: no graph, no bound
+        return None, f"no network bound: torch.fx cannot trace the model ({err})"[:300]
+    modules = dict(traced.named_modules())
+    steps: dict[Any, Step | NoRule] = {}
+    output = None
+    for node in traced.graph.nodes:
+        if node.op == "output":
+            args = node.args[0]
+            output = args[0] if isinstance(args, (tuple, list)) and len(args) == 1 else args
+            if isinstance(output, (tuple, list)):
+                return None, f"no network bound: the model returns {len(output)} tensors"
+            break
+        try:
+            steps[node] = _fx_step(node, modules, norms)
+        except NoRule as why:
+            steps[node] = why
+    return graph_bounds(steps, output, norms)
+
+
+def _fx_step(node: Any, modules: dict[str, Any],
+             norms: Norms) -> Step:
+    import torch.fx
+
+    inputs = tuple(a for a in node.args if isinstance(a, torch.fx.Node))
+    if node.op == "placeholder":
+        return Step("input")
+    if node.op == "get_attr":
+        return Step("constant")
+    if node.op == "call_module":
+        module = modules[node.target]
+        return Step("scale", inputs[:1], _module_factor(node, module, norms))
+    name = getattr(node.target, "__name__", str(node.target))
+    if node.target in (operator.add, operator.iadd, operator.sub) or name in (
+            "add", "sub", "add_", "sub_"):
+        return Step("sum", inputs)
+    if node.target in (operator.mul, operator.truediv) or name in ("mul", "div"):
+        scalars = [a for a in node.args if isinstance(a, (int, float))]
+        if len(inputs) == 1 and len(scalars) == 1:
+            c = abs(float(scalars[0]))
+            divide = node.target is operator.truediv or name == "div"
+            return Step("scale", inputs, 1.0 / c if divide else c)
+        raise NoRule(f"{node.name}: a product of two tensors has no Lipschitz rule")
+    if name == "cat":
+        return Step("concat", tuple(node.args[0]))
+    if name in KEEP:
+        return Step("scale", inputs[:1])
+    if name == "sigmoid":
+        return Step("scale", inputs[:1], 0.25)
+    raise NoRule(f"no Lipschitz rule for {node.op} {name!r} ({node.name})")
+
+
+def _module_factor(node: Any, module: Any, norms: Norms) -> float | Callable[[str], float]:
+    kind = type(module).__name__
+    shape_in = tuple(int(v) for v in node.args[0].meta["tensor_meta"].shape[2:])
+    if kind.startswith(("Conv", "ConvTranspose")):
+        return audited(norms, node.target, shape_in)
+    if kind in SLOPES:
+        return SLOPES[kind]
+    if kind == "LeakyReLU":
+        return max(1.0, abs(module.negative_slope))
+    if kind == "Linear":
+        return float(np.linalg.norm(module.weight.detach().double().numpy(), 2))
+    if kind.startswith("BatchNorm"):
+        if module.training or module.running_var is None:
+            raise NoRule(f"{node.target}: a batch norm in training mode is not a fixed map")
+        scale = 1.0 / np.sqrt(module.running_var.detach().double().numpy() + module.eps)
+        if module.weight is not None:
+            scale = scale * np.abs(module.weight.detach().double().numpy())
+        return float(np.max(scale))
+    ndim = len(shape_in)
+    if kind.startswith(("MaxPool", "AvgPool")):
+        kernel = as_tuple(module.kernel_size, ndim)
+        padded = any(as_tuple(module.padding, ndim))
+        smallest = 1 if (kind.startswith("AvgPool") and padded
+                         and not module.count_include_pad) else None
+        return pool_factor(kernel, as_tuple(module.stride or module.kernel_size, ndim),
+                           as_tuple(getattr(module, "dilation", 1), ndim),
+                           kind.startswith("AvgPool"), smallest)
+    if kind.startswith(("AdaptiveAvgPool", "AdaptiveMaxPool")):
+        shape_out = tuple(int(v) for v in node.meta["tensor_meta"].shape[2:])
+        return adaptive_factor(shape_in, shape_out, kind.startswith("AdaptiveAvg"))
+    raise NoRule(f"no Lipschitz rule for the module {node.target} ({kind})")

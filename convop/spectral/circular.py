@@ -288,7 +288,7 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
         part = slice(first, first + chunk)
         mats = frequency_blocks(circular, op.weight, freqs[part]).reshape(
             -1, g.out_channels, width)
-        vectors = _top_vectors(mats, rng, _POWER_STEPS)
+        vectors = _top_vectors(mats, rng, POWER_STEPS)
         top[part] = np.linalg.norm(np.matmul(mats, vectors[..., np.newaxis])[..., 0], axis=1)
         i = int(np.argmax(top[part]))
         if top[first + i] > leader[0]:
@@ -340,7 +340,7 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
 
 
 #: Power iterations of the warm start on every frequency's block.
-_POWER_STEPS = 20
+POWER_STEPS = 20
 #: Frequencies whose blocks get an exact SVD for the winner.
 _CANDIDATES = 8
 #: Memory of one chunk of frequencies of the warm start.

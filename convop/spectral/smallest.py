@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -36,14 +36,13 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 from .. import _memory
+from ..errors import NoConvergence
 from ._target import Target
 from .cholesky import BlockCholesky, NotPositiveDefinite
 from .gram import block_gram, touched
-from .lanczos import NoConvergence, basis_size, top_eigenpairs
+from .lanczos import basis_size, top_eigenpairs
+from .results import Singular
 from .tolerance import rank_tolerance, zero_below
-
-if TYPE_CHECKING:
-    from .values import Singular
 
 #: Below this smaller dimension a dense SVD is cheaper and safer than Lanczos.
 DENSE_SMALL = 64
@@ -61,8 +60,6 @@ def smallest_singular_values(target: Target, k: int, rng: np.random.Generator,
                              callback: Callable[[int, float], None] | None = None,
                              vectors: bool = False) -> Singular:
     """Return the ``k`` smallest singular values of the target's matrix, descending."""
-    from .values import Singular
-
     m, n = target.shape
     tol = rank_tolerance(m, n, sigma_max, target.eps)
     B = _Tall.of(target, sigma_max)

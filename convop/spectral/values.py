@@ -7,21 +7,14 @@ weight an explicit sparse matrix or a ``LinearOperator`` (such as
 :class:`convop.LayerOperator`). Products run in float64 (complex128) whatever
 the weight's dtype, unless ``dtype`` asks for less.
 
-The largest value of a layer comes from Lanczos on its Gram operator (the
-smaller side), with reused product buffers (:mod:`convop.spectral.products`),
-a start vector from the FFT (for circular padding the exact top vector; for
-stride-1 zero padding the circular counterpart's under a sine envelope), and on
-large layers mixed precision: Lanczos with float32 products first, then rounds
-of float32 corrections whose float64 residuals certify the answer (a handful
-of float64 products per layer; float64 Lanczos only where a top pair split
-between the tolerance and the float32 noise needs it).
+This module holds the public functions, their argument checks and
+:func:`compute`, the one dispatcher where a new method is added: a dense SVD
+for small operators, :mod:`~convop.spectral.largest` for the largest values,
+:mod:`~convop.spectral.smallest` for the smallest.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,53 +27,13 @@ from .._progress import Progress, check_progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_int, as_real, as_rng, check_bool, check_callable, check_choice
 from ._target import Target
-from .circular import _POWER_STEPS as START_POWER_STEPS
-from .circular import circular_start, frequency_sizes
-from .lanczos import (
-    TWINS,
-    Eigenpairs,
-    NoConvergence,
-    basis_size,
-    refine_top_eigenpair,
-    top_eigenpair,
-    top_eigenpairs,
-)
+from .largest import largest
+from .results import Callback, Singular, select
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
 #: Largest matrix (entries) whose full SVD is computed densely.
 DENSE_SVD_MAX_ENTRIES = 2**24
-#: Noise added to a zero-padded layer's warm start, so it is never orthogonal to the top.
-ZEROS_NOISE = 1e-3
-#: From this many unknowns on, the largest value starts with a float32 phase.
-FLOAT32_PHASE_SIZE = 8192
-#: Most Lanczos vectors kept for the largest value (a restart follows).
-MAX_BASIS = 400
-#: Relative residual the float32-product phase aims for at least.
-LOW_PRECISION_TOL = 5e-7
-#: The float32 phase hands over at this many times the products' measured relative
-#: error (6e-6 on ResNet layers): the mixed-precision rounds go on from there with the
-#: same cheap products, so running nearer the noise only loses its Krylov space at the
-#: restart (total products over ResNet-18: 3834-4070 at 10x, 3852-3918 at 30x,
-#: 3933-4101 at 100x).
-NOISE_MARGIN = 30.0
-
-Callback = Callable[[int, float], None]
-
-
-@dataclass(frozen=True)
-class Singular:
-    """Singular values (descending), optionally their vectors, and error bounds.
-
-    ``bounds[i]`` bounds ``|values[i] - s|`` for some exact singular value ``s``
-    (from the residual of the Lanczos pair; 0 for a dense SVD).
-    """
-
-    values: np.ndarray
-    bounds: np.ndarray
-    u: np.ndarray | None = None  # (m, k), columns
-    vt: np.ndarray | None = None  # (k, n), rows
-    steps: int = 0
 
 
 def singular_values(
@@ -318,8 +271,8 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
     if k is None or min(m, n) <= DENSE_SMALL or (which == "largest" and k >= full - 1):
         result = dense_values(target, vectors)
         if which == "largest":
-            return _select(result, slice(0, count))
-        return _select(result, slice(full - count, full))
+            return select(result, slice(0, count))
+        return select(result, slice(full - count, full))
     if which == "largest":
         return largest(target, k, rtol, rng, maxiter=maxiter, callback=callback,
                        vectors=vectors)
@@ -327,12 +280,6 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
         sigma_max = float(largest(target, 1, max(rtol, 1e-6), rng).values[0])
     return smallest_singular_values(target, k, rng, sigma_max, maxiter=maxiter,
                                     callback=callback, vectors=vectors)
-
-
-def _select(result: Singular, part: slice) -> Singular:
-    return Singular(result.values[part], result.bounds[part],
-                    None if result.u is None else result.u[:, part],
-                    None if result.vt is None else result.vt[part], result.steps)
 
 
 def dense_values(target: Target, vectors: bool = False) -> Singular:
@@ -352,207 +299,6 @@ def dense_values(target: Target, vectors: bool = False) -> Singular:
         values, u, vt = scipy.linalg.svdvals(dense), None, None
     tolerance = rank_tolerance(m, n, float(values.max(initial=0.0)), target.eps)
     return Singular(zero_below(values, tolerance), np.zeros(values.size), u, vt)
-
-
-def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
-            maxiter: int | None = None, callback: Callback | None = None,
-            vectors: bool = False) -> Singular:
-    """Return the ``k`` largest singular values: Lanczos on the Gram operator."""
-    m, n = target.shape
-    side = "input" if m >= n else "output"
-    size = min(m, n)
-    gram = target.gram(target.dtype, side)
-    item = target.dtype.itemsize
-    fixed = target.gram_bytes(target.dtype) + target.vector_bytes(6)
-    budget = _memory.default_budget() if target.max_bytes is None else target.max_bytes
-    room = max(0, (budget if budget is not None else 2**62) - fixed)
-    least = (basis_size(size, k) if k > 1 else 20) * size * item
-    _memory.check_budget(fixed + least, target.max_bytes,
-                         f"Lanczos with {least // (size * item)} vectors of length {size}")
-    done = [0]  # products of earlier phases: steps count from the start of the call
-    report = None if callback is None else (
-        lambda step, theta: callback(done[0] + step, math.sqrt(max(theta, 0.0))))
-    # A residual below tol * lambda puts *some* eigenvalue within tol * lambda, and
-    # sigma within tol/2 * sigma of it; but a start vector with little of the top
-    # eigenvector stops next to a near-degenerate second one (gap a few rtol: measured
-    # 1.2e-8 below at rtol=1e-8 on a strided ResNet layer, 1 start in 6). tol = rtol/4
-    # resolved every such pair measured, for ~10% more products.
-    tol = rtol / 4
-    if k == 1:
-        start, exact = _warm_start(target, rng, side, budget=fixed + least)
-        # An exact start (circular layers) needs a float64 step or two, no float32 phase.
-        noise = None  # the float32 products' measured error, when they run
-        if size >= FLOAT32_PHASE_SIZE and not exact:
-            start, done[0], noise = _low_precision_phase(target, side, start, rng, room,
-                                                         report, maxiter)
-        basis_cap = min(MAX_BASIS, max(20, room // (size * item)))
-        pairs = None
-        if noise is not None and start is not None and (
-                maxiter is None or maxiter - done[0] > start.shape[1]):
-            # Mixed precision: float32 corrections, float64 residuals that certify.
-            low = target.gram(_low_dtype(target.dtype), side, target.dtype)
-            pairs, certified = refine_top_eigenpair(
-                gram, low, size, start, dtype=target.dtype, tol=tol, noise=noise,
-                maxiter=None if maxiter is None else maxiter - done[0], callback=report,
-                max_basis=basis_cap)
-            done[0] += pairs.steps
-            if certified:
-                pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, done[0])
-                return _singular_from_gram(target, pairs, side, vectors)
-            start = pairs.vectors[:, 0]  # a top pair that only exact products resolve
-        left = None if maxiter is None else maxiter - done[0]
-        if left is not None and left < 1:
-            estimate, residual = ((math.nan, math.inf) if pairs is None else
-                                  (float(pairs.values[0]), float(pairs.residuals[0])))
-            raise NoConvergence(
-                f"Lanczos used its {maxiter} operator applications (`maxiter`) before "
-                f"reaching the relative accuracy {tol:.1e}; pass a larger `maxiter` or "
-                f"`rtol`.", estimate, residual, done[0])
-        pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
-                              start=start, maxiter=left, callback=report, max_basis=basis_cap)
-        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
-                           pairs.steps + done[0])
-    else:
-        pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
-                               maxiter=maxiter, callback=report)
-    return _singular_from_gram(target, pairs, side, vectors)
-
-
-def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
-                ) -> tuple[np.ndarray | None, bool]:
-    """Return a start block from the circular counterpart's top singular vectors (FFT).
-
-    Also whether it is exact: the layer's own top vectors (circular padding).
-
-    For circular padding they are the layer's own top vectors. For a zero-padded
-    layer, under a sine envelope and with a little noise, they start the float32
-    phase closer (ResNet-18's products 4115 -> 3597, 3-8 % less time), when the
-    start costs at most one Gram product: its per-frequency power iterations
-    cost more than the products they save on strided layers with many channels
-    (measured: layer3.0.conv1 0.66 -> 1.01 s) and on 1x1 downsampling layers.
-    """
-    layer = target.layer
-    if layer is None:
-        return None, False
-    geom = layer.geometry
-    circular = geom.padding_mode == "circular"
-    if not circular and (geom.padding_mode != "zeros" or _start_flops(geom) > 4 * geom.nnz(
-            "input")):
-        return None, False
-    start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE)
-    if start is not None and not circular:
-        # Zero padding: the counterpart's wave under the lowest Dirichlet mode of each axis,
-        # the envelope of a Toeplitz operator's top eigenvector.
-        envelope = np.ones(())
-        for n in geom.input_size:
-            envelope = np.multiply.outer(envelope, np.sin(np.pi * np.arange(1, n + 1) / (n + 1)))
-        start = np.atleast_2d(start).reshape(-1, geom.in_channels, envelope.size) * (
-            envelope.reshape(-1))
-        start = start.reshape(start.shape[0], -1)
-        start /= np.linalg.norm(start, axis=1, keepdims=True)
-    exact = circular and start is not None
-    if start is None or side == "input":
-        return start, exact
-    product = target.gram(target.dtype, "input")
-    # A v for each row: the left vectors.
-    return np.stack([np.array(product.forward(row.astype(target.dtype)))
-                     for row in np.atleast_2d(start)]), exact
-
-
-def _start_flops(geom: Any) -> int:
-    """Multiply-adds of the warm start's power iterations over every frequency block."""
-    frequencies = math.prod(frequency_sizes(geom, True))
-    width = geom.in_channels * math.prod(geom.stride)
-    return frequencies * geom.out_channels * width * 2 * START_POWER_STEPS
-
-
-def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
-                         rng: np.random.Generator, room: int, report: Callback | None,
-                         maxiter: int | None) -> tuple[np.ndarray | None, int, float | None]:
-    """Lanczos with float32 (complex64) products, float64 vectors: a start block.
-
-    Products cost a third to a half of float64 ones; the recurrence stays in the
-    target's precision, so the phase could get as far as the products' rounding
-    allows (a relative residual near 1e-7) rather than float32 vectors' (1e-4).
-    It hands over earlier, at ``NOISE_MARGIN`` times that noise, to the
-    mixed-precision rounds (:func:`~convop.spectral.lanczos.refine_top_eigenpair`).
-    Returns its top Ritz vector and the near twins of its value (columns), the
-    products used, and the products' measured relative error (None, with the
-    start unchanged, when the phase does not run).
-    """
-    low = _low_dtype(target.dtype)
-    if target.layer is None or target.dtype.itemsize <= low.itemsize:
-        return start, 0, None
-    if maxiter is not None and maxiter <= _PROBE_PRODUCTS + 1:
-        return start, 0, None
-    size = min(target.shape)
-    if room < target.gram_bytes(low) + 40 * size * target.dtype.itemsize:
-        return start, 0, None
-    work = target.dtype
-    mixed = target.gram(low, side, work)  # float32 products, float64 vectors in and out
-
-    # How far float32 products can take the residual: their relative error on a vector
-    # near the start (one product of each kind), times a margin.
-    probe = _start_probe(start, size, work, rng)
-    for _ in range(3):  # towards the top: a random vector's product loses more digits
-        probe = np.array(mixed(probe))
-        probe /= max(float(np.linalg.norm(probe)), 1e-300)
-    exact = np.array(target.gram(work, side)(probe))
-    noise = float(np.linalg.norm(mixed(probe) - exact) / max(np.linalg.norm(exact), 1e-300))
-    tol = max(LOW_PRECISION_TOL, NOISE_MARGIN * noise)
-    pairs = top_eigenpair(mixed, size, dtype=work, tol=tol, rng=rng, start=start,
-                          callback=report, stagnate=True, twins=TWINS,
-                          maxiter=None if maxiter is None else maxiter - _PROBE_PRODUCTS,
-                          max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))))
-    return pairs.vectors, pairs.steps + _PROBE_PRODUCTS, noise
-
-
-def _low_dtype(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.complex64 if dtype.kind == "c" else np.float32)
-
-
-#: Products the float32 phase spends measuring its noise.
-_PROBE_PRODUCTS = 5
-
-
-def _start_probe(start: np.ndarray | None, size: int, dtype: np.dtype,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Return a unit vector to measure the low-precision products' error on."""
-    v = (np.atleast_2d(start)[0] if start is not None else rng.standard_normal(size))
-    v = np.asarray(v, dtype=dtype)
-    return v / max(float(np.linalg.norm(v)), 1e-300)
-
-
-def _singular_from_gram(target: Target, pairs: Eigenpairs, side: str,
-                        vectors: bool) -> Singular:
-    """Singular values, bounds and (optionally) vectors from eigenpairs of a Gram operator."""
-    m, n = target.shape
-    theta = np.clip(pairs.values, 0.0, None)
-    sigma = np.sqrt(theta)
-    # |sqrt(lambda) - sqrt(theta)| = |lambda - theta| / (sqrt(lambda) + sqrt(theta)).
-    low = np.sqrt(np.clip(theta - pairs.residuals, 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bounds = np.where(sigma + low > 0, pairs.residuals / (sigma + low),
-                          np.sqrt(pairs.residuals))
-    tolerance = rank_tolerance(m, n, float(sigma.max(initial=0.0)), target.eps)
-    order = np.argsort(sigma)[::-1]
-    sigma, bounds = sigma[order], bounds[order]
-    values = zero_below(sigma, tolerance)
-    if not vectors:
-        return Singular(values, bounds, steps=pairs.steps)
-    Y = pairs.vectors[:, order]
-    if side == "input":
-        v = Y
-        u = _apply(target, v, "forward") / np.where(sigma > 0, sigma, 1.0)
-    else:
-        u = Y
-        v = _apply(target, u, "adjoint") / np.where(sigma > 0, sigma, 1.0)
-    return Singular(values, bounds, u, v.conj().T, pairs.steps)
-
-
-def _apply(target: Target, X: np.ndarray, which: str) -> np.ndarray:
-    """Apply ``A`` or ``A^H`` to ``X`` column by column, in the row-major layout."""
-    return np.stack([np.array(target.apply(X[:, i], which)) for i in range(X.shape[1])], axis=1)
 
 
 def shaped_vectors(target: Target, result: Singular, tensors: bool
