@@ -46,7 +46,7 @@ def default_budget() -> int | None:
 
 
 def check_budget(needed: int, max_bytes: int | None, what: str) -> None:
-    """Raise :class:`~convop.BudgetError` (a ``MemoryError``) when ``needed`` bytes exceed the budget.
+    """Raise :class:`~convop.BudgetError` when ``needed`` bytes exceed the budget.
 
     ``max_bytes=None`` means :func:`default_budget`. ``what`` describes the
     request (shape, nnz) for the message.

@@ -55,7 +55,18 @@ from .geometry import conv_geometry
 from .transposed import _layer as _transposed
 from .validation.battery import KINDS
 
-__all__ = ["AutodiffBridge", "Bridge", "BridgeFunctions", "Layer", "bridge_functions"]
+__all__ = ["BRIDGES", "AutodiffBridge", "Bridge", "BridgeFunctions", "Layer",
+           "bridge_functions"]
+
+#: The framework bridges ``convop check NAME`` runs: the module holding the bridge
+#: (its ``bridge`` attribute) and the modules it needs installed. A new framework is
+#: one module and one row here.
+BRIDGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "torch": ("convop.torch", ("torch",)),
+    "jax": ("convop.jax", ("jax",)),
+    "tensorflow": ("convop.tensorflow", ("tensorflow",)),
+    "onnxruntime": ("convop.onnx", ("onnx", "onnxruntime")),
+}
 
 
 class Layer(NamedTuple):

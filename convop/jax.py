@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from .bridge import AutodiffBridge, Layer, bridge_functions
 
 __all__ = [
@@ -50,11 +51,7 @@ PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _jax() -> Any:
-    try:
-        import jax
-    except ImportError as err:  # pragma: no cover - exercised only without jax
-        raise ImportError("this needs JAX: python -m pip install jax==0.10.2 (CPU)") from err
-    return jax
+    return require("jax")
 
 
 def dimension_numbers(ndim: int, transposed_weight: bool = False) -> tuple[str, str, str]:

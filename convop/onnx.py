@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from ._validation import as_int_tuple, check_choice
 from .adapters import same_padding_pairs
 from .bridge import Bridge, Layer, bridge_functions
@@ -58,13 +59,7 @@ AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
 def _modules() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:  # pragma: no cover - exercised only without them
-        raise ImportError("this needs ONNX Runtime: python -m pip install onnx==1.23.2 "
-                          "onnxruntime==1.32.0") from err
-    return onnx, onnxruntime
+    return require("onnx"), require("onnxruntime")
 
 
 def auto_pad_pairs(auto_pad: str, input_size: Any, kernel_size: Any, *, stride: Any = 1,

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from .bridge import AutodiffBridge, Layer, bridge_functions
 
 __all__ = [
@@ -51,12 +52,7 @@ _REFUSALS = ("do not yet support", "currently only supports", "not supported",
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as err:  # pragma: no cover - exercised only without tensorflow
-        raise ImportError("this needs TensorFlow: python -m pip install tensorflow-cpu"
-                          ) from err
-    return tf
+    return require("tensorflow")
 
 
 def _last(ndim: int) -> list[int]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._optional import require
 from ._validation import as_rng
 from .bridge import AutodiffBridge, Layer, bridge_functions
 from .geometry import conv_geometry
@@ -45,13 +46,7 @@ __all__ = [
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as err:  # pragma: no cover - exercised only without torch
-        raise ImportError(
-            "this needs PyTorch: python -m pip install torch==2.13.0 (CPU build)"
-        ) from err
-    return torch
+    return require("torch")
 
 
 # Module -> matrix -----------------------------------------------------------------------

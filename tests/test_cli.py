@@ -271,9 +271,9 @@ def test_inspect_weight_shape_mismatch(tmp_path, capsys):
 
 
 def test_inspect_skips_a_huge_smallest_singular_value(monkeypatch):
-    import convop.cli as cli
+    import convop.cli.inspect as cli_inspect
 
-    monkeypatch.setattr(cli, "AUTO_SMALLEST_LIMIT", 100)
+    monkeypatch.setattr(cli_inspect, "AUTO_SMALLEST_LIMIT", 100)
     report = inspect_json()
     assert report["spectrum"]["sigma_min"] is None
     assert "pass --spectrum full" in report["spectrum"]["skipped"]

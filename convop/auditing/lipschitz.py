@@ -37,8 +37,8 @@ import numpy as np
 
 from .layer import Norms
 
-__all__ = ["NoRule", "Step", "adaptive_factor", "as_tuple", "audited", "graph_bounds", "pool_factor",
-           "walk"]
+__all__ = ["NoRule", "Step", "adaptive_factor", "as_tuple", "audited", "graph_bounds",
+           "pool_factor", "walk"]
 
 #: Largest slope of each activation (torch module class names and ONNX op types).
 SLOPES = {"ReLU": 1.0, "ReLU6": 1.0, "Tanh": 1.0, "Hardtanh": 1.0, "Sigmoid": 0.25,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import require
 from .layer import Bounds, LayerRow, Norms
 from .lipschitz import SLOPES, NoRule, Step, as_tuple, audited, graph_bounds, pool_factor
 
@@ -18,12 +19,7 @@ _PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
 def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as err:  # pragma: no cover - exercised only without onnx
-        raise ImportError("auditing an ONNX model needs onnx: python -m pip install "
-                          "onnx==1.23.2") from err
-    return onnx
+    return require("onnx", "auditing an ONNX model")
 
 
 def load_onnx(model: Any) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-INSTALL_HINT = 'plotting needs matplotlib: python -m pip install "convop[plot]"'
+from .._optional import install_hint
+
+INSTALL_HINT = install_hint("matplotlib", "plotting")
 
 
 def pyplot() -> Any:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["add_audit_parser", "run_audit"]
+from .._optional import install_hint, missing
+from .arguments import UsageError, check_plot_dir, import_target, sizes
+
+__all__ = ["add_parser", "run"]
 
 
-def add_audit_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     """Add the ``audit`` subcommand to the subparsers ``sub``."""
     audit = sub.add_parser(
         "audit",
@@ -34,55 +35,46 @@ def add_audit_parser(sub: Any) -> None:
     audit.add_argument("--plot", metavar="DIR", help="write audit.png (per-layer bars) into DIR")
 
 
-def run_audit(args: argparse.Namespace, out: TextIO, load: Callable[[str], Any],
-              sizes: Callable[..., tuple[int, ...]], usage: type[Exception]) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``convop audit``: 0 when every layer was audited, 1 when one was refused."""
     onnx_file = args.model.endswith(".onnx")
     if onnx_file:
-        if importlib.util.find_spec("onnx") is None:
-            raise usage("argument model: auditing an ONNX file needs onnx: "
-                        "python -m pip install onnx==1.23.2")
+        if missing("onnx"):
+            raise UsageError(f"argument model: {install_hint('onnx', 'auditing an ONNX file')}")
         if not os.path.isfile(args.model):
-            raise usage(f"argument model: {args.model!r} is not a file")
-    elif importlib.util.find_spec("torch") is None:
-        raise usage("argument model: auditing a torch model needs PyTorch: "
-                    "python -m pip install torch==2.13.0")
+            raise UsageError(f"argument model: {args.model!r} is not a file")
+    elif missing("torch"):
+        raise UsageError(f"argument model: {install_hint('torch', 'auditing a torch model')}")
     shape = sizes(args.input, "--in")
     if not 2 <= len(shape) <= 4 or min(shape) < 1:
-        raise usage(f"argument --in: expected C x 1 to 3 positive spatial sizes; got "
+        raise UsageError(f"argument --in: expected C x 1 to 3 positive spatial sizes; got "
                     f"{args.input!r}")
     if args.seed < 0:
-        raise usage(f"argument --seed: must be a non-negative integer; got {args.seed}")
+        raise UsageError(f"argument --seed: must be a non-negative integer; got {args.seed}")
     if not 0 < args.rtol < 1:
-        raise usage(f"argument --rtol: must be in (0, 1); got {args.rtol}")
+        raise UsageError(f"argument --rtol: must be in (0, 1); got {args.rtol}")
     if args.plot:
-        if importlib.util.find_spec("matplotlib") is None:
-            raise usage('argument --plot: plotting needs matplotlib: python -m pip install '
-                        '"convop[plot]"')
-        try:
-            os.makedirs(args.plot, exist_ok=True)
-        except OSError as err:
-            raise usage(f"argument --plot: cannot create {args.plot!r}: {err.strerror}") from None
-    from .auditing import audit
+        check_plot_dir(args.plot)
+    from ..auditing import audit
 
     if onnx_file:
         model: Any = args.model
     else:
         import torch
 
-        model = load(args.model)()
+        model = import_target(args.model)()
         if not isinstance(model, torch.nn.Module):
-            raise usage(f"argument model: {args.model}() returned {type(model).__name__}, "
+            raise UsageError(f"argument model: {args.model}() returned {type(model).__name__}, "
                         f"not a torch.nn.Module")
         model = model.double()
     try:
         report = audit(model, (shape[0], *shape[1:]), rtol=args.rtol,
                        sigma_min=args.sigma_min, rng=args.seed)
     except (TypeError, ValueError) as err:  # e.g. --in that does not fit the model's input
-        raise usage(f"argument --in: {err}") from None
+        raise UsageError(f"argument --in: {err}") from None
     print(report.to_json(indent=2) if args.json else report, file=out)
     if args.plot:
-        from .plotting import pyplot
+        from ..plotting import pyplot
 
         ax = report.plot()
         ax.figure.savefig(os.path.join(args.plot, "audit.png"), dpi=100)

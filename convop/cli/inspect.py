@@ -1,129 +1,40 @@
-"""The ``convop`` command line (also ``python -m convop``).
-
-- ``convop demo``: build ``W`` for a small layer, check it against im2col and
-  the adjoint identity.
-- ``convop check torch|jax|tensorflow|onnxruntime``: run the standard battery
-  against a framework, through its bridge (``convop.torch``, ``convop.jax``,
-  ``convop.tensorflow``, ``convop.onnx``).
-- ``convop check MODULE:FUNCTION --kind KIND``: run it against any importable
-  callable with the signature of the matching convop function.
-- ``convop inspect``: describe a layer's matrix (sizes before building, build
-  time, a dot test, spectral norm, smallest singular value, condition number),
-  optionally as JSON, saved with ``--save`` and drawn with ``--plot``.
-
-Exit status: 0 when everything passes, 1 when a check fails, 2 for a usage
-error (a one-line message naming the argument, no traceback).
-"""
+"""``convop inspect``: a layer's exact matrix, a dot test and its spectrum; JSON, --save, --plot."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import __version__
-from ._cli_audit import add_audit_parser, run_audit
-from ._memory import format_bytes
-from ._progress import Progress
-from ._typing import DOMAINS, ORDERS, PADDING_MODES
-from .functional import conv, conv_input_grad
-from .geometry import ConvGeometry, conv_geometry
-from .im2col import im2col
-from .layout import unvec, vec
-from .matrix import assemble, conv_matrix
-from .operator import LayerOperator
-from .padding import pad_matrix
-from .spectral import singular_values
-from .spectral.circular import circulant_problem
-from .validation import KINDS, check_conv, dot_test
-from .validation.case import call_problem
+from .._memory import format_bytes
+from .._progress import Progress
+from .._typing import DOMAINS, ORDERS, PADDING_MODES
+from ..geometry import ConvGeometry, conv_geometry
+from ..matrix import assemble
+from ..operator import LayerOperator
+from ..padding import pad_matrix
+from ..spectral import singular_values
+from ..spectral.circular import circulant_problem
+from ..validation import dot_test
+from .arguments import UsageError, check_plot_dir, check_seed, flag_names, padding, sizes
 
-DEMO_SEED = 0
+__all__ = ["add_parser", "run"]
+
 #: Above this smaller dimension `--spectrum auto` skips the smallest singular value.
 AUTO_SMALLEST_LIMIT = 20_000
+#: Weight dtypes ``inspect --weight`` reads (scipy.sparse stores no float16).
+WEIGHT_DTYPES = ("float32", "float64", "complex64", "complex128")
 
 
-class UsageError(Exception):
-    """A bad command-line argument: reported in one line with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def demo(out: TextIO | None = None) -> bool:
-    """Build W for a 3->8 3x3 layer on 16x16, check it against im2col; return success."""
-    out = out or sys.stdout
-    rng = np.random.default_rng(DEMO_SEED)
-    weight = rng.standard_normal((8, 3, 3, 3))
-    x = rng.standard_normal((3, 16, 16))
-    W = conv_matrix(weight, (16, 16), padding=1)
-    print("layer: 3->8 channels, 3x3 kernel, 16x16 input, stride 1, padding 1", file=out)
-    print(f"W: shape {W.shape}, nnz {W.nnz}, index dtype {W.indices.dtype}", file=out)
-
-    x_pad = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    y_matrix = unvec(W @ vec(x_pad), (8, 16, 16))
-    x_col = im2col(x[None], 3, padding=1)
-    y_im2col = (weight.reshape(8, -1) @ x_col).reshape(8, 16, 16)
-    err = float(np.max(np.abs(y_matrix - y_im2col)))
-    print(f"W @ vec(X_pad) vs im2col W_row @ X_col: max abs difference {err:.2e}", file=out)
-
-    dy = rng.standard_normal((8, 16, 16))
-    lhs = float(np.vdot(conv(x, weight, padding=1), dy))
-    rhs = float(np.vdot(x, conv_input_grad(dy, weight, (16, 16), padding=1)))
-    rel = abs(lhs - rhs) / max(abs(lhs), 1e-300)
-    print(f"adjoint: <W x, dy> = {lhs:.12g}, <x, W^T dy> = {rhs:.12g} (rel. diff {rel:.1e})",
-          file=out)
-    ok = err < 1e-12 * max(1.0, float(np.abs(y_im2col).max())) and rel < 1e-12
-    print("OK" if ok else "MISMATCH", file=out)
-    return ok
-
-
-#: ``convop check`` targets: the bridge module and what it needs installed.
-FRAMEWORKS = {
-    "torch": ("convop.torch", ("torch",), "torch==2.13.0"),
-    "jax": ("convop.jax", ("jax",), "jax==0.10.2"),
-    "tensorflow": ("convop.tensorflow", ("tensorflow",), "tensorflow-cpu"),
-    "onnxruntime": ("convop.onnx", ("onnx", "onnxruntime"), "onnx==1.23.2 onnxruntime==1.32.0"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of the ``convop`` command."""
-    parser = _Parser(prog="convop", description="Exact sparse operators of convolution layers.")
-    parser.add_argument("--version", action="version", version=f"convop {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("demo", help="build W for a small layer and check it against im2col")
-    check = sub.add_parser(
-        "check",
-        help="check a convolution implementation against the exact operator",
-        description="Run the standard battery of layers through an implementation and compare "
-        "every result with the exact operator. TARGET is a framework "
-        f"({', '.join(FRAMEWORKS)}) or MODULE:FUNCTION.",
-    )
-    check.add_argument("target", help=f"{'|'.join(FRAMEWORKS)}, or MODULE:FUNCTION of an "
-                       "importable callable")
-    check.add_argument("--kind", choices=(*KINDS, "all"), default=None,
-                       help="what the callable computes (default: forward); for a framework, "
-                       "default and 'all': every kind its bridge implements")
-    check.add_argument("--configs", choices=("standard", "quick"), default="standard",
-                       help="the battery: about 40 layers, or 8")
-    check.add_argument("--dtype", choices=("float64", "float32"), default=None,
-                       help="default: float64, or the framework's only dtype "
-                       "(float32 for onnxruntime)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-
+def add_parser(sub: Any) -> None:
+    """Add the ``inspect`` subcommand to the subparsers ``sub``."""
     inspect = sub.add_parser(
         "inspect",
         help="describe a layer's exact matrix and spectrum",
@@ -152,51 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--save", metavar="W.npz", help="write W with scipy.sparse.save_npz")
     inspect.add_argument("--plot", metavar="DIR", help="write PNG pictures into DIR")
-    add_audit_parser(sub)
-    return parser
-
-
-def _sizes(text: str, argument: str, ndim: int | None = None) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(
-            f"argument {argument}: expected integers joined by 'x'; got {text!r}"
-        ) from None
-    if ndim is not None and len(values) == 1:
-        values *= ndim
-    if ndim is not None and len(values) != ndim:
-        raise UsageError(f"argument {argument}: expected 1 or {ndim} values for {ndim} spatial "
-                         f"axes; got {text!r}")
-    return values
-
-
-def _padding(text: str, ndim: int) -> Any:
-    if text in ("same", "valid"):
-        return text
-    if ":" not in text:
-        return _sizes(text, "--padding", ndim)
-    axes = text.split("x")
-    if len(axes) == 1:
-        axes *= ndim
-    if len(axes) != ndim:
-        raise UsageError(f"argument --padding: expected {ndim} before:after pairs; got {text!r}")
-    try:
-        pairs = tuple(tuple(int(v) for v in axis.split(":")) for axis in axes)
-    except ValueError:
-        pairs = ()
-    if len(pairs) != ndim or any(len(p) != 2 for p in pairs):
-        raise UsageError(f"argument --padding: expected before:after integers per axis, like "
-                         f"1:2x0:1; got {text!r}")
-    return pairs
-
-
-#: Weight dtypes ``inspect --weight`` reads (scipy.sparse stores no float16).
-WEIGHT_DTYPES = ("float32", "float64", "complex64", "complex128")
 
 
 def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
-    shape = _sizes(args.input, "--in")
+    shape = sizes(args.input, "--in")
     if not 2 <= len(shape) <= 4 or min(shape) < 1:
         raise UsageError(f"argument --in: expected C x 1 to 3 spatial sizes, all positive; got "
                          f"{args.input!r}")
@@ -211,7 +81,7 @@ def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
         weight = _load_weight(args.weight)
         source = f"from {args.weight}"
     else:
-        kernel = _sizes(args.kernel or "3", "--kernel", ndim)
+        kernel = sizes(args.kernel or "3", "--kernel", ndim)
         if min(kernel) < 1:
             raise UsageError(f"argument --kernel: sizes must be positive; got {args.kernel!r}")
         c_out = 8 if args.out_channels is None else args.out_channels
@@ -233,12 +103,12 @@ def _layer(args: argparse.Namespace) -> tuple[np.ndarray, ConvGeometry, str]:
         raise UsageError(f"argument --in: {channels} channels, but the weight {weight.shape} "
                          f"with {args.groups} groups reads {weight.shape[1] * args.groups}")
     try:
-        geom = conv_geometry(weight.shape, size, stride=_sizes(args.stride, "--stride", ndim),
-                             padding=_padding(args.padding, ndim),
-                             dilation=_sizes(args.dilation, "--dilation", ndim),
+        geom = conv_geometry(weight.shape, size, stride=sizes(args.stride, "--stride", ndim),
+                             padding=padding(args.padding, ndim),
+                             dilation=sizes(args.dilation, "--dilation", ndim),
                              groups=args.groups, padding_mode=args.padding_mode)
     except (ValueError, TypeError) as err:
-        raise UsageError(_flag_names(str(err))) from err
+        raise UsageError(flag_names(str(err))) from err
     return weight, geom, source
 
 
@@ -259,17 +129,6 @@ def _load_weight(path: str) -> np.ndarray:
     return weight
 
 
-def _flag_names(message: str) -> str:
-    """Name the command-line flags in a library error message, not the keyword arguments."""
-    for keyword, flag in (("`padding` 'same'", "--padding same"),
-                          ("`input_size`", "--in"), ("`stride`", "--stride"),
-                          ("`padding_mode`", "--padding-mode"), ("`padding`", "--padding"),
-                          ("`dilation`", "--dilation"), ("`groups`", "--groups"),
-                          ("`weight`", "--weight/--kernel")):
-        message = message.replace(keyword, flag)
-    return message
-
-
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable --save and --plot paths before any computation."""
     if args.save:
@@ -280,23 +139,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if os.path.isdir(args.save):
             raise UsageError(f"argument --save: {args.save!r} is a directory")
     if args.plot:
-        try:
-            importlib.import_module("matplotlib")
-        except ImportError:
-            raise UsageError('argument --plot: plotting needs matplotlib: python -m pip install '
-                             '"convop[plot]"') from None
-        try:
-            os.makedirs(args.plot, exist_ok=True)
-        except OSError as err:
-            raise UsageError(f"argument --plot: cannot create {args.plot!r}: "
-                             f"{err.strerror or err}") from err
-        if not os.access(args.plot, os.W_OK):
-            raise UsageError(f"argument --plot: {args.plot!r} is not writable")
+        check_plot_dir(args.plot)
 
 
-def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``convop inspect``; returns 0, or 1 when the dot test fails."""
-    _check_seed(args.seed)
+    check_seed(args.seed)
     weight, geom, source = _layer(args)
     _check_outputs(args)
     shape = geom.matrix_shape(args.domain)
@@ -379,11 +227,6 @@ def run_inspect(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if dot.passed else 1
 
 
-def _check_seed(seed: int) -> None:
-    if seed < 0:
-        raise UsageError(f"argument --seed: must be a non-negative integer; got {seed}")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
@@ -438,7 +281,7 @@ def _skipped(result: dict[str, Any], reason: str, text: bool, out: TextIO) -> di
 
 def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op: LayerOperator,
            W: Any, spectrum: dict[str, Any]) -> list[str]:
-    from . import plotting
+    from .. import plotting
 
     plt = plotting.pyplot()
     written = []
@@ -473,78 +316,3 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
     return written
 
 
-def _import_target(target: str) -> Callable[..., Any]:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise UsageError(f"argument target: expected {', '.join(FRAMEWORKS)} or "
-                         f"MODULE:FUNCTION; got {target!r}")
-    # As `python -m` does: a module in the current directory is importable.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise UsageError(f"argument target: cannot load {target!r}: {err}") from err
-    if not callable(obj):
-        raise UsageError(f"argument target: {target!r} is not callable")
-    return obj
-
-
-def _framework_targets(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], str]:
-    """Return the (kind, callable) pairs of a framework's bridge and the dtype to check."""
-    module_name, needs, install = FRAMEWORKS[args.target]
-    missing = [name for name in needs if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UsageError(f"argument target: {args.target!r} needs {', '.join(missing)}: "
-                         f"python -m pip install {install}")
-    from .bridge import bridge_functions
-
-    bridge = importlib.import_module(module_name).bridge
-    functions = bridge_functions(bridge, module_name).by_kind()
-    kinds = bridge.kinds() if args.kind in (None, "all") else (args.kind,)
-    return [(kind, functions[kind]) for kind in kinds], args.dtype or bridge.dtypes[0]
-
-
-def run_check(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``convop check``; returns 0 when every configuration passes, else 1."""
-    if args.target in FRAMEWORKS:
-        targets, dtype = _framework_targets(args)
-    else:
-        if args.kind == "all":
-            raise UsageError("argument --kind: 'all' needs a framework target "
-                             f"({', '.join(FRAMEWORKS)})")
-        targets = [(args.kind or "forward", _import_target(args.target))]
-        problem = call_problem(targets[0][1], targets[0][0])
-        if problem:
-            raise UsageError(f"argument target: {args.target}: {problem}")
-        dtype = args.dtype or "float64"
-    passed = True
-    for kind, impl in targets:
-        report = check_conv(impl, kind=kind, configs=args.configs, dtype=dtype, rng=args.seed)
-        print(report, file=out)
-        print(file=out)
-        passed &= report.passed
-    print("all checks passed" if passed else "some checks FAILED", file=out)
-    return 0 if passed else 1
-
-
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    out = out or sys.stdout
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command == "demo":
-            return 0 if demo(out) else 1
-        if args.command == "inspect":
-            return run_inspect(args, out)
-        if args.command == "audit":
-            return run_audit(args, out, _import_target, _sizes, UsageError)
-        return run_check(args, out)
-    except UsageError as err:
-        print(f"convop: error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # piped into a command that stopped reading (e.g. head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1

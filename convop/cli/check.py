@@ -1,0 +1,75 @@
+"""``convop check TARGET``: the standard battery against a framework or any callable."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any, TextIO
+
+from .._optional import install_hint, missing
+from ..bridge import BRIDGES, bridge_functions
+from ..validation import KINDS, check_conv
+from ..validation.case import call_problem
+from .arguments import UsageError, import_target
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``check`` subcommand to the subparsers ``sub``."""
+    check = sub.add_parser(
+        "check",
+        help="check a convolution implementation against the exact operator",
+        description="Run the standard battery of layers through an implementation and compare "
+        "every result with the exact operator. TARGET is a framework "
+        f"({', '.join(BRIDGES)}) or MODULE:FUNCTION.",
+    )
+    check.add_argument("target", help=f"{'|'.join(BRIDGES)}, or MODULE:FUNCTION of an "
+                       "importable callable")
+    check.add_argument("--kind", choices=(*KINDS, "all"), default=None,
+                       help="what the callable computes (default: forward); for a framework, "
+                       "default and 'all': every kind its bridge implements")
+    check.add_argument("--configs", choices=("standard", "quick"), default="standard",
+                       help="the battery: about 40 layers, or 8")
+    check.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                       help="default: float64, or the framework's only dtype "
+                       "(float32 for onnxruntime)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+
+
+def framework_targets(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], str]:
+    """Return the (kind, callable) pairs of a framework's bridge and the dtype to check."""
+    module_name, needs = BRIDGES[args.target]
+    absent = missing(*needs)
+    if absent:
+        raise UsageError(f"argument target: {install_hint(absent[0], repr(args.target))}")
+    bridge = importlib.import_module(module_name).bridge
+    functions = bridge_functions(bridge, module_name).by_kind()
+    kinds = bridge.kinds() if args.kind in (None, "all") else (args.kind,)
+    return [(kind, functions[kind]) for kind in kinds], args.dtype or bridge.dtypes[0]
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``convop check``; returns 0 when every configuration passes, else 1."""
+    if args.target in BRIDGES:
+        targets, dtype = framework_targets(args)
+    else:
+        if args.kind == "all":
+            raise UsageError("argument --kind: 'all' needs a framework target "
+                             f"({', '.join(BRIDGES)})")
+        targets = [(args.kind or "forward", import_target(args.target))]
+        problem = call_problem(targets[0][1], targets[0][0])
+        if problem:
+            raise UsageError(f"argument target: {args.target}: {problem}")
+        dtype = args.dtype or "float64"
+    passed = True
+    for kind, impl in targets:
+        report = check_conv(impl, kind=kind, configs=args.configs, dtype=dtype, rng=args.seed)
+        print(report, file=out)
+        print(file=out)
+        passed &= report.passed
+    print("all checks passed" if passed else "some checks FAILED", file=out)
+    return 0 if passed else 1
+
+
