@@ -87,7 +87,7 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
                   rng: np.random.Generator, start: np.ndarray | None = None,
                   maxiter: int | None = None, callback: Callback | None = None,
                   max_basis: int | None = None, stagnate: bool = False,
-                  twins: float = 0.0) -> Eigenpairs:
+                  twins: float = 0.0, accept: float | None = None) -> Eigenpairs:
     """Return the largest eigenpair of a Hermitian PSD operator to relative accuracy ``tol``.
 
     ``start`` is a vector, or rows of vectors mixed with random weights (the
@@ -98,7 +98,9 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
     ``twins`` as well, it returns as soon as its estimate converges (no product
     for the true residual: the next phase makes exact ones) and adds, as more
     columns, the Ritz vectors whose values lie within ``twins`` (relative) of
-    the top one (at most ``BLOCK - 1``).
+    the top one (at most ``BLOCK - 1``). ``accept`` (default ``tol``) is the
+    relative true residual that ends the iteration at a restart when the
+    estimate has not reached ``tol``.
 
     One vector, not a block: a block Krylov space of dimension 2j has polynomial
     degree j only, and on conv layers that cost more products than the
@@ -111,6 +113,7 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
     v = _start_vector(start, size, dtype, rng)
     steps = 0
     eps = float(np.finfo(dtype).eps)
+    accept = tol if accept is None else max(tol, accept)
     while True:
         norm = work.norm(v)
         if not (norm > 0 and math.isfinite(norm)):
@@ -175,7 +178,7 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
         residual = work.norm(gy)
         # The estimate is only a guide (rounding, or low-precision products, make it
         # optimistic): the true residual decides, or a stall of the low-precision phase.
-        if residual <= tol * theta or stalled or theta == 0.0:
+        if residual <= accept * theta or stalled or theta == 0.0:
             return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([residual]), steps)
         if steps >= limit:
             raise NoConvergence(
