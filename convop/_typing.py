@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from .modes import MODES
+
 Order = Literal["F", "C"]
 Domain = Literal["padded", "input"]
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
@@ -17,4 +19,4 @@ PaddingLike = int | str | Sequence[int | Sequence[int]]
 
 ORDERS: tuple[str, ...] = ("F", "C")
 DOMAINS: tuple[str, ...] = ("padded", "input")
-PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
+PADDING_MODES: tuple[str, ...] = tuple(MODES)

@@ -5,10 +5,7 @@ Each helper validates one kind of argument, normalizes it and raises a
 the parameter as the caller wrote it, states the rule and echoes what was
 given. Entry points run these checks before allocating anything large.
 
-Data types (the table in ``docs/conventions.md``): integer and boolean data
-compute exactly in int64 (refused when the exact result could leave int64),
-float16 computes in float32 (scipy.sparse has no float16), everything else
-follows numpy's promotion.
+Arrays and data types have their checks in :mod:`convop._dtypes`.
 """
 
 from __future__ import annotations
@@ -25,9 +22,9 @@ from ._typing import DOMAINS, ORDERS, PADDING_MODES, Order
 #: Largest int accepted for a size, stride, padding or count: index arithmetic
 #: on such values stays inside int64.
 INT_LIMIT = 2**60
-_INT64_MAX = int(np.iinfo(np.int64).max)
-# Data types scipy.sparse stores (float16 is not among them).
-_SPARSE_DTYPE_CHARS = "?" + np.typecodes["AllInteger"] + "fdgFDG"
+INT64_MAX = int(np.iinfo(np.int64).max)
+#: Data types scipy.sparse stores (float16 is not among them).
+SPARSE_DTYPE_CHARS = "?" + np.typecodes["AllInteger"] + "fdgFDG"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +61,7 @@ def as_int(value: Any, name: str, *, minimum: int | None = None,
            maximum: int = INT_LIMIT) -> int:
     """Return ``value`` as a Python int, checking its type and range."""
     if not is_int(value):
-        raise TypeError(f"`{name}` must be an int; got {_show(value)} of type "
+        raise TypeError(f"`{name}` must be an int; got {show(value)} of type "
                         f"{type(value).__name__}.")
     result = int(value)
     if minimum is not None and result < minimum:
@@ -83,18 +80,18 @@ def as_real(value: Any, name: str, *, low: float, high: float, rule: str) -> flo
         isinstance(value, (int, float, np.integer, np.floating))
         or (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
     ):
-        raise TypeError(f"`{name}` must be {rule}; got {_show(value)} of type "
+        raise TypeError(f"`{name}` must be {rule}; got {show(value)} of type "
                         f"{type(value).__name__}.")
     result = float(value)
     if not (math.isfinite(result) and low < result < high):
-        raise ValueError(f"`{name}` must be {rule}; got {_show(value)}.")
+        raise ValueError(f"`{name}` must be {rule}; got {show(value)}.")
     return result
 
 
 def check_callable(value: Any, name: str) -> Callable[..., Any]:
     """Check that ``value`` can be called."""
     if not callable(value):
-        raise TypeError(f"`{name}` must be callable; got {_show(value)} of type "
+        raise TypeError(f"`{name}` must be callable; got {show(value)} of type "
                         f"{type(value).__name__}.")
     return cast(Callable[..., Any], value)
 
@@ -109,13 +106,13 @@ def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
             raise ValueError(f"`{name}` must be a non-negative int seed; got {int(rng)}.")
         return np.random.default_rng(int(rng))
     raise TypeError(f"`{name}` must be None, a non-negative int or a numpy Generator; got "
-                    f"{_show(rng)} of type {type(rng).__name__}.")
+                    f"{show(rng)} of type {type(rng).__name__}.")
 
 
 def check_bool(value: Any, name: str) -> bool:
     """Check a flag: True or False (numpy booleans included)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be True or False; got {_show(value)}.")
+        raise TypeError(f"`{name}` must be True or False; got {show(value)}.")
     return bool(value)
 
 
@@ -143,17 +140,17 @@ def as_int_tuple(value: Any, name: str, ndim: int, *, minimum: int,
     else:
         found = _items(value)
         if found is None:
-            raise TypeError(f"{rule}; got {_show(value)} of type {type(value).__name__}.")
+            raise TypeError(f"{rule}; got {show(value)} of type {type(value).__name__}.")
         items = found
         if len(items) != ndim:
-            raise ValueError(f"{rule}; got {_show(value)} with {len(items)} entries.")
+            raise ValueError(f"{rule}; got {show(value)} with {len(items)} entries.")
     if not all(is_int(v) for v in items):
-        raise TypeError(f"{rule}; got {_show(value)}, which holds a non-int.")
+        raise TypeError(f"{rule}; got {show(value)}, which holds a non-int.")
     out = tuple(int(v) for v in items)
     if any(v < minimum for v in out):
-        raise ValueError(f"{rule}; got {_show(value)}.")
+        raise ValueError(f"{rule}; got {show(value)}.")
     if any(v > maximum for v in out):
-        raise ValueError(f"{rule}, each at most {maximum}; got {_show(value)}.")
+        raise ValueError(f"{rule}, each at most {maximum}; got {show(value)}.")
     return out
 
 
@@ -164,11 +161,11 @@ def as_shape(value: Any, name: str, *, min_ndim: int = 0) -> tuple[int, ...]:
         value = (value,)
     items = _items(value)
     if items is None or not all(is_int(v) for v in items):
-        raise TypeError(f"{rule}; got {_show(value)} of type {type(value).__name__}.")
+        raise TypeError(f"{rule}; got {show(value)} of type {type(value).__name__}.")
     out = tuple(int(v) for v in items)
     if any(v < 0 or v > INT_LIMIT for v in out) or len(out) < min_ndim:
         extra = f" with at least {min_ndim} entries" if min_ndim else ""
-        raise ValueError(f"{rule}{extra}; got {_show(value)}.")
+        raise ValueError(f"{rule}{extra}; got {show(value)}.")
     return out
 
 
@@ -224,13 +221,13 @@ def as_padding(
     else:
         found = _items(padding)
         if found is None:
-            raise TypeError(f"{rule}; got {_show(padding)} of type {type(padding).__name__}.")
+            raise TypeError(f"{rule}; got {show(padding)} of type {type(padding).__name__}.")
         items = found
         if len(items) != ndim:
             hint = ""
             if ndim == 1 and len(items) == 2 and all(is_int(v) for v in items):
                 hint = f" For asymmetric padding of 1 axis write ({tuple(items)!r},)."
-            raise ValueError(f"{rule}; got {_show(padding)} with {len(items)} entries.{hint}")
+            raise ValueError(f"{rule}; got {show(padding)} with {len(items)} entries.{hint}")
     pairs = []
     for item in items:
         pair_items = None if is_int(item) else _items(item)
@@ -241,170 +238,13 @@ def as_padding(
         ):
             pair = (int(pair_items[0]), int(pair_items[1]))
         else:
-            raise TypeError(f"{rule}; got {_show(padding)}, whose entry {_show(item)} is neither.")
+            raise TypeError(f"{rule}; got {show(padding)}, whose entry {show(item)} is neither.")
         if min(pair) < 0:
-            raise ValueError(f"{rule}; got {_show(padding)}, which is negative.")
+            raise ValueError(f"{rule}; got {show(padding)}, which is negative.")
         if max(pair) > INT_LIMIT:
-            raise ValueError(f"{rule}, each at most {INT_LIMIT}; got {_show(padding)}.")
+            raise ValueError(f"{rule}, each at most {INT_LIMIT}; got {show(padding)}.")
         pairs.append(pair)
     return tuple(pairs)
-
-
-# Arrays and dtypes -------------------------------------------------------------------------
-
-
-def as_numeric_array(value: Any, name: str) -> np.ndarray:
-    """Return ``value`` as an ndarray of a numeric (bool, int, float, complex) dtype.
-
-    Non-native byte orders are converted to native; layouts (Fortran,
-    strided, read-only, broadcast) are kept: nothing writes into inputs.
-    """
-    if value is None or isinstance(value, (str, bytes)):
-        raise TypeError(f"`{name}` must be a numeric array; got {_show(value)}.")
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise TypeError(f"`{name}` must be a numeric array; got {type(value).__name__} that "
-                        f"numpy cannot convert ({err}).") from err
-    if arr.dtype.kind not in "biufc":
-        raise TypeError(f"`{name}` must be a numeric array (bool, int, float or complex); got "
-                        f"dtype {arr.dtype}.")
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr
-
-
-def compute_dtype(*dtypes: Any) -> np.dtype:
-    """Return the dtype arithmetic runs in: int64 for integer/bool data, float32 for float16.
-
-    Otherwise numpy's promotion of the arguments (arrays or dtypes).
-    """
-    dt = np.result_type(*dtypes)
-    if dt.kind in "biu":
-        return np.dtype(np.int64)
-    if dt == np.float16:
-        return np.dtype(np.float32)
-    return dt
-
-
-def float_dtype(*dtypes: Any) -> np.dtype:
-    """Return the floating dtype of products with these dtypes: float64/complex128 for integers."""
-    dt = compute_dtype(*dtypes)
-    return np.dtype(np.float64) if dt.kind in "biu" else dt
-
-
-def integer_magnitude(arr: np.ndarray) -> int:
-    """Return the largest absolute value of an integer or boolean array, as a Python int."""
-    if arr.size == 0:
-        return 0
-    if arr.dtype.kind == "b":
-        return int(bool(arr.any()))
-    return max(abs(int(arr.min())), abs(int(arr.max())))
-
-
-def check_exact_integers(terms: int, factors: Sequence[tuple[str, np.ndarray]],
-                         extra: tuple[str, np.ndarray] | None = None) -> None:
-    """Refuse integer data whose exact result might not fit in int64.
-
-    The result is a sum of at most ``terms`` products of one entry of each
-    factor (plus one entry of ``extra``); the bound uses the largest magnitudes.
-    """
-    bound = terms * math.prod(integer_magnitude(a) for _, a in factors)
-    if extra is not None:
-        bound += integer_magnitude(extra[1])
-    if bound > _INT64_MAX:
-        names = " and ".join(f"`{n}`" for n, _ in (*factors, *([extra] if extra else [])))
-        raise ValueError(
-            f"{names} hold integers whose exact result can reach {bound}, beyond int64 "
-            f"({_INT64_MAX}); convert them to a floating dtype first."
-        )
-
-
-def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    """Check a dtype argument for matrix entries: bool, integer, float32/64/long or complex."""
-    if dtype is None:  # np.dtype(None) would silently mean float64
-        raise TypeError(f"`{name}` must be a numpy dtype; got {dtype!r}.")
-    try:
-        dt = np.dtype(dtype)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a numpy dtype; got {dtype!r}.") from err
-    if dt.char not in _SPARSE_DTYPE_CHARS:
-        raise TypeError(
-            f"`{name}` must be a bool, integer, float32, float64, longdouble or complex "
-            f"dtype (what scipy.sparse stores); got {dt}."
-        )
-    return dt.newbyteorder("=")
-
-
-def matrix_dtype(values_dtype: np.dtype, dtype: Any, *, sums: bool = False) -> np.dtype:
-    """Entries' dtype of a matrix whose entries are ``values`` (or, with ``sums``, sums of them).
-
-    ``dtype`` when given; else the values' own dtype (float16 becomes float32,
-    which scipy.sparse stores), and int64 for integer or boolean sums.
-    """
-    if dtype is not None:
-        return check_dtype(dtype)
-    dt = np.dtype(values_dtype)
-    if dt == np.float16 or (sums and dt.kind in "biu"):
-        return compute_dtype(dt)
-    return dt
-
-
-def check_representable(values: np.ndarray, dtype: np.dtype, name: str = "dtype") -> None:
-    """Refuse a ``dtype`` that would drop imaginary parts or cannot hold integers exactly."""
-    if values.dtype.kind == "c" and dtype.kind != "c" and np.any(values.imag != 0):
-        raise ValueError(f"`{name}` {dtype} cannot hold the complex entries; use a complex dtype.")
-    if dtype.kind not in "biu" or values.size == 0:
-        return
-    real = values.real if values.dtype.kind == "c" else values
-    if real.dtype.kind == "f" and not np.all(np.isfinite(real) & (real == np.round(real))):
-        raise ValueError(f"`{name}` {dtype} cannot hold the non-integer entries exactly.")
-    if dtype.kind == "b":
-        low, high = 0, 1
-    else:
-        info = np.iinfo(dtype)
-        low, high = int(info.min), int(info.max)
-    if real.dtype.kind == "f":
-        lo_v, hi_v = float(real.min()), float(real.max())
-    else:
-        lo_v, hi_v = int(real.min()), int(real.max())
-    if lo_v < low or hi_v > high:
-        raise ValueError(f"`{name}` {dtype} cannot hold entries from {lo_v} to {hi_v}.")
-
-
-def check_finite(arr: np.ndarray, name: str) -> None:
-    """Refuse NaN and infinite entries."""
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` must be finite; it holds NaN or infinite entries.")
-
-
-def as_weight(weight: Any, name: str = "weight") -> np.ndarray:
-    """Return ``weight`` as an array ``(C_out, C_in // groups, *kernel)`` of 1 to 3 spatial axes."""
-    arr = as_numeric_array(weight, name)
-    if not 3 <= arr.ndim <= 5:
-        raise ValueError(
-            f"`{name}` must have shape (C_out, C_in // groups, *kernel) with 1, 2 or 3 "
-            f"spatial axes (3 to 5 dims); got shape {arr.shape}."
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"`{name}` must have at least one output channel and one input channel per "
-            f"group; got shape {arr.shape}."
-        )
-    if 0 in arr.shape[2:]:
-        raise ValueError(f"`{name}` kernel must not be empty; got kernel {arr.shape[2:]}.")
-    return arr
-
-
-def as_weight_shape(value: Any, name: str = "weight_shape") -> tuple[int, ...]:
-    """Return a weight shape ``(C_out, C_in // groups, *kernel)`` of 3 to 5 positive ints."""
-    shape = as_shape(value, name)
-    if not 3 <= len(shape) <= 5 or min(shape) < 1:
-        raise ValueError(
-            f"`{name}` must be (C_out, C_in // groups, *kernel) with 1 to 3 spatial axes, "
-            f"every entry positive; got {shape}."
-        )
-    return shape
 
 
 # Options -----------------------------------------------------------------------------------
@@ -414,7 +254,7 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """Check that ``value`` is one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {options}; got {_show(value)}.")
+        raise ValueError(f"`{name}` must be one of {options}; got {show(value)}.")
     return value
 
 
@@ -451,32 +291,6 @@ def check_max_bytes(max_bytes: Any) -> int | None:
     return as_int(max_bytes, "max_bytes", minimum=1, maximum=2**63 - 1)
 
 
-def as_batch(x: Any, name: str, *, channels: int, ndim: int) -> tuple[np.ndarray, bool]:
-    """Return ``x`` as a batch ``(N, C, *spatial)`` and whether it was one sample.
-
-    A single sample ``(C, *spatial)`` gets a batch axis of length 1.
-    """
-    arr = as_numeric_array(x, name)
-    if arr.ndim == ndim + 1:
-        single = True
-        arr = arr[np.newaxis]
-    elif arr.ndim == ndim + 2:
-        single = False
-    else:
-        raise ValueError(
-            f"`{name}` must have shape (N, C, *spatial) or (C, *spatial) with {ndim} "
-            f"spatial axes, as `weight` has; got shape {arr.shape}."
-        )
-    if arr.shape[1] != channels:
-        raise ValueError(
-            f"`{name}` must have {channels} channels on axis {0 if single else 1}, as `weight` "
-            f"and `groups` say; got shape {arr.shape[1:] if single else arr.shape}."
-        )
-    if 0 in arr.shape[2:]:
-        raise ValueError(f"`{name}` must have a positive spatial size; got shape {arr.shape}.")
-    return arr, single
-
-
 def spatial_ndim_for_kernel(kernel_size: Any, array_ndim: int, name: str) -> int:
     """Spatial rank of an array given with a kernel size.
 
@@ -494,10 +308,10 @@ def spatial_ndim_for_kernel(kernel_size: Any, array_ndim: int, name: str) -> int
     items = _items(kernel_size)
     if items is None:
         raise TypeError(f"`kernel_size` must be an int or a tuple of 1 to 3 ints; got "
-                        f"{_show(kernel_size)} of type {type(kernel_size).__name__}.")
+                        f"{show(kernel_size)} of type {type(kernel_size).__name__}.")
     ndim = len(items)
     if not 1 <= ndim <= 3:
-        raise ValueError(f"`kernel_size` must have 1 to 3 entries; got {_show(kernel_size)}.")
+        raise ValueError(f"`kernel_size` must have 1 to 3 entries; got {show(kernel_size)}.")
     if array_ndim not in (ndim + 1, ndim + 2):
         raise ValueError(
             f"`{name}` must be (N, C, *spatial) or (C, *spatial) with {ndim} spatial axes "
@@ -510,7 +324,7 @@ def _int_rule(minimum: int) -> str:
     return {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if isinstance(value, np.ndarray):
         if value.size > 8:
             return f"array of shape {value.shape} and dtype {value.dtype}"

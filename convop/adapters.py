@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ._dtypes import as_numeric_array
 from ._typing import IntOrTuple, PaddingLike
-from ._validation import as_int_tuple, as_numeric_array, as_padding, check_choice, is_int
+from ._validation import as_int_tuple, as_padding, check_choice, is_int
 
 __all__ = ["padding_pairs", "relayout", "same_padding_pairs"]
 

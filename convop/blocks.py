@@ -19,8 +19,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _sparse
+from ._dtypes import as_weight
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
-from ._validation import as_int, as_weight, check_domain, check_order
+from ._validation import as_int, check_domain, check_order
 from .geometry import make_geometry
 from .matrix import conv_matrix, row_range
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from ._validation import as_int, as_int_tuple
 from .geometry import conv_geometry
+from .modes import MODES
 from .transposed import _layer as _transposed
 from .validation.battery import KINDS
 
@@ -187,7 +188,7 @@ class AutodiffBridge(Bridge):
         return function()
 
     def _forward_tensor(self, x: Any, weight: Any, bias: Any, layer: Layer) -> Any:
-        if layer.padding_mode != "zeros" and any(p for pair in layer.padding for p in pair):
+        if MODES[layer.padding_mode].folds and any(p for pair in layer.padding for p in pair):
             x = self.pad(x, layer)
             layer = layer._replace(padding=((0, 0),) * layer.ndim)
         return self.correlate(x, weight, bias, layer)

@@ -15,19 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._dtypes import as_batch, as_weight, check_exact_integers, compute_dtype
 from ._progress import building
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
-from ._validation import (
-    as_batch,
-    as_weight,
-    check_exact_integers,
-    check_groups,
-    check_max_bytes,
-    compute_dtype,
-    ieee,
-)
+from ._validation import check_groups, check_max_bytes, ieee
 from .geometry import ConvGeometry, make_geometry
 from .matrix import assemble, check_bias
+from .modes import MODES
 from .padding import pad, pad_adjoint
 
 __all__ = ["conv", "conv_input_grad"]
@@ -193,7 +187,8 @@ def conv_input_grad(
 
 def adjoint_terms(geom: ConvGeometry) -> int:
     """At most how many products one input pixel of ``W^T dY`` (padding folded back) sums."""
-    fold = 1 if geom.padding_mode == "zeros" else math.prod(1 + lo + hi for lo, hi in geom.padding)
+    folds = MODES[geom.padding_mode].folds
+    fold = math.prod(1 + lo + hi for lo, hi in geom.padding) if folds else 1
     return geom.out_per_group * math.prod(geom.kernel_size) * fold
 
 

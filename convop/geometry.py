@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from . import _sparse
+from ._dtypes import as_weight_shape
 from ._typing import IntOrTuple, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
     as_int_tuple,
     as_padding,
-    as_weight_shape,
     check_domain,
     check_groups,
     check_padding_mode,

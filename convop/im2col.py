@@ -20,14 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _memory
+from ._dtypes import as_numeric_array, check_exact_integers, compute_dtype
 from ._typing import IntOrTuple, PaddingLike
 from ._validation import (
     as_int_tuple,
-    as_numeric_array,
     as_shape,
-    check_exact_integers,
     check_max_bytes,
-    compute_dtype,
     ieee,
     spatial_ndim_for_kernel,
     spatial_ndim_from,

@@ -36,6 +36,7 @@ import numpy as np
 
 from ._optional import require
 from .bridge import AutodiffBridge, Layer, bridge_functions
+from .modes import MODES
 
 __all__ = [
     "JaxBridge",
@@ -46,8 +47,6 @@ __all__ = [
     "conv_weight_grad",
 ]
 
-#: jnp.pad's name for each convop padding mode.
-PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _jax() -> Any:
@@ -118,7 +117,7 @@ class JaxBridge(AutodiffBridge):
     def pad(self, x: Any, layer: Layer) -> Any:
         """Pad with ``jnp.pad`` (reflect, edge, wrap)."""
         widths = [(0, 0), (0, 0), *layer.padding]
-        return _jax().numpy.pad(x, widths, mode=PAD_MODES[layer.padding_mode])
+        return _jax().numpy.pad(x, widths, mode=MODES[layer.padding_mode].jax)
 
     def correlate(self, x: Any, weight: Any, bias: Any, layer: Layer) -> Any:
         """Run ``lax.conv_general_dilated`` with explicit padding pairs."""

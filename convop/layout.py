@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from . import _memory
+from ._dtypes import as_numeric_array
 from ._typing import Order
-from ._validation import as_numeric_array, as_shape, check_max_bytes, check_order
+from ._validation import as_shape, check_max_bytes, check_order
 
 __all__ = ["flat_strides", "unvec", "vec"]
 

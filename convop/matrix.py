@@ -19,25 +19,22 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _memory, _sparse
+from ._dtypes import as_numeric_array, as_weight, check_representable, compute_dtype, matrix_dtype
 from ._memory import format_bytes
 from ._progress import building
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_contiguous_range,
     as_int_tuple,
-    as_numeric_array,
-    as_weight,
     check_domain,
     check_max_bytes,
     check_order,
-    check_representable,
-    compute_dtype,
     ieee,
-    matrix_dtype,
     spatial_ndim_from,
 )
 from .geometry import ConvGeometry, make_geometry
 from .layout import flat_strides
+from .modes import MODES
 from .padding import map_positions
 
 __all__ = ["bias_vector", "conv_matrix"]
@@ -318,7 +315,7 @@ def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype
 
 def folds_taps(geom: ConvGeometry, domain: str) -> bool:
     """Tell whether entries of the matrix may be sums of taps (input domain, non-zero padding)."""
-    return domain == "input" and geom.padding_mode != "zeros" and any(
+    return domain == "input" and MODES[geom.padding_mode].folds and any(
         lo or hi for lo, hi in geom.padding)
 
 

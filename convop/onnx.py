@@ -40,6 +40,7 @@ from ._optional import require
 from ._validation import as_int_tuple, check_choice
 from .adapters import same_padding_pairs
 from .bridge import Bridge, Layer, bridge_functions
+from .modes import MODES
 
 __all__ = [
     "OnnxRuntimeBridge",
@@ -53,8 +54,6 @@ __all__ = [
 
 #: The ONNX opset of the models built here (Pad's ``wrap`` mode needs 19).
 OPSET = 21
-#: ONNX ``Pad`` mode of each convop padding mode.
-PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
@@ -128,13 +127,13 @@ class OnnxRuntimeBridge(Bridge):
         helper = onnx.helper
         nodes, initializers = [], []
         source, pairs = "x", layer.padding
-        if layer.padding_mode != "zeros" and any(p for pair in pairs for p in pair):
+        if MODES[layer.padding_mode].folds and any(p for pair in pairs for p in pair):
             # Pad pads every axis, batch and channels (by 0) included.
             pads = _onnx_pads(((0, 0), (0, 0), *pairs))
             initializers.append(onnx.numpy_helper.from_array(np.array(pads, dtype=np.int64),
                                                              "pads"))
             nodes.append(helper.make_node("Pad", ["x", "pads"], ["x_padded"],
-                                          mode=PAD_MODES[layer.padding_mode]))
+                                          mode=MODES[layer.padding_mode].onnx))
             source, pairs = "x_padded", ((0, 0),) * layer.ndim
         nodes.append(helper.make_node(
             "Conv", [source, "w"] + (["b"] if bias is not None else []), ["y"],

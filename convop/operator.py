@@ -24,16 +24,9 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from . import _memory
+from ._dtypes import as_weight, check_dtype, float_dtype
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
-from ._validation import (
-    as_contiguous_range,
-    as_weight,
-    check_dtype,
-    check_max_bytes,
-    check_order,
-    float_dtype,
-    ieee,
-)
+from ._validation import as_contiguous_range, check_max_bytes, check_order, ieee
 from .geometry import ConvGeometry, make_geometry
 from .im2col import receptive_fields
 from .layout import unvec, vec

@@ -17,24 +17,22 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _memory, _sparse
+from ._dtypes import check_dtype
 from ._progress import building
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
     as_int_tuple,
     as_padding,
-    check_dtype,
     check_max_bytes,
     check_order,
     check_padding_mode,
     spatial_ndim_from,
 )
 from .layout import flat_strides
+from .modes import MODES
 
 __all__ = ["pad", "pad_adjoint", "pad_matrix", "source_index"]
-
-_NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
 
 def source_index(size: int, before: int, after: int, mode: str, *,
                  max_bytes: int | None = None) -> np.ndarray:
@@ -69,9 +67,8 @@ def source_index(size: int, before: int, after: int, mode: str, *,
     lo = as_int(before, "before", minimum=0)
     hi = as_int(after, "after", minimum=0)
     check_padding_mode(mode, "mode")
-    if (mode == "reflect" and max(lo, hi) >= n) or (mode == "circular" and max(lo, hi) > n):
-        rule = "smaller than" if mode == "reflect" else "at most"
-        raise ValueError(f"`before` and `after` must be {rule} `size` ({n}) for "
+    if not MODES[mode].limit_ok(max(lo, hi), n):
+        raise ValueError(f"`before` and `after` must be {MODES[mode].limit_rule} `size` ({n}) for "
                          f"`mode` {mode!r} (PyTorch's rule); got {lo} and {hi}.")
     _memory.check_budget(8 * (n + lo + hi), check_max_bytes(max_bytes),
                          f"the source index of {n + lo + hi} padded positions")
@@ -102,16 +99,13 @@ def check_mode_limits(
     input_size: tuple[int, ...], padding: tuple[tuple[int, int], ...], mode: str
 ) -> None:
     """Apply PyTorch's limits: reflect padding < size, circular padding <= size."""
+    why = {"smaller": "PyTorch's rule", "at most": "it would wrap more than once"}
     for axis, (n, (lo, hi)) in enumerate(zip(input_size, padding)):
-        if mode == "reflect" and max(lo, hi) >= n:
+        if not MODES[mode].limit_ok(max(lo, hi), n):
             raise ValueError(
-                f"`padding` {(lo, hi)} on spatial axis {axis} must be smaller than the input "
-                f"size {n} there for `padding_mode='reflect'` (PyTorch's rule)."
-            )
-        if mode == "circular" and max(lo, hi) > n:
-            raise ValueError(
-                f"`padding` {(lo, hi)} on spatial axis {axis} must be at most the input size "
-                f"{n} there for `padding_mode='circular'` (it would wrap more than once)."
+                f"`padding` {(lo, hi)} on spatial axis {axis} must be {MODES[mode].limit_rule} "
+                f"the input size {n} there for `padding_mode={mode!r}` "
+                f"({why[MODES[mode].limit]})."
             )
 
 
@@ -175,7 +169,7 @@ def pad_matrix(
     check_mode_limits(size, pads, padding_mode)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
     rows, cols = channels * math.prod(padded), channels * math.prod(size)
-    nnz = rows if padding_mode != "zeros" else cols
+    nnz = rows if MODES[padding_mode].folds else cols
     idx = _sparse.index_dtype(max(rows, cols))
     # The matrix, channel 0's source columns and mask (int64 and bool), and its kept part.
     needed = (nnz * (dt.itemsize + idx.itemsize) + (rows + 1) * idx.itemsize
@@ -226,9 +220,9 @@ def _fill(channels: int, size: tuple[int, ...], pads: tuple[tuple[int, int], ...
 def pad(x: np.ndarray, padding: tuple[tuple[int, int], ...], mode: str) -> np.ndarray:
     """Pad the spatial axes of a batch ``(N, C, *spatial)`` as PyTorch's ``F.pad`` does."""
     widths = ((0, 0), (0, 0), *padding)
-    if mode == "zeros":
+    if not MODES[mode].folds:
         return np.pad(x, widths)
-    return np.pad(x, widths, mode=_NUMPY_MODES[mode])  # type: ignore[call-overload]
+    return np.pad(x, widths, mode=MODES[mode].numpy)  # type: ignore[call-overload]
 
 
 def pad_adjoint(
@@ -246,7 +240,7 @@ def pad_adjoint(
     for axis, (n, (lo, hi)) in enumerate(zip(input_size, padding)):
         ax = axis + 2
         inner = np.take(grad, np.arange(lo, lo + n), axis=ax)  # a copy we may add into
-        if mode != "zeros" and (lo or hi):
+        if MODES[mode].folds and (lo or hi):
             src = axis_sources(n, lo, hi, mode)
             for p in (*range(lo), *range(lo + n, lo + n + hi)):
                 target: list[slice | int] = [slice(None)] * grad.ndim

@@ -21,19 +21,15 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from ._dtypes import as_batch, as_weight, check_exact_integers, compute_dtype, matrix_dtype
 from ._typing import IntOrTuple, Order
 from ._validation import (
-    as_batch,
     as_int_tuple,
     as_padding,
-    as_weight,
-    check_exact_integers,
     check_groups,
     check_max_bytes,
     check_order,
-    compute_dtype,
     ieee,
-    matrix_dtype,
     spatial_ndim_from,
 )
 from .functional import adjoint_terms, input_grad_batch

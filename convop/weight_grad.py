@@ -17,23 +17,25 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from . import _memory, _sparse
+from ._dtypes import (
+    as_numeric_array,
+    as_weight,
+    check_dtype,
+    check_exact_integers,
+    check_representable,
+    compute_dtype,
+    matrix_dtype,
+)
 from ._progress import building
 from ._typing import IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import (
     as_int,
     as_int_tuple,
-    as_numeric_array,
-    as_weight,
     check_domain,
-    check_dtype,
-    check_exact_integers,
     check_groups,
     check_max_bytes,
     check_order,
-    check_representable,
-    compute_dtype,
     ieee,
-    matrix_dtype,
     spatial_ndim_for_kernel,
     spatial_ndim_from,
 )

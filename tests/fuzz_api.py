@@ -10,7 +10,7 @@ argument:
   return the oracle's result for the value as the function sees it;
 - ``Bad``: an invalid value. The function must raise ``TypeError``,
   ``ValueError`` or ``MemoryError`` whose message names the parameter (a
-  ``MemoryError`` must also state the bytes it needs);
+  ``MemoryError`` must be a ``convop.BudgetError`` stating the bytes it needs);
 - ``Unaffordable``: a size or budget that cannot be met. The function must raise
   ``MemoryError`` with its estimate, or ``ValueError`` naming the parameter.
 
@@ -1936,7 +1936,7 @@ def run_case(spec: Spec, base: dict[str, Any], param: str | None, mutation: Muta
     if error is not None:
         message = str(error)
         if isinstance(error, MemoryError):
-            if "needs an estimated" not in message:
+            if "needs an estimated" not in message or not isinstance(error, convop.BudgetError):
                 return Outcome(spec.name, param, note, "bare-memory", message[:300])
             if not isinstance(mutation, Unaffordable) and not _unaffordable_values(values):
                 return Outcome(spec.name, param, note, "refused-valid", message[:300])

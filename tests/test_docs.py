@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import convop
@@ -89,3 +91,78 @@ def test_example_scripts_run(script, tmp_path):
 
 def test_there_are_examples():
     assert len(EXAMPLES) >= 3
+
+
+def _top_level_split(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return [*parts, current.strip()] if current.strip() else parts
+
+
+
+def _same_default(text: str, value: object) -> bool:
+    names = {"float64": np.float64, "float32": np.float32}
+    try:
+        documented = eval(text, {"__builtins__": {}}, names)  # noqa: S307 - our own page
+    except Exception:  # noqa: BLE001 - not a Python expression: compare as text
+        return text == repr(value).replace("'", '"')
+    if isinstance(documented, type) and value is not None:
+        return np.dtype(documented) == np.dtype(value)
+    return documented == value
+
+
+def _check_signature(name: str, params: str) -> None:
+    """``name(params)`` as docs/api.md writes it against ``inspect.signature``.
+
+    ``...`` elides parameters; without it every parameter must be listed.
+    """
+    signature = inspect.signature(getattr(convop, name))
+    listed, keyword_only = {}, False
+    for token in _top_level_split(params):
+        if token == "*":
+            keyword_only = True
+        elif token != "...":
+            param, _, default = token.partition("=")
+            listed[param.strip()] = (keyword_only, default.strip() or None)
+    for param, (keyword_only, default) in listed.items():
+        assert param in signature.parameters, f"{name} has no parameter {param!r}"
+        actual = signature.parameters[param]
+        assert keyword_only == (actual.kind is actual.KEYWORD_ONLY), f"{name}: {param} kind"
+        assert (default is None) == (actual.default is actual.empty), f"{name}: {param} default"
+        if default is not None:
+            assert _same_default(default, actual.default), (
+                f"{name}: {param}={default} in docs/api.md, {actual.default!r} in the code")
+    if "..." not in params:
+        undocumented = [p for p, v in signature.parameters.items()
+                        if p not in listed and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+        assert not undocumented, f"docs/api.md leaves out {name}'s {undocumented}"
+
+
+def documented_signatures() -> list[tuple[str, str]]:
+    api = (ROOT / "docs" / "api.md").read_text()
+    found = re.findall(r"^- `([A-Za-z_]\w*)\((.*?)\)(?: ->[^`]*)?`", api, flags=re.M)
+    return [(name, params) for name, params in found if name in convop.__all__]
+
+
+def test_api_page_states_signatures():
+    assert len(documented_signatures()) >= 30
+
+
+@pytest.mark.parametrize(("name", "params"), documented_signatures(),
+                         ids=[n for n, _ in documented_signatures()])
+def test_api_page_signatures_match_the_code(name, params):
+    _check_signature(name, params)
+
+
+@pytest.mark.parametrize("params", ["weight, *, rtol=1e-9", "weight, input_size, *, stride=1",
+                                    "weight, input_size=None, stride=1, ...", "x, ..."])
+def test_the_signature_check_can_fail(params):
+    with pytest.raises(AssertionError):
+        _check_signature("spectral_norm", params)

@@ -25,6 +25,17 @@ def test_huge_matrix_refused_with_estimate():
     assert "default budget" in message
 
 
+def test_budget_refusals_are_budget_errors_with_the_estimate():
+    with pytest.raises(convop.BudgetError) as caught:
+        convop.conv_matrix(np.ones((8, 8, 3, 3)), (64, 64), padding=1, max_bytes=10**5)
+    err = caught.value
+    assert isinstance(err, MemoryError)
+    assert err.budget == 10**5 and err.needed > err.budget
+    assert str(err.needed) in str(err) and "conv matrix" in err.what
+    with pytest.raises(convop.BudgetError):  # the spectral paths too
+        convop.spectral_norm(np.ones((4, 4, 3, 3)), (64, 64), padding=1, max_bytes=10**4)
+
+
 def test_max_bytes_budget_is_honoured():
     weight = np.ones((2, 2, 3, 3))
     geom = convop.conv_geometry(weight.shape, (8, 8))

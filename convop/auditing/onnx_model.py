@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..modes import MODES, mode_from_onnx
 from .layer import Bounds, LayerRow, Norms
 from .lipschitz import SLOPES, NoRule, Step, as_tuple, audited, graph_bounds, pool_factor
 
 __all__ = ["onnx_layers", "onnx_network_bounds"]
 
-#: convop's padding mode of each ONNX ``Pad`` mode.
-_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
 def _onnx() -> Any:
@@ -172,8 +171,10 @@ def _folded_padding(graph: _Graph, source: str, pairs: tuple[tuple[int, int], ..
         if mode == "constant":
             return node.input[0], tuple((a + c, b + d) for (a, b), (c, d) in zip(
                 pairs, extra)), "zeros", ""
-        if mode in _PAD_MODES and not any(p for pair in pairs for p in pair):
-            return node.input[0], extra, _PAD_MODES[mode], ""
+        folded = mode_from_onnx(mode)
+        if folded is not None and MODES[folded].folds and not any(
+                p for pair in pairs for p in pair):
+            return node.input[0], extra, folded, ""
         return source, pairs, "zeros", f"input padded by a {mode!r} Pad convop cannot fold"
     if node is not None and node.op_type == "Concat" and not any(
             p for pair in pairs for p in pair):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_weight, check_finite
+from .._dtypes import as_weight, check_finite
 from ..geometry import ConvGeometry, make_geometry
 
 INSTALL_HINT = (

@@ -10,14 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _memory
-from .._validation import (
-    as_int,
-    as_numeric_array,
-    as_weight,
-    check_bool,
-    check_finite,
-    check_max_bytes,
-)
+from .._dtypes import as_numeric_array, as_weight, check_finite
+from .._validation import as_int, check_bool, check_max_bytes
 from ..geometry import make_geometry
 from ..spectral.circular import (
     block_spectrum,

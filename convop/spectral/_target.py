@@ -15,7 +15,8 @@ import scipy.sparse.linalg as sla
 
 from .. import _memory
 from .._blas import Pool, cores
-from .._validation import as_weight, check_finite, check_max_bytes
+from .._dtypes import as_weight, check_finite
+from .._validation import check_max_bytes
 from ..matrix import assemble
 from ..operator import LayerOperator
 from .products import GramProduct

@@ -23,9 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _memory
+from .._dtypes import as_weight, check_finite
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
-from .._validation import as_int, as_weight, check_finite, check_max_bytes
+from .._validation import as_int, check_max_bytes
 from ..geometry import ConvGeometry, make_geometry
+from ..modes import MODES
 from ..padding import source_index
 from .circular import circular_geometry, frequency_blocks, frequency_sizes
 
@@ -131,7 +133,7 @@ def _log_gram_bound(blocks: np.ndarray, steps: int) -> np.ndarray:
 
 def _padding_norm(geom: ConvGeometry) -> float:
     """Return ``||P||_2`` of the padding matrix: sqrt of the most copies of one pixel."""
-    if geom.padding_mode == "zeros":
+    if not MODES[geom.padding_mode].folds:
         return 1.0
     copies = 1
     for n, (lo, hi) in zip(geom.input_size, geom.padding):

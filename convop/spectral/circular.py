@@ -17,15 +17,9 @@ import numpy.typing as npt
 
 from .. import _memory
 from .._blas import Pool, cores, single_threaded
+from .._dtypes import as_weight, check_finite
 from .._typing import IntOrTuple, PaddingLike
-from .._validation import (
-    as_int,
-    as_int_tuple,
-    as_padding,
-    as_weight,
-    check_finite,
-    check_max_bytes,
-)
+from .._validation import as_int, as_int_tuple, as_padding, check_max_bytes
 from ..geometry import ConvGeometry, make_geometry
 from ..operator import LayerOperator
 from .tolerance import rank_tolerance, zero_below

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from .. import _memory
 from ..geometry import ConvGeometry
+from ..modes import MODES
 from ..padding import axis_sources
 
 
@@ -127,7 +128,7 @@ def gram_bytes(g: ConvGeometry, side: str, itemsize: int) -> int:
              for k, d, s in zip(g.kernel_size, g.dilation, g.stride)]
     size = g.input_size if side == "input" else g.output_size
     span = math.prod(min(n, 2 * r + 1) for n, r in zip(size, reach))
-    fold = 1 if g.padding_mode == "zeros" else 2**g.ndim
+    fold = 1 if not MODES[g.padding_mode].folds else 2**g.ndim
     entries = min(pairs, math.prod(size) * min(math.prod(size), span * fold))
     # Index arrays over the pairs (a few int64 each), the blocks, the tap products.
     return 64 * pairs + g.groups * (entries + taps * taps) * c * c * itemsize

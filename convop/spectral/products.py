@@ -23,6 +23,7 @@ import numpy as np
 
 from ..geometry import ConvGeometry
 from ..im2col import receptive_fields
+from ..modes import MODES
 from ..padding import axis_sources, pad_adjoint
 from . import winograd as _winograd
 
@@ -254,7 +255,7 @@ class GramProduct:
 
             self._run(multiply, self._in_group_parts)
             self._run(scatter, self._in_parts)
-        if g.padding_mode != "zeros":
+        if MODES[g.padding_mode].folds:
             return pad_adjoint(grad[np.newaxis], g.input_size, g.padding,
                                g.padding_mode).reshape(-1).astype(self.result_dtype, copy=False)
         crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(g.input_size, g.padding))
@@ -269,7 +270,7 @@ class GramProduct:
     def _fill_border(self, channels: slice) -> None:
         """Fill the padding of some channels of the buffer from its interior (zeros stay 0)."""
         g = self.geometry
-        if g.padding_mode == "zeros":
+        if not MODES[g.padding_mode].folds:
             return
         for axis, ((lo, hi), sources) in enumerate(zip(g.padding, self._sources)):
             ax = 1 + axis

@@ -7,10 +7,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import (
-    as_int,
-    as_weight_shape,
-)
+from .._dtypes import as_weight_shape
+from .._validation import as_int
 from ..functional import conv, conv_input_grad
 from ..geometry import conv_geometry
 from ..transposed import conv_transpose, transposed_output_size

@@ -13,6 +13,7 @@ from .._validation import (
     as_padding,
 )
 from ..adapters import same_padding_pairs
+from ..modes import MODES
 from .battery import RTOL
 from .case import _Case, _exact
 
@@ -220,7 +221,7 @@ def _ceil_mode(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     for n, k, s, d, (lo, hi) in zip(case.cfg.input_size, kernel, stride, dilation, pairs):
         span = n + lo + hi - d * (k - 1) - 1
         extra.append((s - span % s) % s if span >= 0 else 0)
-    if not any(extra) or case.cfg.padding_mode != "zeros":
+    if not any(extra) or MODES[case.cfg.padding_mode].folds:
         return []
     padding = tuple((lo, hi + e) for (lo, hi), e in zip(pairs, extra))
     return [("ceil-mode output size (one more output on the axes the stride does not divide; "
