@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +21,7 @@ from . import _sparse
 from ._dtypes import as_weight
 from ._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
 from ._validation import as_int, check_domain, check_order
-from .geometry import make_geometry
+from .geometry import layer_arguments, make_geometry
 from .matrix import conv_matrix, row_range
 
 __all__ = ["load_row_blocks", "save_row_blocks"]
@@ -83,8 +82,7 @@ def save_row_blocks(
     (10, 128)
     """
     w = as_weight(weight)
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups, padding_mode=padding_mode)
+    layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
     geom = make_geometry(w.shape, input_size, **layer)
     check_domain(domain)
     check_order(order)

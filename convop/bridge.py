@@ -53,7 +53,7 @@ import numpy as np
 from ._validation import as_int, as_int_tuple
 from .geometry import conv_geometry
 from .modes import MODES
-from .transposed import _layer as _transposed
+from .transposed import transposed_layer
 from .validation.battery import KINDS
 
 __all__ = ["BRIDGES", "AutodiffBridge", "Bridge", "BridgeFunctions", "Layer",
@@ -101,7 +101,7 @@ def _conv_layer(weight_shape: tuple[int, ...], input_size: tuple[int, ...], stri
 def _transpose_layer(weight_shape: tuple[int, ...], input_size: tuple[int, ...], stride: Any,
                      padding: Any, output_padding: Any, dilation: Any, groups: Any) -> Layer:
     # Validated as convop.conv_transpose validates; its convolution holds the padding pairs.
-    geom = _transposed(weight_shape, input_size, stride, padding, output_padding, dilation,
+    geom = transposed_layer(weight_shape, input_size, stride, padding, output_padding, dilation,
                        groups).conv
     return Layer(geom.stride, geom.padding, geom.dilation, geom.groups, "zeros",
                  as_int_tuple(output_padding, "output_padding", len(geom.stride), minimum=0))

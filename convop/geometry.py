@@ -238,6 +238,11 @@ class ConvGeometry:
         bounds = [self.out_channels * i // count for i in range(count + 1)]
         return [self.row_block(range(a, b), domain, dtype) for a, b in zip(bounds, bounds[1:])]
 
+    def layer_arguments(self) -> dict[str, Any]:
+        """Return the normalized layer keywords (stride, padding pairs, ...) of this geometry."""
+        return layer_arguments(self.stride, self.padding, self.dilation, self.groups,
+                               self.padding_mode)
+
     def describe(self) -> str:
         """One-line summary used in reports and error messages."""
         pad = ", ".join(f"{lo}" if lo == hi else f"({lo}, {hi})" for lo, hi in self.padding)
@@ -248,6 +253,18 @@ class ConvGeometry:
             f"dilation {_x(self.dilation)}, groups {self.groups} -> output "
             f"{_x(self.output_size)}"
         )
+
+
+def layer_arguments(stride: Any, padding: Any, dilation: Any, groups: Any, padding_mode: Any
+                    ) -> dict[str, Any]:
+    """Return the layer keywords every layer function takes, as one dict.
+
+    The one place the keyword set is spelled: :class:`convop.LayerOperator`,
+    :func:`make_geometry` and the spectral, plotting, PETSc and block functions
+    take it as ``**layer``.
+    """
+    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                padding_mode=padding_mode)
 
 
 def conv_geometry(

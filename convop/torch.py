@@ -29,8 +29,9 @@ from .bridge import AutodiffBridge, Layer, bridge_functions
 from .geometry import conv_geometry
 from .matrix import conv_matrix
 from .transposed import conv_transpose_matrix
-from .validation import RTOL, CheckReport, LayerConfig, _compare
+from .validation import RTOL, CheckReport, LayerConfig
 from .validation.battery import tolerance
+from .validation.compare import compare_results
 from .weight_grad import conv_weight_grad as _exact_weight_grad
 
 __all__ = [
@@ -45,15 +46,15 @@ __all__ = [
 ]
 
 
-def _torch() -> Any:
+def load_torch() -> Any:
     return require("torch")
 
 
 # Module -> matrix -----------------------------------------------------------------------
 
 
-def _module_layer(module: Any) -> tuple[np.ndarray, dict[str, Any], bool]:
-    torch = _torch()
+def module_layer(module: Any) -> tuple[np.ndarray, dict[str, Any], bool]:
+    torch = load_torch()
     conv_types = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
     transpose_types = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
                        torch.nn.ConvTranspose3d)
@@ -106,7 +107,7 @@ def conv_matrix_from_module(module: Any, input_size: Any, **matrix_kwargs: Any) 
     >>> bool(np.allclose(W @ x.numpy().ravel(), m(x).detach().numpy().ravel()))
     True
     """
-    weight, layer, transposed = _module_layer(module)
+    weight, layer, transposed = module_layer(module)
     kwargs: dict[str, Any] = {"order": "C", **matrix_kwargs}
     if transposed:
         return conv_transpose_matrix(weight, input_size, **layer, **kwargs)
@@ -143,8 +144,8 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     >>> check_module(torch.nn.ConvTranspose1d(2, 3, 4, stride=2).double(), 7, rng=0).passed
     True
     """
-    torch = _torch()
-    weight, layer, transposed = _module_layer(module)
+    torch = load_torch()
+    weight, layer, transposed = module_layer(module)
     dtype = np.dtype(weight.dtype)
     if dtype not in RTOL:
         raise TypeError(f"the module's weight must be float32 or float64; got {dtype}.")
@@ -183,7 +184,7 @@ def check_module(module: Any, input_size: Any, *, batch: int = 2, rng: Any = Non
     ):
         cfg = LayerConfig(name, weight_shape=tuple(weight.shape), input_size=size, batch=batch)
         tol = tolerance(dtype, scale.reshape(actual.shape))
-        rows.append(_compare(cfg, kind, actual, exact.reshape(actual.shape), tol))
+        rows.append(compare_results(cfg, kind, actual, exact.reshape(actual.shape), tol))
     return CheckReport("module", repr(module), str(dtype), tuple(rows))
 
 
@@ -218,7 +219,7 @@ class TorchBridge(AutodiffBridge):
 
     def tensor(self, array: np.ndarray) -> Any:
         """Wrap a numpy array without copying."""
-        return _torch().from_numpy(np.ascontiguousarray(array))
+        return load_torch().from_numpy(np.ascontiguousarray(array))
 
     def numpy(self, tensor: Any) -> np.ndarray:
         """Detach and return as numpy."""
@@ -227,7 +228,7 @@ class TorchBridge(AutodiffBridge):
     def pad(self, x: Any, layer: Layer) -> Any:
         """Pad with ``F.pad`` in the layer's mode."""
         flat = [p for pair in reversed(layer.padding) for p in pair]
-        return _torch().nn.functional.pad(x, flat, mode=layer.padding_mode)
+        return load_torch().nn.functional.pad(x, flat, mode=layer.padding_mode)
 
     def correlate(self, x: Any, weight: Any, bias: Any, layer: Layer) -> Any:
         """Run ``F.conv*d`` (symmetric padding native, the rest by ``F.pad``)."""
@@ -235,7 +236,7 @@ class TorchBridge(AutodiffBridge):
         symmetric = all(lo == hi for lo, hi in pads)
         if not symmetric:  # F.conv*d pads both sides alike: pad the difference first
             flat = [p for pair in reversed(pads) for p in pair]
-            x = _torch().nn.functional.pad(x, flat)
+            x = load_torch().nn.functional.pad(x, flat)
         return _functional(layer.ndim)(
             x, weight, bias, stride=layer.stride, dilation=layer.dilation, groups=layer.groups,
             padding=tuple(lo for lo, _ in pads) if symmetric else 0)
@@ -252,7 +253,7 @@ class TorchBridge(AutodiffBridge):
 
     def vjp(self, function: Callable[[Any], Any], primal: Any, cotangent: Any) -> Any:
         """Differentiate through ``torch.autograd.grad``."""
-        torch = _torch()
+        torch = load_torch()
         primal = primal.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(function(primal), primal, cotangent, allow_unused=True)
         return torch.zeros_like(primal) if grad is None else grad
@@ -264,7 +265,7 @@ conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridg
 
 
 def _functional(ndim: int, transposed: bool = False) -> Any:
-    F = _torch().nn.functional
+    F = load_torch().nn.functional
     if transposed:
         return {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[ndim]
     return {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ndim]

@@ -112,8 +112,8 @@ def conv_transpose(
     ndim = w.ndim - 2
     check_groups(groups, w.shape[0])
     xb, single = as_batch(x, "x", channels=w.shape[0], ndim=ndim)
-    layer = _layer(w.shape, xb.shape[2:], stride, padding, output_padding, dilation, groups,
-                   input_name="x")
+    layer = transposed_layer(w.shape, xb.shape[2:], stride, padding, output_padding, dilation,
+                             groups, input_name="x")
     b = check_bias(bias, layer.conv.in_channels)
     dtype = compute_dtype(xb, w, *(() if b is None else (b,)))
     if dtype.kind == "i":
@@ -184,7 +184,7 @@ def conv_transpose_matrix(
     w = as_weight(weight)
     check_order(order)
     dt = matrix_dtype(w.dtype, dtype)
-    layer = _layer(w.shape, input_size, stride, padding, output_padding, dilation, groups)
+    layer = transposed_layer(w.shape, input_size, stride, padding, output_padding, dilation, groups)
     budget = check_max_bytes(max_bytes)
     conv = layer.conv
     extra = conv.matrix_nbytes("input", dt)  # the transposed copy
@@ -257,11 +257,12 @@ def transposed_output_size(weight_shape: tuple[int, ...], input_size: Any, *, st
                            padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
                            groups: Any = 1) -> tuple[int, ...]:
     """Validate a transposed convolution and return its output size (internal helper)."""
-    layer = _layer(weight_shape, input_size, stride, padding, output_padding, dilation, groups)
+    layer = transposed_layer(weight_shape, input_size, stride, padding, output_padding, dilation,
+                             groups)
     return layer.output_size
 
 
-def _layer(
+def transposed_layer(
     weight_shape: tuple[int, ...],
     input_size: Any,
     stride: Any,

@@ -128,3 +128,25 @@ def test_a_missing_optional_module_raises_its_hint(monkeypatch):
     assert _optional.missing("jax", "numpy") == ["jax"]
     with pytest.raises(ImportError, match=r'this needs JAX: python -m pip install "convop\[jax\]"'):
         _optional.require("jax")
+
+
+def test_one_privacy_rule():
+    """A name another module imports is plain; ``_name`` stays in its own module.
+
+    (scipy's rule: a package's public surface is its ``__init__``; inside it,
+    modules are private (``_memory``) or plainly named, and share plain names.)
+    """
+    modules = {module_name(p) for p in MODULES}
+    shared_private = []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if not (node.level or (node.module or "").startswith("convop")):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                is_module = any(m.endswith("." + alias.name) for m in modules)
+                if private and not is_module:
+                    shared_private.append(f"{module_name(path)} imports {alias.name}")
+    assert shared_private == []

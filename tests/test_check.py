@@ -314,19 +314,19 @@ def test_transposed_channels_are_caught_and_named():
 
 
 def test_localization_counts_a_corner_once_and_names_only_informative_axes():
-    from convop.validation.diagnose import _localize
+    from convop.validation.diagnose import localize
 
     bad = np.zeros((2, 3, 8, 8), dtype=bool)
     bad[:, 1, -1, :] = bad[:, 1, :, -1] = True  # last row and last column only
-    assert _localize(bad, "forward") == (
+    assert localize(bad, "forward") == (
         "channels 1 of 3; border only, within 1 pixel of the edges (axis 0: last 1 of 8; "
         "axis 1: last 1 of 8), interior exact")
     column = np.zeros((1, 4, 9, 9), dtype=bool)
     column[:, 2, :, 4] = True  # one column, every row: axis 0 says nothing
-    assert _localize(column, "forward") == "channels 2 of 4; axis 1: positions 4 of 9"
+    assert localize(column, "forward") == "channels 2 of 4; axis 1: positions 4 of 9"
     whole = np.zeros((1, 4, 9, 9), dtype=bool)
     whole[:, 2] = True
-    assert _localize(whole, "forward") == "channels 2 of 4; every position"
+    assert localize(whole, "forward") == "channels 2 of 4; every position"
 
 
 def test_an_output_in_another_dtype_is_reported():
@@ -493,15 +493,15 @@ def test_fft_based_code_passes_and_every_wrong_implementation_is_still_caught():
     # Its rounding reaches the pixels a stride never reads, whose exact gradient is 0:
     # the elementwise term alone would reject it there.
     from convop.validation.battery import RTOL
-    from convop.validation.case import _Case, _exact, _inputs
+    from convop.validation.case import Case, case_inputs, exact_result
 
     config = convop.LayerConfig("stride 3", (3, 2, 2, 2), (10, 9), stride=3)
-    case = _Case(config, "input_grad", np.dtype(np.float64),
-                 _inputs(config, "input_grad", np.dtype(np.float64), np.random.default_rng(0)))
+    case = Case(config, "input_grad", np.dtype(np.float64),
+                 case_inputs(config, "input_grad", np.dtype(np.float64), np.random.default_rng(0)))
     a = case.arrays
     actual = fft_input_grad(a["grad_output"], a["weight"], config.input_size, stride=3)
-    error = np.abs(actual - _exact(case))
-    scale = _exact(case, absolute=True)
+    error = np.abs(actual - exact_result(case))
+    scale = exact_result(case, absolute=True)
     assert np.any(error > RTOL[np.dtype(np.float64)] * scale)  # structurally zero, not 0
     assert convop.check_conv(fft_input_grad, kind="input_grad", configs=[config],
                              rng=0).passed

@@ -40,9 +40,9 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
     ``ConvTranspose{1,2,3}d``; a module called several times with one input
     size is one row with its ``calls`` counted.
     """
-    from ..torch import _module_layer, _torch
+    from ..torch import load_torch, module_layer
 
-    torch = _torch()
+    torch = load_torch()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, an onnx.ModelProto or the path "
                         f"of an .onnx file; got {type(model).__name__}.")
@@ -58,7 +58,7 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
                 if key in seen:
                     seen[key].calls += 1
                     return
-                weight, layer, transposed = _module_layer(mod)
+                weight, layer, transposed = module_layer(mod)
                 # Padding as pairs, as the ONNX path reads it: the same row either way.
                 layer["padding"] = padding_pairs(layer["padding"], tuple(weight.shape[2:]),
                                                  stride=layer["stride"],

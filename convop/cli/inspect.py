@@ -175,9 +175,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     # Products, the dot test and the spectrum run in float64 (complex128) on the exact
     # weights, whatever dtype the matrix is stored in.
     work = np.dtype(np.complex128 if np.iscomplexobj(weight) else np.float64)
-    layer: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding,
-                                 dilation=geom.dilation, groups=geom.groups,
-                                 padding_mode=geom.padding_mode)
+    layer = geom.layer_arguments()
     try:
         with Progress("building the matrix") as stage:
             W = assemble(geom, weight, domain=args.domain, order=args.order, dtype=weight.dtype)
@@ -300,9 +298,7 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
         plotting.plot_block(W, (0, 0), zoom, channels=channels)
         figure.suptitle(textwrap.fill(geom.describe(), 110))
         save(figure, "structure.png")
-    layer: dict[str, Any] = dict(stride=geom.stride, padding=geom.padding,
-                                 dilation=geom.dilation, groups=geom.groups,
-                                 padding_mode=geom.padding_mode)
+    layer = geom.layer_arguments()
     with Progress("drawing spectrum.png"):
         ax = plotting.plot_spectrum_density(
             weight, geom.input_size, sigma_max=spectrum.get("spectral_norm"),

@@ -15,7 +15,7 @@ INSTALL_HINT = (
 )
 
 
-def _petsc() -> Any:
+def load_petsc() -> Any:
     try:
         from petsc4py import PETSc
     except ImportError as err:
@@ -23,8 +23,8 @@ def _petsc() -> Any:
     return PETSc
 
 
-def _slepc() -> Any:
-    _petsc()
+def load_slepc() -> Any:
+    load_petsc()
     try:
         from slepc4py import SLEPc
     except ImportError as err:
@@ -32,19 +32,19 @@ def _slepc() -> Any:
     return SLEPc
 
 
-def _layer(weight: Any, input_size: Any, layer: dict[str, Any]) -> tuple[np.ndarray,
+def checked_layer(weight: Any, input_size: Any, layer: dict[str, Any]) -> tuple[np.ndarray,
                                                                         ConvGeometry]:
     w = as_weight(weight)
     check_finite(w, "weight")
-    PETSc = _petsc()
+    PETSc = load_petsc()
     if np.iscomplexobj(w) and np.dtype(PETSc.ScalarType).kind != "c":
         raise TypeError("`weight` is complex but this PETSc build has real scalars; use a "
                         "complex PETSc build (PETSC_DIR of its x86_64-linux-gnu-complex tree).")
     return w, make_geometry(w.shape, input_size, **layer)
 
 
-def _comm(comm: Any) -> Any:
-    PETSc = _petsc()
+def communicator(comm: Any) -> Any:
+    PETSc = load_petsc()
     if comm is None:
         return PETSc.COMM_WORLD
     if isinstance(comm, PETSc.Comm):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import _slepc
+from ._backend import load_slepc
 from .matrix import conv_matrix
 from .shell import operator
 
@@ -12,16 +12,17 @@ from .shell import operator
 NCV = 32
 
 
-def _operator_of(weight: Any, input_size: Any, comm: Any, matrix_free: bool,
-                 layer: dict[str, Any], max_bytes: int | None) -> Any:
+def operator_of(weight: Any, input_size: Any, comm: Any, matrix_free: bool,
+                layer: dict[str, Any], max_bytes: int | None) -> Any:
+    """Return the layer as a PETSc shell operator (matrix-free) or an assembled matrix."""
     build = operator if matrix_free else conv_matrix
     return build(weight, input_size, comm=comm, max_bytes=max_bytes, **layer)
 
 
-def _largest(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
+def largest_pairs(A: Any, comm: Any, k: int, rtol: float, maxiter: int | None
              ) -> tuple[list[tuple[float, float]], int]:
     """Return the k largest (value, residual bound) pairs and the Gram products used."""
-    SLEPc = _slepc()
+    SLEPc = load_slepc()
     svd = SLEPc.SVD().create(comm)
     svd.setOperators(A)
     svd.setType(SLEPc.SVD.Type.CROSS)  # Krylov-Schur on A^T A: one basis to orthogonalize

@@ -8,9 +8,9 @@ from typing import Any
 import numpy.typing as npt
 
 from .._typing import Domain, IntOrTuple, Order, PaddingLike, PaddingMode
-from ..geometry import ConvGeometry, RowBlock
+from ..geometry import ConvGeometry, RowBlock, layer_arguments
 from ..matrix import conv_matrix as _conv_matrix
-from ._backend import _comm, _layer, _petsc
+from ._backend import checked_layer, communicator, load_petsc
 
 __all__ = ["column_channels", "conv_matrix", "rank_block"]
 
@@ -88,11 +88,10 @@ def conv_matrix(
     >>> A.getSize()
     (50, 50)
     """
-    PETSc = _petsc()
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 padding_mode=padding_mode)
-    w, geom = _layer(weight, input_size, layer)
-    comm = _comm(comm)
+    PETSc = load_petsc()
+    layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
+    w, geom = checked_layer(weight, input_size, layer)
+    comm = communicator(comm)
     block = rank_block(geom, comm.getRank(), comm.getSize(), domain)
     local = _conv_matrix(w, geom.input_size, domain=domain, order=order, rows=block.rows,
                          dtype=PETSc.ScalarType, max_bytes=max_bytes, **layer)

@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import IntOrTuple, Order, PaddingLike, PaddingMode
-from ..geometry import ConvGeometry
+from ..geometry import ConvGeometry, layer_arguments
 from ..operator import LayerOperator
-from ._backend import _comm, _layer, _petsc
+from ._backend import checked_layer, communicator, load_petsc
 from .matrix import column_channels, rank_block
 
 __all__ = ["operator"]
@@ -129,11 +129,10 @@ def operator(
     petsc4py.PETSc.Mat
         Of type ``python``, with ``mult`` and ``multTranspose``.
     """
-    PETSc = _petsc()
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 padding_mode=padding_mode)
-    w, geom = _layer(weight, input_size, layer)
-    comm = _comm(comm)
+    PETSc = load_petsc()
+    layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
+    w, geom = checked_layer(weight, input_size, layer)
+    comm = communicator(comm)
     m, n = geom.matrix_shape("input")
     rank, size = comm.getRank(), comm.getSize()
     row_counts = np.array([len(rank_block(geom, r, size).channels) for r in range(size)],

@@ -10,7 +10,7 @@ import numpy as np
 from ..geometry import ConvGeometry
 from ..operator import LayerOperator
 from ..spectral.gram import BlockGram, block_gram
-from ._backend import _petsc, _slepc
+from ._backend import load_petsc, load_slepc
 
 #: Extra basis vectors of the shift-invert (and sigma_max scale) eigensolves.
 SHIFT_INVERT_EXTRA = 6
@@ -52,7 +52,7 @@ def gram_rows(gram: BlockGram, first: int, stop: int
 def _gram(weight: np.ndarray, geom: ConvGeometry, side: str, comm: Any,
           max_bytes: int | None) -> Any:
     """Return the Gram matrix as an ``MPIAIJ``, each rank building its own pixels' rows."""
-    PETSc = _petsc()
+    PETSc = load_petsc()
     gram = block_gram(geom, weight, side, np.dtype(PETSc.ScalarType), max_bytes=max_bytes)
     pairs = gram.groups * gram.pattern.shape[0]
     rank, size = comm.getRank(), comm.getSize()
@@ -67,7 +67,7 @@ def _gram(weight: np.ndarray, geom: ConvGeometry, side: str, comm: Any,
     return G
 
 
-def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: float,
+def smallest_pairs(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: float,
               layer: dict[str, Any], max_bytes: int | None
               ) -> tuple[list[tuple[float, float]], float]:
     """Return the k smallest (value, residual bound) pairs and a sigma_max scale (to 1e-4).
@@ -77,7 +77,7 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
     split over the ranks) and factored by MUMPS (Cholesky). Each value is refined
     as ``||A v||`` (``||A^T u||`` on the output side) with the core's operator.
     """
-    PETSc, SLEPc = _petsc(), _slepc()
+    PETSc, SLEPc = load_petsc(), load_slepc()
     m, n = geom.matrix_shape("input")
     side = "input" if m >= n else "output"
     G = _gram(weight, geom, side, comm, max_bytes)
@@ -148,7 +148,7 @@ def _smallest(weight: np.ndarray, geom: ConvGeometry, comm: Any, k: int, rtol: f
 
 def _gathered(vec: Any) -> np.ndarray:
     """Return the whole of a distributed vector on every rank."""
-    PETSc = _petsc()
+    PETSc = load_petsc()
     scatter, whole = PETSc.Scatter.toAll(vec)
     scatter.scatter(vec, whole)
     out = whole.getArray().copy()
@@ -157,7 +157,7 @@ def _gathered(vec: Any) -> np.ndarray:
     return out
 
 
-def _certify(A: Any, count: int, t: float, comm: Any) -> np.ndarray:
+def certify(A: Any, count: int, t: float, comm: Any) -> np.ndarray:
     """Return the ``count`` smallest singular values through the augmented matrix.
 
     The core's certification (:mod:`convop.spectral.smallest`) on PETSc: with ``B``
@@ -167,7 +167,7 @@ def _certify(A: Any, count: int, t: float, comm: Any) -> np.ndarray:
     (Rayleigh-Ritz on ``B`` itself, not on the Gram matrix) gives values
     accurate to about ``eps ||B||``.
     """
-    PETSc = _petsc()
+    PETSc = load_petsc()
     m, n = A.getSize()
     B = A if m >= n else A.transpose(PETSc.Mat())
     rows, cols = B.getSizes()

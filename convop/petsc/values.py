@@ -12,12 +12,13 @@ import numpy.typing as npt
 from .._blas import single_threaded
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_int, as_real
+from ..geometry import layer_arguments
 from ..spectral.report import SpectralReport
 from ..spectral.tolerance import rank_tolerance
-from ._backend import _comm, _layer
-from .largest import _largest, _operator_of
+from ._backend import checked_layer, communicator
+from .largest import largest_pairs, operator_of
 from .matrix import conv_matrix
-from .smallest import _certify, _smallest
+from .smallest import certify, smallest_pairs
 
 __all__ = ["condition_number", "singular_values", "spectral_norm", "spectrum_report"]
 
@@ -45,7 +46,7 @@ def singular_values(
     (or on :func:`conv_matrix` with ``matrix_free=False``). ``which="smallest"``:
     shift-invert Lanczos on the distributed Gram matrix, factored by MUMPS
     (Cholesky), values below the normal-equations floor computed again through
-    the augmented matrix (:func:`_certify`). Values are refined as ``||A v||``
+    the augmented matrix (:func:`certify`). Values are refined as ``||A v||``
     and set to 0 at or below ``max(m, n) * eps * sigma_max`` (the core's rank
     tolerance), in descending order as in :func:`convop.singular_values`.
     """
@@ -63,8 +64,8 @@ def _singular(weight: Any, input_size: Any, k: Any, which: str, comm: Any,
     if which not in ("largest", "smallest"):
         raise ValueError(f"`which` must be 'largest' or 'smallest'; got {which!r}.")
     tol = as_real(rtol, "rtol", low=0.0, high=1.0, rule="a float in (0, 1)")
-    comm = _comm(comm)
-    w, geom = _layer(weight, input_size, layer)
+    comm = communicator(comm)
+    w, geom = checked_layer(weight, input_size, layer)
     m, n = geom.matrix_shape("input")
     if count > min(m, n):
         raise ValueError(f"`k` must be at most min(m, n) = {min(m, n)}; got {count}.")
@@ -74,12 +75,12 @@ def _singular(weight: Any, input_size: Any, k: Any, which: str, comm: Any,
     # slows the single-threaded work between its calls (see convop._blas).
     with single_threaded():
         if which == "largest":
-            A = _operator_of(w, geom.input_size, comm, matrix_free, layer, max_bytes)
-            pairs, products = _largest(A, comm, count, tol, maxiter)
+            A = operator_of(w, geom.input_size, comm, matrix_free, layer, max_bytes)
+            pairs, products = largest_pairs(A, comm, count, tol, maxiter)
             top = pairs[0][0]
             A.destroy()
         else:
-            pairs, top = _smallest(w, geom, comm, count, tol, layer, max_bytes)
+            pairs, top = smallest_pairs(w, geom, comm, count, tol, layer, max_bytes)
             # Below the normal-equations floor the Gram matrix cannot tell a value from
             # 0: those are computed again through the augmented matrix, as in the core.
             floor = math.sqrt(max(m, n) * eps) * top
@@ -87,7 +88,7 @@ def _singular(weight: Any, input_size: Any, k: Any, which: str, comm: Any,
             if below:
                 A = conv_matrix(w, geom.input_size, comm=comm, max_bytes=max_bytes, **layer)
                 t = rank_tolerance(m, n, top, eps)
-                certified = _certify(A, below, t, comm)
+                certified = certify(A, below, t, comm)
                 A.destroy()
                 # Accurate to about eps ||B||, below the rank tolerance t.
                 pairs = sorted(pairs)[below:] + [(float(c), t) for c in certified]
@@ -118,13 +119,12 @@ def spectrum_report(weight: npt.ArrayLike, input_size: IntOrTuple, *, comm: Any 
     the ``sigma_max`` solve (the smallest value comes from a factorization).
     """
     start = time.perf_counter()
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups, padding_mode=padding_mode)
+    layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
     options = (rtol, maxiter, matrix_free, max_bytes)
     top, top_bound, products = _singular(weight, input_size, 1, "largest", comm, layer,
                                          *options)
     low, low_bound, _ = _singular(weight, input_size, 1, "smallest", comm, layer, *options)
-    _, geom = _layer(weight, input_size, layer)
+    _, geom = checked_layer(weight, input_size, layer)
     sigma_max, sigma_min = float(top[0]), float(low[0])
     cond = math.inf if sigma_min == 0 else sigma_max / sigma_min
     return SpectralReport(

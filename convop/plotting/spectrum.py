@@ -12,7 +12,7 @@ import numpy.typing as npt
 from .. import _memory
 from .._dtypes import as_numeric_array, as_weight, check_finite
 from .._validation import as_int, check_bool, check_max_bytes
-from ..geometry import make_geometry
+from ..geometry import layer_arguments, make_geometry
 from ..spectral.circular import (
     block_spectrum,
     circulant_problem,
@@ -259,8 +259,7 @@ def plot_spectrum_density(
             raise ValueError(f"`{name}` must be a finite non-negative number or None; "
                              f"got {value!r}.")
     budget = check_max_bytes(max_bytes)
-    layer: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups, padding_mode=padding_mode)
+    layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
     geom = make_geometry(w.shape, input_size, **layer)
     values, label = counterpart_singular_values(w, geom, budget)
     m, n = geom.matrix_shape("input")

@@ -14,13 +14,13 @@ from .._blas import single_threaded
 from .._progress import Progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_rng
+from ..geometry import layer_arguments
 from ._target import Target
 from .values import (
     check_options,
     check_rtol,
     check_rtol_for,
     compute,
-    layer_arguments,
     reporting,
 )
 

@@ -26,6 +26,7 @@ from .._blas import single_threaded
 from .._progress import Progress, check_progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_int, as_real, as_rng, check_bool, check_callable, check_choice
+from ..geometry import layer_arguments
 from ._target import Target
 from .largest import largest
 from .results import Callback, Singular, select
@@ -209,13 +210,6 @@ def spectral_norm(
 
 
 # Shared with the report -------------------------------------------------------------------
-
-
-def layer_arguments(stride: Any, padding: Any, dilation: Any, groups: Any, padding_mode: Any
-                    ) -> dict[str, Any]:
-    """Return the layer keywords of a spectral call, passed to :class:`convop.LayerOperator`."""
-    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                padding_mode=padding_mode)
 
 
 def check_rtol(rtol: Any) -> float:

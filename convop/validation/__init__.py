@@ -18,7 +18,6 @@ fails), :mod:`.report` (the results).
 from .adjoint import DotTestReport, dot_test
 from .battery import KINDS, RTOL, LayerConfig, standard_configs
 from .check import check_conv
-from .compare import _compare as _compare  # the comparison convop.torch shares
 from .report import CheckReport, ConfigResult
 
 __all__ = [

@@ -166,10 +166,11 @@ def standard_configs(kind: str = "forward", which: str = "standard") -> list[Lay
     (True, 8)
     """
     check_choice(kind, "kind", KINDS)
-    return _battery(kind, check_choice(which, "which", ("standard", "quick")))
+    return battery_configs(kind, check_choice(which, "which", ("standard", "quick")))
 
 
-def _battery(kind: str, which: str) -> list[LayerConfig]:
+def battery_configs(kind: str, which: str) -> list[LayerConfig]:
+    """Return the battery ``which`` (standard or quick) for one kind, as a fresh list."""
     if kind == "transpose":
         return list(_TRANSPOSE if which == "standard" else _TRANSPOSE[:6])
     if which == "quick":

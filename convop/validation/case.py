@@ -16,13 +16,16 @@ from ..weight_grad import conv_weight_grad
 from .battery import RTOL, LayerConfig
 
 
-class _Case(NamedTuple):
+class Case(NamedTuple):
+    """One configuration of a battery run: the layer, the kind, the dtype and its inputs."""
+
     cfg: LayerConfig
     kind: str
     dtype: np.dtype
     arrays: dict[str, Any]
 
     def layer(self, **override: Any) -> dict[str, Any]:
+        """Return the layer keywords of the call (with ``override`` applied)."""
         kw = dict(stride=self.cfg.stride, padding=self.cfg.padding, dilation=self.cfg.dilation,
                   groups=self.cfg.groups)
         if self.kind == "transpose":
@@ -64,7 +67,7 @@ def call_problem(impl: Callable[..., Any], kind: str) -> str | None:
     return None
 
 
-def _inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator,
+def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Generator,
             shapes_only: bool = False) -> dict[str, Any]:
     """Random inputs of a configuration (with ``shapes_only``, just its validation)."""
     shape = as_weight_shape(cfg.weight_shape, "weight_shape")
@@ -103,7 +106,7 @@ def _config_bytes(geom: Any, batch: int) -> int:
     return 6 * dense + 2 * geom.matrix_nbytes("padded")
 
 
-def _exact(case: _Case, weight: np.ndarray | None = None, bias: Any = "same",
+def exact_result(case: Case, weight: np.ndarray | None = None, bias: Any = "same",
            absolute: bool = False, **override: Any) -> np.ndarray:
     """Convop's exact result in float64 (optionally on absolute values, or with changes)."""
     a = case.arrays
@@ -122,7 +125,8 @@ def _exact(case: _Case, weight: np.ndarray | None = None, bias: Any = "same",
     return conv_transpose(cast(a["x"]), w, b, **kw)
 
 
-def _call(impl: Callable[..., Any], case: _Case) -> np.ndarray:
+def call_impl(impl: Callable[..., Any], case: Case) -> np.ndarray:
+    """Call an implementation on a case's inputs with the signature of its kind."""
     a = case.arrays
     kw = case.layer()
     if case.kind == "forward":

@@ -16,9 +16,9 @@ from .._validation import (
     check_choice,
     check_max_bytes,
 )
-from .battery import KINDS, RTOL, LayerConfig, _battery
-from .case import _inputs
-from .compare import _run
+from .battery import KINDS, RTOL, LayerConfig, battery_configs
+from .case import case_inputs
+from .compare import run_config
 from .report import CheckReport
 
 
@@ -104,14 +104,14 @@ def check_conv(
                   enabled=check_progress(progress)) as stage:
         for index, cfg in enumerate(battery, 1):
             stage.update(f"configuration {index}/{len(battery)}: {cfg.name}")
-            results.append(_run(impl, kind, cfg, default, gen))
+            results.append(run_config(impl, kind, cfg, default, gen))
     return CheckReport(kind, label, str(default), tuple(results))
 
 
 def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[LayerConfig]:
     """Return the battery: a named one, or a non-empty sequence of valid LayerConfigs."""
     if isinstance(configs, str):
-        return _battery(kind, check_choice(configs, "configs", ("standard", "quick")))
+        return battery_configs(kind, check_choice(configs, "configs", ("standard", "quick")))
     if not isinstance(configs, Sequence):
         raise TypeError(f"`configs` must be 'standard', 'quick' or a sequence of LayerConfig; "
                         f"got {configs!r}.")
@@ -124,7 +124,7 @@ def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[Layer
             raise TypeError(f"`configs[{i}]` must be a LayerConfig; got {cfg!r} of type "
                             f"{type(cfg).__name__}.")
         try:
-            needed = _inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0),
+            needed = case_inputs(cfg, kind, np.dtype(np.float64), np.random.default_rng(0),
                              shapes_only=True)["bytes"]
         except (TypeError, ValueError) as err:
             raise type(err)(f"`configs[{i}]` ({cfg.name!r}) is not a valid layer: {err}") from err

@@ -10,20 +10,21 @@ from typing import Any
 import numpy as np
 
 from .battery import LayerConfig, tolerance
-from .case import _call, _Case, _exact, _inputs
-from .diagnose import _diagnose, _localize
+from .case import Case, call_impl, case_inputs, exact_result
+from .diagnose import diagnose_failure, localize
 from .report import ConfigResult
 
 
-def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtype,
-         gen: np.random.Generator) -> ConfigResult:
+def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtype,
+               gen: np.random.Generator) -> ConfigResult:
+    """Run one configuration through ``impl`` and compare with the exact result."""
     dtype = np.dtype(cfg.dtype) if cfg.dtype else default
-    case = _Case(cfg, kind, dtype, _inputs(cfg, kind, dtype, gen))
-    expected = _exact(case)
-    scale = _exact(case, absolute=True)
+    case = Case(cfg, kind, dtype, case_inputs(cfg, kind, dtype, gen))
+    expected = exact_result(case)
+    scale = exact_result(case, absolute=True)
     tol = tolerance(dtype, scale)
     try:
-        actual = _call(impl, case)
+        actual = call_impl(impl, case)
     except NotImplementedError as exc:  # a configuration the implementation cannot express
         return ConfigResult(cfg, "skip", 0.0, 0.0, 0.0,
                             where=(str(exc) or "not implemented")[:200])
@@ -31,24 +32,24 @@ def _run(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtyp
         return ConfigResult(cfg, "error", math.inf, 0.0, math.inf,
                             where=f"raised {type(exc).__name__}: {exc}"[:200])
     if actual.shape != expected.shape:
-        cause = _diagnose(case, actual, tol)
+        cause = diagnose_failure(case, actual, tol)
         return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
                             where=f"shape {actual.shape}, expected {expected.shape}", cause=cause)
     if actual.dtype != dtype:
         # A float32 layer computed and returned in float64 (or the reverse) is not the
         # layer asked for, even when the numbers are close.
-        result = _compare(cfg, kind, actual, expected, tol)
+        result = compare_results(cfg, kind, actual, expected, tol)
         return dataclasses.replace(
             result, status="fail", where=f"returned {actual.dtype} for {dtype} inputs"
             + (f"; {result.where}" if result.where else ""),
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
-    result = _compare(cfg, kind, actual, expected, tol)
+    result = compare_results(cfg, kind, actual, expected, tol)
     if result.passed:
         return result
-    return dataclasses.replace(result, cause=_diagnose(case, actual, tol))
+    return dataclasses.replace(result, cause=diagnose_failure(case, actual, tol))
 
 
-def _compare(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarray,
+def compare_results(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarray,
              tol: np.ndarray) -> ConfigResult:
     """Compare same-shaped results elementwise; a failure is localized (no cause)."""
     err = np.abs(actual.astype(np.float64) - expected)
@@ -58,5 +59,5 @@ def _compare(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarr
     tolerance = float(tol.flat[worst]) if err.size else 0.0
     if not np.isfinite(ratio) or ratio > 1.0 or not np.all(np.isfinite(actual)):
         return ConfigResult(cfg, "fail", max_error, tolerance, ratio,
-                            where=_localize(err > tol, kind))
+                            where=localize(err > tol, kind))
     return ConfigResult(cfg, "pass", max_error, tolerance, ratio)

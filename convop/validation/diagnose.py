@@ -15,10 +15,10 @@ from .._validation import (
 from ..adapters import same_padding_pairs
 from ..modes import MODES
 from .battery import RTOL
-from .case import _Case, _exact
+from .case import Case, exact_result
 
 
-def _localize(bad: np.ndarray, kind: str) -> str:
+def localize(bad: np.ndarray, kind: str) -> str:
     """Which channels and positions are wrong: edges versus interior, per axis."""
     if not bad.any():
         return "non-finite values"
@@ -82,7 +82,7 @@ def _ranges(idx: np.ndarray) -> str:
     return ",".join(runs)
 
 
-def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
+def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
     """Name the known cause whose exact result the implementation reproduces."""
     for label, candidate in _candidates(case):
         try:
@@ -95,7 +95,7 @@ def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
         if np.all(np.abs(actual.astype(np.float64) - guess) <= 10 * bound):
             return label
     if case.kind in ("forward", "transpose") and actual.shape == tol.shape:
-        expected = _exact(case)
+        expected = exact_result(case)
         perm = _channel_permutation(actual, expected, tol)
         if perm is not None:
             return f"output channels permuted: position i holds exact channel {perm}"
@@ -104,11 +104,11 @@ def _diagnose(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
     return ""
 
 
-def _precision(case: _Case, actual: np.ndarray, tol: np.ndarray) -> str:
+def _precision(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
     """Name a precision loss when every error sits at a lower precision's rounding level."""
-    scale = _exact(case, absolute=True)
+    scale = exact_result(case, absolute=True)
     scale = scale + np.max(scale, initial=0.0)  # as the tolerance: elementwise plus global
-    error = float(np.max(np.abs(actual.astype(np.float64) - _exact(case)) / np.maximum(
+    error = float(np.max(np.abs(actual.astype(np.float64) - exact_result(case)) / np.maximum(
         scale, np.finfo(np.float64).tiny), initial=0))
     if not np.isfinite(error):
         return ""
@@ -133,7 +133,7 @@ def _channel_permutation(actual: np.ndarray, expected: np.ndarray, tol: np.ndarr
     return perm if sorted(perm) == list(range(n)) and perm != list(range(n)) else None
 
 
-def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+def _candidates(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """Known mistakes, each computed exactly."""
     w = case.arrays["weight"]
     spatial = tuple(range(2, w.ndim))
@@ -141,7 +141,7 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     out: list[tuple[str, Callable[[], np.ndarray]]] = []
     kind = case.kind
     if kind == "weight_grad":
-        exact = _exact(case)
+        exact = exact_result(case)
         out.append(("kernel flipped (gradient of a convolution, not a cross-correlation)",
                      lambda: np.flip(exact, axis=spatial)))
         if exact.shape[0] == exact.shape[1]:
@@ -149,29 +149,29 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
                         lambda: np.swapaxes(exact, 0, 1)))
     elif kind == "input_grad":
         out.append(("adjoint kernel not flipped (a convolution with the unflipped kernel "
-                    "is not the adjoint)", lambda: _exact(case, weight=flipped)))
+                    "is not the adjoint)", lambda: exact_result(case, weight=flipped)))
         if w.shape[0] == w.shape[1] * case.cfg.groups and case.cfg.groups == 1:
             out.append(("transposed channels (weight[c, m] for weight[m, c])",
-                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+                        lambda: exact_result(case, weight=np.swapaxes(w, 0, 1))))
     elif kind == "transpose":
         out.append(("transposed convolution without the kernel transpose: it matches the "
                     "spatially flipped kernel, as jax.lax.conv_transpose computes by default "
                     "(transpose_kernel=False); PyTorch's transposed convolution is the "
                     "gradient of a cross-correlation, which flips the kernel",
-                    lambda: _exact(case, weight=flipped)))
+                    lambda: exact_result(case, weight=flipped)))
     else:
         out.append(("kernel flipped (convolution instead of cross-correlation)",
-                     lambda: _exact(case, weight=flipped)))
+                     lambda: exact_result(case, weight=flipped)))
     if kind in ("forward", "transpose"):
         if case.arrays["bias"] is not None:
-            out.append(("bias missing", lambda: _exact(case, bias=None)))
+            out.append(("bias missing", lambda: exact_result(case, bias=None)))
         if w.shape[0] == w.shape[1] and case.cfg.groups == 1:
             out.append(("transposed channels (weight[c, m] for weight[m, c])",
-                        lambda: _exact(case, weight=np.swapaxes(w, 0, 1))))
+                        lambda: exact_result(case, weight=np.swapaxes(w, 0, 1))))
     if kind == "transpose":
         for op in _output_padding_alternatives(case):
             out.append((f"wrong output_padding: the output matches output_padding={op}",
-                        functools.partial(_exact, case, output_padding=op)))
+                        functools.partial(exact_result, case, output_padding=op)))
     if kind == "forward":
         out.extend(_ceil_mode(case))
     if kind == "input_grad":
@@ -186,7 +186,7 @@ def _candidates(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     return out
 
 
-def _same_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+def _same_alternatives(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """List the input-size-dependent "SAME" paddings of TensorFlow, JAX and ONNX.
 
     Porting PyTorch's symmetric ``padding=k // 2`` as ``"SAME"`` changes the
@@ -202,18 +202,18 @@ def _same_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]
                                   dilation=dilation, odd=odd)
         if same != pairs:
             out.append((f"padding is {what} for stride {stride}: {list(same)} instead of "
-                        f"{list(pairs)}", functools.partial(_exact, case, padding=same)))
+                        f"{list(pairs)}", functools.partial(exact_result, case, padding=same)))
     return out
 
 
-def _sizes(case: _Case) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def _sizes(case: Case) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     cfg = case.cfg
     ndim = len(cfg.input_size)
     return (tuple(cfg.weight_shape[2:]), as_int_tuple(cfg.stride, "stride", ndim, minimum=1),
             as_int_tuple(cfg.dilation, "dilation", ndim, minimum=1))
 
 
-def _ceil_mode(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+def _ceil_mode(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """List the layer with one more output where the stride does not divide the span."""
     kernel, stride, dilation = _sizes(case)
     pairs = _pairs(case)
@@ -226,10 +226,10 @@ def _ceil_mode(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     padding = tuple((lo, hi + e) for (lo, hi), e in zip(pairs, extra))
     return [("ceil-mode output size (one more output on the axes the stride does not divide; "
              "its windows read zeros past the input)",
-             functools.partial(_exact, case, padding=padding))]
+             functools.partial(exact_result, case, padding=padding))]
 
 
-def _missing_output_padding(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+def _missing_output_padding(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """Return the input gradient cut to what conv_transpose gives without output_padding."""
     kernel, stride, dilation = _sizes(case)
     pairs = _pairs(case)
@@ -240,10 +240,10 @@ def _missing_output_padding(case: _Case) -> list[tuple[str, Callable[[], np.ndar
         return []
     return [("input gradient missing output_padding: the size conv_transpose gives "
              "without it (the last rows the stride never reads are dropped)",
-             lambda: _exact(case)[(Ellipsis,) + tuple(slice(0, n) for n in short)])]
+             lambda: exact_result(case)[(Ellipsis,) + tuple(slice(0, n) for n in short)])]
 
 
-def _round_robin_groups(case: _Case) -> np.ndarray:
+def _round_robin_groups(case: Case) -> np.ndarray:
     """Return the layer with output channel m wired to input group m % groups."""
     w = case.arrays["weight"]
     groups, cig = case.cfg.groups, w.shape[1]
@@ -251,17 +251,17 @@ def _round_robin_groups(case: _Case) -> np.ndarray:
     for m in range(w.shape[0]):
         g = m % groups
         full[m, g * cig:(g + 1) * cig] = w[m]
-    return _exact(case, weight=full, groups=1)
+    return exact_result(case, weight=full, groups=1)
 
 
-def _pairs(case: _Case) -> tuple[tuple[int, int], ...]:
+def _pairs(case: Case) -> tuple[tuple[int, int], ...]:
     """Return the configuration's padding as ``(before, after)`` pairs."""
     kernel, stride, dilation = _sizes(case)
     return as_padding(case.cfg.padding, len(kernel), kernel_size=kernel, dilation=dilation,
                       stride=stride)
 
 
-def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+def _padding_alternatives(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """List the paddings one off, on one axis or the same way on every axis."""
     pairs = _pairs(case)
     ndim = len(pairs)
@@ -285,11 +285,11 @@ def _padding_alternatives(case: _Case) -> list[tuple[str, Callable[[], np.ndarra
             change = (f"{pairs[axes[0]]} -> {new[axes[0]]}" if len(axes) == 1
                       else f"{list(pairs)} -> {new}")
             out.append((f"off-by-one padding on {where}: {what} ({change})",
-                        functools.partial(_exact, case, padding=tuple(new))))
+                        functools.partial(exact_result, case, padding=tuple(new))))
     return out
 
 
-def _output_padding_alternatives(case: _Case) -> list[tuple[int, ...]]:
+def _output_padding_alternatives(case: Case) -> list[tuple[int, ...]]:
     """Every output_padding from 0 to max(stride, dilation) (+1) on each axis but the right one.
 
     Off by one and off by more: any value the layer could take, and one beyond.
