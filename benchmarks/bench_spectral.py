@@ -23,7 +23,10 @@ are printed in units, so the targets (issue 11) do not depend on the machine:
 several minutes) and reports the largest relative difference.
 
 Run: ``python benchmarks/bench_spectral.py`` (needs ``torch``; ``--quick``:
-the first five layers; ``--no-power`` skips the power iteration).
+the first five layers; ``--no-power`` skips the power iteration). ``--set
+NAME=VALUE`` overrides a tuning constant of ``convop.spectral`` for the run
+(every module holding it): each constant's measurements in ``TUNING.md`` are
+reproduced this way, e.g. ``--set NOISE_MARGIN=10``.
 """
 
 from __future__ import annotations
@@ -146,6 +149,30 @@ def arpack_reference(weight, size, stride, padding) -> float:
     return math.sqrt(value)
 
 
+def apply_settings(settings: list[str]) -> list[str]:
+    """Set ``NAME=VALUE`` tuning constants in every ``convop.spectral`` module holding them."""
+    import importlib
+    import pkgutil
+
+    import convop.spectral as spectral
+
+    modules = [importlib.import_module(f"convop.spectral.{info.name}")
+               for info in pkgutil.iter_modules(spectral.__path__)]
+    lines = []
+    for item in settings:
+        name, _, text = item.partition("=")
+        holders = [m for m in modules if isinstance(getattr(m, name, None), (int, float))]
+        if not holders or not text:
+            raise SystemExit(f"--set {item!r}: no numeric constant {name!r} in convop.spectral")
+        old = getattr(holders[0], name)
+        new = type(old)(float(text))
+        for module in holders:
+            setattr(module, name, new)
+        lines.append(f"{name} = {new!r} (default {old!r}) in "
+                     f"{', '.join(m.__name__.rpartition('.')[2] for m in holders)}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rtol", type=float, default=1e-8)
@@ -155,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="time cap of each power iteration")
     parser.add_argument("--check", action="store_true",
                         help="independent ARPACK value of every layer (slow)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a tuning constant of convop.spectral (TUNING.md)")
     args = parser.parse_args(argv)
+    for line in apply_settings(args.set):
+        print(f"set {line}")
     try:
         import torch
     except ImportError:
@@ -172,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'layer':20} {'convop s':>8} {'products':>8} {'floor s':>7} "
           f"{'sigma_max':>17} {'power s':>8} {'iters':>6} {'power sigma':>17}  ok")
     total = floor_total = 0.0
+    products = 0
     worst = 0.0
     for (name, shape, size, stride, padding), weight in zip(layers, weights):
         unit.sample()
@@ -187,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             per_product = median_time(lambda product=product, xl=xl: product(xl), 10)
         floor = steps[0] * per_product
+        products += steps[0]
         total += elapsed
         floor_total += floor
         line = (f"{name:20} {elapsed:>8.2f} {steps[0]:>8} {floor:>7.2f} {sigma:>17.12f}")
@@ -209,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unit over the run: median {seconds * 1e3:.2f} ms of {len(unit.samples)} samples "
           f"(range {min(unit.samples) * 1e3:.2f}-{max(unit.samples) * 1e3:.2f} ms)")
     print(f"ResNet-18 spectral norms: {total:.1f} s = {total / seconds:.0f} units "
-          f"(target <= {TARGETS['resnet18']}); product floor {floor_total / seconds:.0f} units")
+          f"(target <= {TARGETS['resnet18']}); product floor {floor_total / seconds:.0f} units; "
+          f"{products} Gram products")
     if args.check:
         print(f"largest relative difference from ARPACK: {worst:.1e} (rtol {args.rtol:g})")
 

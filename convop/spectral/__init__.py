@@ -1,14 +1,21 @@
 """Spectral analysis of the exact layer map: one job per module.
 
-- ``values``: :func:`singular_values` and :func:`spectral_norm` (dense, Lanczos).
+- ``values``: :func:`singular_values` and :func:`spectral_norm`, their checks,
+  and ``compute``, the one dispatcher (dense SVD, largest, smallest) where a new
+  method is added.
+- ``largest``: the largest values (Lanczos on the Gram operator, warm start,
+  float32 phase); ``mixed_precision``: its float32 corrections certified by
+  float64 residuals; ``lanczos``: the Lanczos and Krylov-Schur eigensolvers.
 - ``smallest``: the smallest values (shift-invert, certified against the rank
-  tolerance through the augmented matrix).
+  tolerance through the augmented matrix), with ``gram`` and ``cholesky``.
+- ``results``: :class:`~convop.spectral.results.Singular`, what the solvers return.
 - ``report``: :func:`spectrum_report`, :class:`SpectralReport`, :func:`condition_number`.
 - ``circular``: :func:`circular_singular_values` through the FFT, and the
   Lanczos warm start.
 - ``bounds``: :func:`gram_iteration_bound`, a fast certified upper bound.
-- ``lanczos``: the eigensolver; ``tolerance``: the rank tolerance; ``_target``:
-  what the functions act on, in float64 whatever the weight's dtype.
+- ``products`` and ``winograd``: Gram products with reused buffers;
+  ``tolerance``: the rank tolerance; ``_target``: what the functions act on, in
+  float64 whatever the weight's dtype.
 """
 
 from .bounds import gram_iteration_bound

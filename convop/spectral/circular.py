@@ -347,8 +347,7 @@ def _top_vectors(mats: np.ndarray, rng: np.random.Generator, steps: int,
 
     In complex64, and ``M^H y`` as ``conj(conj(y)^T M)`` with no copy of the adjoint:
     the iteration reads the blocks twice a step, so bytes are its time, and a
-    start needs no more than single precision (measured: 0.09 -> 0.04 s on a
-    64-channel layer at 56x56).
+    start needs no more than single precision (benchmarks/TUNING.md#start-precision).
     """
     low = mats.astype(np.complex64)
     x = start if start is not None else (

@@ -45,11 +45,12 @@ BASIS = 40
 #: Steps without halving the residual estimate that count as stagnation (low precision).
 STAGNATION = 60
 #: Stagnation counts only this close to the tolerance. The top of a conv layer's spectrum
-#: is nearly continuous, so the estimate falls slowly long before any rounding floor: at
-#: 100x (before) the float32 phase stopped at 2.5e-4 and left 2-4x more steps to float64.
+#: is nearly continuous, so the estimate falls slowly long before any rounding floor
+#: (benchmarks/TUNING.md#stall-near-tol).
 STALL_NEAR_TOL = 2.0
 #: Vectors a first phase hands on, and the size of the mixed-precision rounds' exact
-#: block: the best vector and the top value's twin (or the last correction's direction).
+#: block: the best vector and the top value's twin (or the last correction's direction;
+#: benchmarks/TUNING.md#exact-block).
 BLOCK = 2
 
 
@@ -104,7 +105,7 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
 
     One vector, not a block: a block Krylov space of dimension 2j has polynomial
     degree j only, and on conv layers that cost more products than the
-    near-degenerate top pairs it resolves faster (measured on ResNet-18).
+    near-degenerate top pairs it resolves faster (benchmarks/TUNING.md#single-vector).
     """
     dtype = np.dtype(dtype)
     limit = maxiter if maxiter is not None else max(1000, 20 * int(math.sqrt(size)))

@@ -36,11 +36,15 @@ MAX_BASIS = 400
 #: Relative residual the float32-product phase aims for at least.
 LOW_PRECISION_TOL = 5e-7
 #: The float32 phase hands over at this many times the products' measured relative
-#: error (6e-6 on ResNet layers): the mixed-precision rounds go on from there with the
-#: same cheap products, so running nearer the noise only loses its Krylov space at the
-#: restart (total products over ResNet-18: 3834-4070 at 10x, 3852-3918 at 30x,
-#: 3933-4101 at 100x).
+#: error: the mixed-precision rounds go on from there with the same cheap products, so
+#: running nearer the noise only loses its Krylov space (benchmarks/TUNING.md#noise-margin).
 NOISE_MARGIN = 30.0
+#: Lanczos aims at rtol / RTOL_MARGIN: a start with little of the top eigenvector can
+#: stop next to a near-degenerate second value (benchmarks/TUNING.md#rtol-margin).
+RTOL_MARGIN = 4.0
+#: A zero-padded layer gets the FFT warm start when the start's flops are at most this
+#: many times the layer's nnz (about one Gram product; benchmarks/TUNING.md#warm-start).
+START_GATE = 4
 
 
 def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
@@ -62,11 +66,8 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     report = None if callback is None else (
         lambda step, theta: callback(done[0] + step, math.sqrt(max(theta, 0.0))))
     # A residual below tol * lambda puts *some* eigenvalue within tol * lambda, and
-    # sigma within tol/2 * sigma of it; but a start vector with little of the top
-    # eigenvector stops next to a near-degenerate second one (gap a few rtol: measured
-    # 1.2e-8 below at rtol=1e-8 on a strided ResNet layer, 1 start in 6). tol = rtol/4
-    # resolved every such pair measured, for ~10% more products.
-    tol = rtol / 4
+    # sigma within tol/2 * sigma of it; the margin resolves near-degenerate top pairs.
+    tol = rtol / RTOL_MARGIN
     if k == 1:
         start, exact = _warm_start(target, rng, side, budget=fixed + least)
         # An exact start (circular layers) needs a float64 step or two, no float32 phase.
@@ -97,10 +98,9 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
                 f"Lanczos used its {maxiter} operator applications (`maxiter`) before "
                 f"reaching the relative accuracy {tol:.1e}; pass a larger `maxiter` or "
                 f"`rtol`.", estimate, residual, done[0])
-        # In a float32 solve the margin rtol/4 lies at the products' own rounding (2.5e-7
-        # relative on a 64->64 @56 layer, rtol 1.2e-6 = 10 eps): Lanczos aims at it, but a
-        # true residual of 2 rtol lambda, which still puts sigma within rtol, is accepted
-        # where the aim is out of reach (at a restart).
+        # In a float32 solve the margin's aim can lie at the products' own rounding
+        # (benchmarks/TUNING.md#float32-accept): a true residual of 2 rtol lambda, which
+        # still puts sigma within rtol, is accepted at a restart.
         accept = 2 * rtol if target.eps > 1e-10 else tol
         pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
                               start=start, maxiter=left, callback=report, max_basis=basis_cap,
@@ -121,18 +121,18 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
 
     For circular padding they are the layer's own top vectors. For a zero-padded
     layer, under a sine envelope and with a little noise, they start the float32
-    phase closer (ResNet-18's products 4115 -> 3597, 3-8 % less time), when the
-    start costs at most one Gram product: its per-frequency power iterations
-    cost more than the products they save on strided layers with many channels
-    (measured: layer3.0.conv1 0.66 -> 1.01 s) and on 1x1 downsampling layers.
+    phase closer, when the start costs at most about one Gram product
+    (``START_GATE``): its per-frequency power iterations cost more than the
+    products they save on strided layers with many channels and on 1x1
+    downsampling layers (benchmarks/TUNING.md#warm-start).
     """
     layer = target.layer
     if layer is None:
         return None, False
     geom = layer.geometry
     circular = geom.padding_mode == "circular"
-    if not circular and (geom.padding_mode != "zeros" or _start_flops(geom) > 4 * geom.nnz(
-            "input")):
+    if not circular and (geom.padding_mode != "zeros" or _start_flops(geom) > START_GATE * (
+            geom.nnz("input"))):
         return None, False
     start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE)
     if start is not None and not circular:

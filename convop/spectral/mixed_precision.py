@@ -147,8 +147,8 @@ def _correct(y: np.ndarray, theta: float, r: np.ndarray, block: list[np.ndarray]
         # Off the last two vectors and every step off the block: its coupling to the new
         # vectors is exact (zero for y; the others' are left to the next exact
         # Rayleigh-Ritz step), and the low products would leak noise into it. One
-        # modified Gram-Schmidt pass with the measured coefficients (a classical pass
-        # cost 20% more products on ResNet-18): float64 rounding is far below the
+        # modified Gram-Schmidt pass with the measured coefficients (not classical:
+        # benchmarks/TUNING.md#gram-schmidt): float64 rounding is far below the
         # products' noise, so a second pass changes nothing.
         c = work.dot(q, w)
         alpha = c.real
@@ -197,9 +197,10 @@ def _exact_ritz(vectors: list[np.ndarray], images: list[np.ndarray], keep: int) 
     Rayleigh-Ritz gives the top value ``theta`` of the span; the vector returned
     first is the *refined* Ritz vector, the unit vector of the span with the
     least residual ``||G x - theta x||``. (The Ritz vector maximizes the Rayleigh
-    quotient instead: inside a top pair split by 1e-9 it trades a residual 40x
-    larger for a gain of 1e-9, measured.) Then the second Ritz vector if it is
-    the top value's twin, then other directions of the span, ``keep`` in all.
+    quotient instead: inside a top pair split by 1e-9 it trades a much larger
+    residual for a tiny gain; benchmarks/TUNING.md#refined-ritz.) Then the second
+    Ritz vector if it is the top value's twin, then other directions of the span,
+    ``keep`` in all.
     The first input vector (the newest) is kept whole; a later one only for its
     part orthogonal to those before it, if that part is not too small.
     """

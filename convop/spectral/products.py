@@ -8,8 +8,8 @@ matrix, the output. For stride 1 the adjoint is itself a stride-1 correlation
 of the zero-extended output with the flipped, transposed kernel, so it is an
 im2col and a GEMM too instead of a col2im of ``k`` strided additions. Float32
 (complex64) products of 3x3 stride-1 2-D layers use Winograd's F(2x2, 3x3)
-instead (:mod:`convop.spectral.winograd`): 2.9 -> 2.1 ms per Gram product of
-64->64 @56 on two cores; float64 products stay im2col.
+instead (:mod:`convop.spectral.winograd`; ``benchmarks/bench_products.py``
+measures both, benchmarks/TUNING.md#winograd); float64 products stay im2col.
 
 Vectors are row-major (``order="C"``), the layout of a PyTorch tensor.
 """
@@ -66,9 +66,9 @@ class GramProduct:
         self._out = np.empty((g.groups, g.out_per_group, math.prod(g.output_size)), dtype=dt)
         self._unit_stride = all(st == 1 for st in g.stride)
         # Helper products of a mixed-precision solve may use Winograd (2.25x fewer flops,
-        # a few times the rounding: the solve measures it and certifies past it). Products
-        # a caller asked for in float32 stay im2col: at float32's finest rtol Winograd's
-        # rounding (3.7e-7) would stop Lanczos short of it.
+        # more rounding: the solve measures it and certifies past it). Products a caller
+        # asked for in float32 stay im2col: at float32's finest rtol Winograd's rounding
+        # would stop Lanczos short of it (benchmarks/TUNING.md#winograd).
         self._winograd = (winograd and dt in (np.dtype(np.float32), np.dtype(np.complex64))
                           and _winograd.applies(g.kernel_size, g.stride, g.dilation))
         if self._winograd:
