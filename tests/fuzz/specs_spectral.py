@@ -1,0 +1,167 @@
+"""Fuzz specs: singular values, the spectral norm, condition number, report, circular spectrum."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+import convop
+
+from .core import (
+    Bad,
+    Mutation,
+    Same,
+    Spec,
+    array_mutations,
+    budget_mutations,
+    choice_mutations,
+    dense_of,
+    drawn_layer,
+    int_mutations,
+    layer_mutations,
+    layer_problem,
+    reference_values,
+    register,
+    rng_mutations,
+    rtol_mutations,
+    tuple_mutations,
+)
+
+
+def spectral_problem(v: dict[str, Any]) -> str | None:
+    found = layer_problem(v)
+    if found is None and not np.all(np.isfinite(np.asarray(v["weight"]))):
+        return "weight"
+    if found is None and v.get("dtype") is not None:
+        if np.iscomplexobj(v["weight"]) and np.dtype(v["dtype"]).kind != "c":
+            return "dtype"
+        if v.get("rtol", 1e-10) < 10 * np.finfo(np.dtype(v["dtype"])).eps:
+            return "rtol"
+    if found is None and v.get("rtol", 1e-10) < 10 * np.finfo(np.float64).eps:
+        return "rtol"
+    return found
+
+
+def spectral_base(draw: Any) -> dict[str, Any]:
+    v = drawn_layer(draw)
+    v.update(rtol=1e-10, rng=0, max_bytes=None, dtype=None)
+    return v
+
+
+def spectral_mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+    return {"weight": array_mutations(v["weight"], finite=True),
+            "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
+            "rtol": rtol_mutations(), "rng": rng_mutations(), "max_bytes": budget_mutations(),
+            "dtype": [Same(None, None, "default"), Same(np.float64, np.float64, "float64"),
+                      Bad(np.int32, "int32"), Bad("nonsense", "nonsense")]}
+
+
+def assert_values(result: np.ndarray, expected: np.ndarray, v: dict[str, Any]) -> None:
+    top = float(expected[0]) if expected.size else 0.0
+    atol = 1e3 * np.finfo(np.float64).eps * max(top, 1e-300) * max(1, expected.size)
+    assert np.asarray(result).shape == expected.shape, (np.shape(result), expected.shape)
+    assert np.allclose(result, expected, rtol=max(10 * v.get("rtol", 1e-10), 1e-8), atol=atol), (
+        result, expected)
+
+
+@register
+def spec_singular_values() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = spectral_base(draw)
+        v["which"] = draw(st.sampled_from(["largest", "smallest"]))
+        full = min(dense_of(v).shape)
+        v["k"] = draw(st.sampled_from([None, 1, max(1, min(full, 2))]))
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        out = spectral_mutations(v)
+        out["which"] = choice_mutations(v["which"], ("largest", "smallest"))
+        k = v["k"] if v["k"] is not None else 1
+        out["k"] = [m for m in int_mutations(k, 1, False) if m.note != "None"] + [
+            Bad(10**6, "more than the values"), Same(None, None, "None: all values")]
+        return out
+
+    def problem(v: dict[str, Any]) -> str | None:
+        found = spectral_problem(v)
+        if found is None and v["k"] is not None and v["k"] > min(dense_of(v).shape):
+            return "k"
+        return found
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        s = reference_values(v)
+        if v["k"] is None:
+            expected = s
+        elif v["which"] == "largest":
+            expected = s[:v["k"]]
+        else:
+            expected = s[len(s) - v["k"]:]
+        assert_values(result, expected, v)
+
+    return Spec("singular_values", convop.singular_values, base, mutations, check, problem)
+
+
+def spec_spectral(name: str) -> Spec:
+    def check(v: dict[str, Any], result: Any) -> None:
+        s = reference_values(v)
+        if name == "spectral_norm":
+            assert_values(np.array([result]), s[:1], v)
+        elif name == "condition_number":
+            cond = math.inf if s[-1] == 0 else s[0] / s[-1]
+            assert (result == math.inf) == (cond == math.inf), (result, cond)
+            if cond != math.inf:
+                assert math.isclose(result, cond, rel_tol=1e-6), (result, cond)
+        else:
+            assert_values(np.array([result.sigma_max, result.sigma_min]), s[[0, -1]], v)
+            assert result.rank_deficient == (s[-1] == 0)
+
+    return Spec(name, getattr(convop, name), spectral_base, spectral_mutations, check,
+                spectral_problem)
+
+
+@register
+def spec_circular() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw, modes=False)
+        kernel = v["weight"].shape[2:]
+        v["padding"] = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                             for k, d in zip(kernel, v["dilation"]))
+        v["input_size"] = tuple(s * max(1, -(-(d * (k - 1) + 1) // s)) + s * draw(st.integers(0, 2))
+                                for s, k, d in zip(v["stride"], kernel, v["dilation"]))
+        v.update(padding_mode="circular", chunk_bytes=2**27, max_bytes=None)
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        muts = layer_mutations(v, modes=False)
+        muts["padding"] = [Same(None, v["padding"], "None: the default split")] + [
+            m for m in muts["padding"] if m.written is not None]
+        return {"weight": array_mutations(v["weight"], finite=True),
+                "input_size": tuple_mutations(v["input_size"], 1, True), **muts,
+                "chunk_bytes": int_mutations(v["chunk_bytes"], 1, False),
+                "max_bytes": budget_mutations()}
+
+    def problem(v: dict[str, Any]) -> str | None:
+        found = spectral_problem(v)
+        if found is None:
+            for n, s, k, d, (lo, hi) in zip(v["input_size"], v["stride"], v["weight"].shape[2:],
+                                            v["dilation"], v["padding"]):
+                if n % s or lo + hi != d * (k - 1):
+                    return "not circulant"
+        return found
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        s = reference_values(v)
+        assert_values(result, s[:np.size(result)], v)
+        c_out = v["weight"].shape[0]
+        width = v["weight"].shape[1] * v["groups"] * math.prod(v["stride"])
+        assert np.size(result) == math.prod(v["input_size"]) // math.prod(v["stride"]) * min(
+            c_out, width)
+
+    return Spec("circular_singular_values", convop.circular_singular_values, base, mutations, check, problem,
+                signature=convop.circular_singular_values)
+
+
+for _name in ("spectral_norm", "condition_number", "spectrum_report"):
+    register(lambda name=_name: spec_spectral(name))
