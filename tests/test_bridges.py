@@ -11,15 +11,12 @@ import pytest
 
 import convop
 from convop import LayerConfig, check_conv, standard_configs
+from convop.bridge import BRIDGES as FRAMEWORKS
 from convop.bridge import Bridge, bridge_functions
 from convop.validation import KINDS
 
-BRIDGES = {
-    "convop.torch": ("torch",),
-    "convop.jax": ("jax",),
-    "convop.tensorflow": ("tensorflow",),
-    "convop.onnx": ("onnx", "onnxruntime"),
-}
+#: Each bridge module and what it needs, from the one table (convop.bridge.BRIDGES).
+BRIDGES = dict(FRAMEWORKS.values())
 DTYPES = ("float64", "float32")
 
 
