@@ -201,17 +201,18 @@ def assemble(
     max_bytes: int | None = None,
     extra_bytes: int = 0,
     rows: tuple[int, int] | None = None,
+    extra_what: str = "dense arrays",
 ) -> sp.csr_array:
     """Assemble the CSR matrix of an already validated layer (internal entry point).
 
-    ``extra_bytes`` are dense arrays the caller will allocate beside the
-    matrix; they count against the same budget. ``rows=(r0, r1)`` builds the
+    ``extra_bytes`` are what the caller will allocate beside the matrix
+    (``extra_what``, by default dense arrays); they count against the same budget. ``rows=(r0, r1)`` builds the
     row block ``W[r0:r1]`` only.
     """
     if rows is not None:
         return _assemble_rows(geom, weight, domain, order, dtype, max_bytes, rows)
     shape = geom.matrix_shape(domain)
-    dense = f" plus {format_bytes(extra_bytes)} of dense arrays" if extra_bytes else ""
+    dense = f" plus {format_bytes(extra_bytes)} of {extra_what}" if extra_bytes else ""
     if domain == "input" and geom.padding_mode == "reflect":
         # Reflect's exact count loops over border rows; the row pointers alone bound the
         # request from below and keep absurd sizes from reaching that loop.

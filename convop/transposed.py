@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from . import _sparse
 from ._dtypes import as_batch, as_weight, check_exact_integers, compute_dtype, matrix_dtype
 from ._typing import IntOrTuple, Order
 from ._validation import (
@@ -187,11 +188,11 @@ def conv_transpose_matrix(
     layer = transposed_layer(w.shape, input_size, stride, padding, output_padding, dilation, groups)
     budget = check_max_bytes(max_bytes)
     conv = layer.conv
-    extra = conv.matrix_nbytes("input", dt)  # the transposed copy
+    extra = _transposed_copy_bytes(conv, dt)
     if layer.trimmed:  # the kept rows' mask and index array, and the trimmed copy
         extra += conv.vector_size("output") * 10 + conv.matrix_nbytes("input", dt)
     A = assemble(conv, w, domain="input", order=order, dtype=dt, max_bytes=budget,
-                 extra_bytes=extra)
+                 extra_bytes=extra, extra_what="its transposed copy")
     if layer.trimmed:
         A = A[_kept_rows(layer, order)]
     T = A.T.tocsr()
@@ -244,6 +245,19 @@ def output_padding_for(
             )
         result.append(op)
     return tuple(result)
+
+
+def _transposed_copy_bytes(conv: ConvGeometry, dtype: np.dtype) -> int:
+    """Bytes of ``A.T.tocsr()``: ``A``'s entries, and a row pointer over ``A``'s *columns*.
+
+    The columns are the transposed convolution's output pixels, which a huge stride
+    or dilation makes far more than ``A``'s rows; scipy picks the copy's index
+    dtype from them too.
+    """
+    rows, cols = conv.matrix_shape("input")
+    nnz = conv.nnz("input")
+    index = _sparse.index_dtype(max(nnz, rows, cols)).itemsize
+    return nnz * (np.dtype(dtype).itemsize + index) + (cols + 1) * index
 
 
 def _kept_rows(layer: _TransposeLayer, order: Order) -> np.ndarray:

@@ -59,3 +59,19 @@ def test_arguments_are_validated():
         convop.gram_iteration_bound(np.full((2, 2, 3, 3), np.nan), (6, 6))
     with pytest.raises(MemoryError, match="one frequency block"):
         convop.gram_iteration_bound(w, (6, 6), max_bytes=10)
+
+
+def test_the_frequency_grid_is_never_laid_out_whole():
+    # Chunks of frequency indices: a 2048 x 2048 input's grid alone would be 34 MB
+    # (a huge input's, more than memory: numpy's bare MemoryError before).
+    import tracemalloc
+
+    w = np.ones((1, 1, 3, 3))
+    tracemalloc.start()
+    try:
+        bound = convop.gram_iteration_bound(w, (2048, 2048), padding=1, max_bytes=2**21)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+    assert 9.0 <= bound <= 9.0 * 1.01  # all-ones 3x3: sigma_max -> 9 from below

@@ -146,3 +146,25 @@ def test_rows_beyond_the_input_take_no_part(rng):
                                                                dtype=torch.float64),
         torch.zeros(1, dtype=torch.float64), dilation=2, output_padding=1).numpy()
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("layer", [dict(stride=10**6), dict(dilation=10**6),
+                                   dict(stride=10**6, max_bytes=2**30),
+                                   dict(stride=10**4, padding=1, output_padding=1,
+                                        max_bytes=10**6)],
+                         ids=["stride", "dilation", "stride-budget", "trimmed-budget"])
+def test_huge_transposed_matrix_is_refused_before_allocating(layer):
+    # The transposed copy has a row pointer over every output pixel of the transposed
+    # convolution: 8e12 of them here (the estimate once left it out: numpy's "Unable to
+    # allocate 58.2 TiB", or a silent 3.2 GB past max_bytes=1e6).
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(convop.BudgetError, match="transposed copy") as caught:
+            convop.conv_transpose_matrix(np.ones((4, 2, 3, 3)), (3, 3), **layer)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.needed > caught.value.budget
+    assert peak < 2**20

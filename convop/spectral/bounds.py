@@ -99,16 +99,19 @@ def gram_iteration_bound(
                                       geom.groups, None)
     real = not np.iscomplexobj(w)
     sizes = frequency_sizes(circulant, real)
+    # A frequency's blocks, its work and its index row (the grid is never laid out whole:
+    # a huge input has more frequencies than memory holds indices).
     per_frequency = 16 * (4 * geom.out_channels * geom.in_channels
-                          + 2 * geom.in_channels * geom.in_channels + math.prod(geom.kernel_size))
+                          + 2 * geom.in_channels * geom.in_channels
+                          + math.prod(geom.kernel_size)) + 16 * geom.ndim
     _memory.check_budget(per_frequency, budget, "one frequency block of the Gram iteration")
     chunk = max(1, min(CHUNK_BYTES, budget or CHUNK_BYTES) // per_frequency)
-    freqs = np.stack(np.meshgrid(*[np.arange(q) for q in sizes], indexing="ij"),
-                     axis=-1).reshape(-1, geom.ndim)
     exact = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     log_bound = -math.inf
-    for first in range(0, len(freqs), chunk):
-        blocks = frequency_blocks(circulant, exact, freqs[first:first + chunk])
+    for first in range(0, math.prod(sizes), chunk):
+        flat = np.arange(first, min(first + chunk, math.prod(sizes)), dtype=np.int64)
+        freqs = np.stack(np.unravel_index(flat, sizes), axis=-1)
+        blocks = frequency_blocks(circulant, exact, freqs)
         blocks = blocks.reshape(len(blocks), geom.out_channels, -1)
         log_bound = max(log_bound, float(np.max(_log_gram_bound(blocks, steps))))
     return math.exp(log_bound) * (1.0 if same_circular else _padding_norm(geom))
