@@ -100,18 +100,19 @@ def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return dt.newbyteorder("=")
 
 
-def matrix_dtype(values_dtype: np.dtype, dtype: Any, *, sums: bool = False) -> np.dtype:
-    """Entries' dtype of a matrix whose entries are ``values`` (or, with ``sums``, sums of them).
+def matrix_dtype(values_dtype: np.dtype, dtype: Any) -> np.dtype:
+    """Entries' dtype of a matrix whose entries are ``values`` (or sums of them).
 
-    ``dtype`` when given; else the values' own dtype (float16 becomes float32,
-    which scipy.sparse stores), and int64 for integer or boolean sums.
+    ``dtype`` when given; else the dtype arithmetic on the values runs in
+    (:func:`compute_dtype`): the values' own for floats and complex (float16
+    becomes float32, which scipy.sparse stores), **int64** for integers and
+    booleans. A matrix is made to be multiplied: scipy's product of a bool matrix
+    is a logical OR, of a uint8 one with uint8 data a uint8 that wraps, where
+    ``conv`` gives the exact integer.
     """
     if dtype is not None:
         return check_dtype(dtype)
-    dt = np.dtype(values_dtype)
-    if dt == np.float16 or (sums and dt.kind in "biu"):
-        return compute_dtype(dt)
-    return dt
+    return compute_dtype(np.dtype(values_dtype))
 
 
 def check_representable(values: np.ndarray, dtype: np.dtype, name: str = "dtype") -> None:

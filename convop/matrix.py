@@ -34,7 +34,6 @@ from ._validation import (
 )
 from .geometry import ConvGeometry, make_geometry
 from .layout import flat_strides
-from .modes import MODES
 from .padding import map_positions
 
 __all__ = ["bias_vector", "conv_matrix"]
@@ -176,7 +175,7 @@ def conv_matrix(
     )
     check_domain(domain)
     check_order(order)
-    dt = matrix_dtype(w.dtype, dtype, sums=folds_taps(geom, domain))
+    dt = matrix_dtype(w.dtype, dtype)
     return assemble(geom, w, domain=domain, order=order, dtype=dt,
                     max_bytes=check_max_bytes(max_bytes),
                     rows=None if rows is None else row_range(rows, geom.matrix_shape(domain)[0]))
@@ -206,8 +205,8 @@ def assemble(
     """Assemble the CSR matrix of an already validated layer (internal entry point).
 
     ``extra_bytes`` are what the caller will allocate beside the matrix
-    (``extra_what``, by default dense arrays); they count against the same budget. ``rows=(r0, r1)`` builds the
-    row block ``W[r0:r1]`` only.
+    (``extra_what``, by default dense arrays); they count against the same
+    budget. ``rows=(r0, r1)`` builds the row block ``W[r0:r1]`` only.
     """
     if rows is not None:
         return _assemble_rows(geom, weight, domain, order, dtype, max_bytes, rows)
@@ -312,12 +311,6 @@ def _fill(geom: ConvGeometry, weight: np.ndarray, domain: str, order: str, dtype
         out=indptr[1:].reshape(c_out, rows_per_channel),
     )
     return _sparse.csr_from_parts(data, indices, indptr, shape)
-
-
-def folds_taps(geom: ConvGeometry, domain: str) -> bool:
-    """Tell whether entries of the matrix may be sums of taps (input domain, non-zero padding)."""
-    return domain == "input" and MODES[geom.padding_mode].folds and any(
-        lo or hi for lo, hi in geom.padding)
 
 
 def channel_block(

@@ -47,9 +47,10 @@ def channel_range(channels: range | slice | None, count: int) -> range:
                          f"channels; got {channels}.")
     return channels
 
-#: The dtypes a :class:`LayerOperator` computes in.
-OPERATOR_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
-                                               np.complex128))
+#: The dtypes a :class:`LayerOperator` computes in (longdouble as ``conv`` does: numpy's
+#: own loops, no BLAS).
+OPERATOR_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.longdouble,
+                                               np.complex64, np.complex128, np.clongdouble))
 
 
 class LayerOperator(LinearOperator):
@@ -66,9 +67,9 @@ class LayerOperator(LinearOperator):
     order : {"F", "C"}
         Vectorization of inputs and outputs, as in :func:`convop.conv_matrix`.
     dtype : dtype, optional
-        Floating dtype of the operator (float32, float64, complex64 or
-        complex128). Default: the weight's (float64 for integer weights,
-        float32 for float16).
+        Floating dtype of the operator (float32, float64, longdouble,
+        complex64, complex128 or clongdouble). Default: the weight's (float64
+        for integer weights, float32 for float16).
     max_bytes : int, optional
         Memory budget of one product (the padded input, the patch buffer and
         the output of one sample); by default 75% of the available memory.
@@ -136,8 +137,8 @@ class LayerOperator(LinearOperator):
         self.order: Order = check_order(order)
         dt = float_dtype(w.dtype) if dtype is None else check_dtype(dtype)
         if dt not in OPERATOR_DTYPES:
-            raise TypeError(f"`dtype` must be float32, float64, complex64 or complex128; "
-                            f"got {dt}.")
+            raise TypeError(f"`dtype` must be float32, float64, longdouble, complex64, "
+                            f"complex128 or clongdouble; got {dt}.")
         if np.iscomplexobj(w) and dt.kind != "c":
             raise TypeError(f"`dtype` {dt} cannot hold the complex `weight`.")
         self.max_bytes = check_max_bytes(max_bytes)

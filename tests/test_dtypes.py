@@ -124,16 +124,28 @@ def test_big_endian_and_odd_layouts_give_the_same_result(rng):
                                   np.repeat(expected[:1], 2, axis=0))
 
 
-def test_matrix_keeps_integer_weights_and_sums_folds_in_int64():
+def test_integer_and_bool_matrices_compute_exactly_in_int64():
+    # The table's rule for the matrix too: its product must equal conv's exact integers
+    # (a bool matrix multiplied to True where conv gives 3; uint8 data wrapped).
     w = np.full((1, 1, 3), 200, np.uint8)
-    assert convop.conv_matrix(w, 4, padding=1).dtype == np.uint8
-    assert convop.conv_matrix(w, 4, padding=1, domain="input").dtype == np.uint8
+    assert convop.conv_matrix(w, 4, padding=1).dtype == np.int64
+    assert convop.conv_matrix(w, 4, padding=1, domain="input").dtype == np.int64
+    x = np.full((1, 4), 200, np.uint8)
+    W = convop.conv_matrix(w, 4, padding=1, domain="input")
+    np.testing.assert_array_equal(W @ x[0], convop.conv(x, w, padding=1)[0])  # 80 000, no wrap
     A = convop.conv_matrix(w, 4, padding=2, padding_mode="replicate", domain="input")
     assert A.dtype == np.int64 and A.toarray()[0].tolist() == [600, 0, 0, 0]
     with pytest.raises(ValueError, match=r"`dtype` uint8 cannot hold entries from 400 to 600"):
         convop.conv_matrix(w, 4, padding=2, padding_mode="replicate", domain="input",
                            dtype=np.uint8)
-    assert convop.conv_matrix(np.ones((1, 1, 2), bool), 3).dtype == bool
+    assert convop.conv_matrix(w, 4, padding=1, dtype=np.uint8).dtype == np.uint8  # as asked
+    wb, xb = np.ones((1, 1, 3, 3), bool), np.ones((1, 3, 3), bool)
+    B = convop.conv_matrix(wb, (3, 3))
+    assert B.dtype == np.int64
+    np.testing.assert_array_equal(B @ convop.vec(xb), convop.vec(convop.conv(xb, wb)))  # 9
+    T = convop.conv_transpose_matrix(np.ones((1, 1, 2), bool), 3)
+    assert T.dtype == np.int64
+    assert convop.weight_matrix(np.ones((1, 1, 4), bool), 2, 1).dtype == np.int64
 
 
 # Complex data ------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def test_complex_and_integer_weights():
     W = convop.conv_matrix(w, 3)
     assert W.dtype == np.complex128 and W.toarray()[0].tolist() == [1 + 2j, 3j, 0]
     Wi = convop.conv_matrix(np.array([[[2, -1]]], dtype=np.int16), 3)
-    assert Wi.dtype == np.int16 and Wi.toarray().tolist() == [[2, -1, 0], [0, 2, -1]]
+    assert Wi.dtype == np.int64 and Wi.toarray().tolist() == [[2, -1, 0], [0, 2, -1]]
 
 
 def test_bias_vector():

@@ -104,3 +104,20 @@ def test_operator_dtype_argument():
         convop.LayerOperator(w, 5, dtype=np.int64)
     with pytest.raises(TypeError, match="cannot hold the complex `weight`"):
         convop.LayerOperator(w * 1j, 5, dtype=np.float64)
+
+
+def test_longdouble_weights_compute_in_longdouble_as_conv_does(rng):
+    # conv and conv_matrix computed longdouble weights in longdouble while LayerOperator
+    # blamed a `dtype` the caller never passed.
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.longdouble)
+    op = convop.LayerOperator(w, (6, 5), padding=1, padding_mode="reflect")
+    assert op.dtype == np.longdouble
+    x = rng.standard_normal((2, 6, 5)).astype(np.longdouble)
+    y = op @ convop.vec(x)
+    assert y.dtype == np.longdouble
+    expected = convop.conv(x, w, padding=1, padding_mode="reflect")
+    assert expected.dtype == np.longdouble
+    np.testing.assert_allclose(convop.unvec(y, expected.shape), expected, rtol=1e-15, atol=0)
+    assert convop.dot_test(op.matvec, op.rmatvec, (op.shape[1],), (op.shape[0],), rng=0).passed
+    with pytest.raises(TypeError, match="`dtype` must be float32, float64, longdouble, complex64"):
+        convop.LayerOperator(w, (6, 5), padding=1, dtype=np.int64)

@@ -481,10 +481,13 @@ def dtype_param_mutations(allow_bool: bool = True) -> list[Mutation]:
 
 
 def matrix_dtype_rule(weight_dtype: np.dtype, requested: Any, sums: bool) -> np.dtype:
+    """The dtype table: as asked, else int64 for integers and bools, float32 for float16."""
     if requested is not None:
         return np.dtype(requested)
-    if weight_dtype == np.float16 or (sums and weight_dtype.kind in "biu"):
-        return np.dtype(np.int64) if weight_dtype.kind in "biu" else np.dtype(np.float32)
+    if weight_dtype.kind in "biu":
+        return np.dtype(np.int64)
+    if weight_dtype == np.float16:
+        return np.dtype(np.float32)
     return np.dtype(weight_dtype)
 
 

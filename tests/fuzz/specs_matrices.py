@@ -202,7 +202,8 @@ def spec_layer_operator() -> Spec:
                 "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
                 "order": choice_mutations(v["order"], ("F", "C")),
                 "dtype": [Same(None, None, "default"), Same(np.complex128, np.complex128, "c128"),
-                          Same("float32", "float32", "'float32'"), Bad(np.int64, "int64"),
+                          Same("float32", "float32", "'float32'"),
+                          Same(np.longdouble, np.longdouble, "longdouble"), Bad(np.int64, "int64"),
                           Bad(np.float16, "float16"), Bad("x", "nonsense")],
                 "max_bytes": budget_mutations(),
                 "channels": [Same(range(c_out), None, "every channel as a range"),
@@ -223,7 +224,8 @@ def spec_layer_operator() -> Spec:
         dt = np.dtype(v["dtype"]) if v["dtype"] is not None else (
             np.dtype(np.float32) if w.dtype in (np.float16, np.float32) else
             np.dtype(np.complex128) if w.dtype == np.complex128 else
-            np.dtype(np.complex64) if w.dtype == np.complex64 else np.dtype(np.float64))
+            np.dtype(np.complex64) if w.dtype == np.complex64 else
+            w.dtype if w.dtype in (np.longdouble, np.clongdouble) else np.dtype(np.float64))
         assert op.dtype == dt, (op.dtype, dt)
         work = np.result_type(dt, np.float64)
         order = v["order"]
