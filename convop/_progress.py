@@ -1,18 +1,22 @@
 """Progress on stderr for anything that may run longer than a second.
 
 A :class:`Progress` is a context manager around one stage of work. Once the
-stage has run for ``delay`` seconds (or less, when another stage printed a line
-just before it started: the silence counts from that line) it prints what it
-is doing, then a line
+stage has run for ``delay`` seconds it prints what it is doing, then a line
 every ``interval`` seconds with the latest status the work reported through
 :meth:`Progress.update` (an iteration count, an estimate), and a closing line
 with the time taken. Stages that finish quickly print nothing.
 
-Library functions that build large arrays report on their own once they pass a
-second (:func:`building`); the long computations take ``progress=None``
-(report once the call runs longer than a second), ``True`` (report from the
-start) or ``False`` (never). The environment variable ``CONVOP_PROGRESS=0``
-silences every report, ``CONVOP_PROGRESS=1`` makes them start at once.
+A library is quiet unless asked: by default a stage reports only when its
+stream (stderr) is a terminal. ``progress=True`` on the long computations, or
+``CONVOP_PROGRESS=1`` in the environment, reports always (from the start);
+``progress=False`` or ``CONVOP_PROGRESS=0`` never. The command line runs inside
+:func:`command_line`, where every stage reports after its delay whatever stderr
+is, and stages in a row count their silence from the previous stage's last line
+(quick stages in a row are never silent for longer than the delay together).
+
+A stage that starts inside a reporting stage prints no lines of its own: its
+status goes to the outer stage's line (one line per stage, not one per nested
+call: ``inspect``'s "building the matrix" holds the matrix builder's stage).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -34,6 +39,35 @@ LARGE_BYTES = 256 * 2**20
 
 #: When any stage last printed a line (perf_counter seconds).
 _last_line = [-float("inf")]
+#: Inside the command line: every stage reports, and stages chain their silence.
+_command_line = [False]
+#: The stages open on each thread, innermost last.
+_open = threading.local()
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Run the block as the command line does: every stage reports after its delay."""
+    before = _command_line[0]
+    _command_line[0] = True
+    try:
+        yield
+    finally:
+        _command_line[0] = before
+
+
+def _stack() -> list[Progress]:
+    if not hasattr(_open, "stages"):
+        _open.stages = []
+    stages: list[Progress] = _open.stages
+    return stages
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed, or not a real file
+        return False
 
 
 class Progress:
@@ -45,23 +79,34 @@ class Progress:
         if enabled is None and setting in ("0", "1"):
             enabled = setting == "1"
         self.what = what
+        self._asked = enabled  # None: decided on entry (terminal, or the command line)
         self.enabled = enabled is not False
         self.stream = stream
         self.delay = 0.0 if enabled is True else (DELAY if delay is None else delay)
         self.interval = INTERVAL if interval is None else interval
         self.status = ""
         self.printed = False
+        self._outer: Progress | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._start = 0.0
         self._thread: threading.Thread | None = None
 
     def update(self, status: str) -> None:
-        """Set the status shown in the next line."""
+        """Set the status shown in the next line (the outer stage's, for a nested stage)."""
         self.status = status
+        if self._outer is not None:
+            self._outer.update(status)
 
     def __enter__(self) -> Progress:
         self._start = time.perf_counter()
+        stages = _stack()
+        outer = next((stage for stage in reversed(stages) if stage.enabled), None)
+        if self._asked is None:
+            self.enabled = _command_line[0] or _is_terminal(self._target())
+        if outer is not None and self.enabled:
+            self._outer, self.enabled = outer, False  # one line per stage: the outer one
+        stages.append(self)
         if self.enabled:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
@@ -70,11 +115,17 @@ class Progress:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._done.set()
+        stages = _stack()
+        if self in stages:
+            stages.remove(self)
         if self._thread is not None:
             self._thread.join()
         if self.printed:
             outcome = "done" if kind is None else f"stopped by {kind.__name__}"
             self._print(f"{self.what}: {outcome} in {self.elapsed:.1f} s")
+
+    def _target(self) -> TextIO:
+        return self.stream if self.stream is not None else sys.stderr
 
     @property
     def elapsed(self) -> float:
@@ -82,10 +133,11 @@ class Progress:
         return time.perf_counter() - self._start
 
     def _run(self) -> None:
-        # The silence counts from the last line of a stage that ended just before this one
-        # started, not from this start: short stages in a row are not silent for longer.
+        # On the command line the silence counts from the last line of a stage that ended
+        # just before this one started: short stages in a row are not silent for longer.
+        # (Not across library calls: a loop over layers would print every call.)
         deadline = self._start + self.delay
-        if self._start - _last_line[0] < self.delay:
+        if _command_line[0] and self._start - _last_line[0] < self.delay:
             deadline = min(deadline, _last_line[0] + self.delay)
         if self._done.wait(max(0.0, deadline - time.perf_counter())):
             return
@@ -97,8 +149,7 @@ class Progress:
     def _print(self, line: str) -> None:
         with self._lock:
             self.printed = True
-            stream = self.stream if self.stream is not None else sys.stderr
-            print(line, file=stream, flush=True)
+            print(line, file=self._target(), flush=True)
             _last_line[0] = time.perf_counter()
 
 

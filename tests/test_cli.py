@@ -303,18 +303,63 @@ def test_output_into_a_closed_pipe_is_quiet():
     assert result.stdout.startswith("layer") and "Traceback" not in result.stderr
 
 
-def test_large_builds_report_progress_and_the_switch_silences_them(capsys, monkeypatch):
+def test_large_builds_report_on_a_terminal_or_when_asked(capsys, monkeypatch):
     from convop import _progress
 
     monkeypatch.setattr(_progress, "DELAY", 0.0)
     monkeypatch.setattr(_progress, "LARGE_BYTES", 1)
+    # A library is quiet unless asked: stderr here is a pipe (pytest's capture).
+    convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("CONVOP_PROGRESS", "1")
     convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
     convop.pad_matrix(2, (8, 8), 1)
     err = capsys.readouterr().err
     assert "building the 128 x 200 conv matrix" in err and "padding matrix" in err
     monkeypatch.setenv("CONVOP_PROGRESS", "0")
-    convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
+    with _progress.command_line():
+        convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
     assert capsys.readouterr().err == ""
+
+
+def test_a_terminal_gets_the_reports(monkeypatch):
+    import io
+
+    from convop import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    monkeypatch.setattr(_progress, "LARGE_BYTES", 1)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    convop.conv_matrix(np.ones((2, 2, 3, 3)), (8, 8), padding=1)
+    assert "building the 128 x 200 conv matrix" in terminal.getvalue()
+
+
+def test_a_loop_of_library_calls_stays_quiet(capsys):
+    # After one call printed (asked for), later quick calls print nothing: the silence
+    # of a stage counts from an earlier stage's last line only on the command line.
+    w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    convop.spectral_norm(w, (8, 8), padding=1, progress=True)
+    assert "done in" in capsys.readouterr().err
+    for _ in range(5):
+        convop.spectral_norm(w, (8, 8), padding=1)
+    assert capsys.readouterr().err == ""
+
+
+def test_nested_stages_print_one_line_each(tmp_path, capsys, monkeypatch):
+    # inspect's "building the matrix" holds the builder's own stage: one line, not two.
+    from convop import _progress
+
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    monkeypatch.setattr(_progress, "LARGE_BYTES", 1)
+    code, _ = run("inspect", "--in", "2x6x6", "--out-channels", "2", "--spectrum", "none")
+    err = capsys.readouterr().err
+    assert code == 0 and "building the matrix ..." in err, err
+    assert "conv matrix" not in err, err
 
 
 def test_check_a_module_in_the_current_directory_with_the_console_script(tmp_path):
@@ -372,13 +417,14 @@ def test_stages_in_a_row_are_never_silent_for_longer_than_the_delay():
     import io
     import time
 
-    from convop._progress import Progress
+    from convop._progress import Progress, command_line
 
     out = io.StringIO()
-    with Progress("first", stream=out, delay=0.2):
-        time.sleep(0.35)  # prints its line and "done"
-    time.sleep(0.1)  # a quick stage, silent
-    with Progress("second", stream=out, delay=0.2):
-        time.sleep(0.15)  # under its own delay, but 0.25 s after the last line
+    with command_line():
+        with Progress("first", stream=out, delay=0.2):
+            time.sleep(0.35)  # prints its line and "done"
+        time.sleep(0.1)  # a quick stage, silent
+        with Progress("second", stream=out, delay=0.2):
+            time.sleep(0.15)  # under its own delay, but 0.25 s after the last line
     lines = out.getvalue().splitlines()
     assert lines[0] == "first ..." and lines[-1].startswith("second: done")

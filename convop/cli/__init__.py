@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .. import __version__
+from .._progress import command_line
 from . import audit, check, demo, inspect
 from .arguments import Parser, UsageError
 
@@ -48,7 +49,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command].run(args, out)
+        with command_line():  # every stage over a second reports, whatever stderr is
+            return COMMANDS[args.command].run(args, out)
     except UsageError as err:
         print(f"convop: error: {err}", file=sys.stderr)
         return 2

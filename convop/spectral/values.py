@@ -97,8 +97,9 @@ def singular_values(
         Called as ``callback(step, estimate)`` after every Lanczos step with the
         current estimate of the extreme singular value sought.
     progress : bool, optional
-        Report on stderr: ``None`` once the call runs longer than a second,
-        ``True`` from the start, ``False`` never.
+        Report on stderr: ``None`` once the call runs longer than a second
+        and only when stderr is a terminal (or ``CONVOP_PROGRESS=1``), ``True``
+        from the start, ``False`` never.
     return_vectors : bool
         Also return the singular vectors, like ``scipy.sparse.linalg.svds``.
     tensors : bool

@@ -57,8 +57,9 @@ def check_conv(
         results and their matrices); by default 75% of the available memory.
         Configurations are checked against it before anything runs.
     progress : None, True or False
-        Report the configuration being run on stderr: once the check runs
-        longer than a second (None), from the start (True) or never (False).
+        Report the configuration being run on stderr: ``None`` once the check
+        runs longer than a second and only when stderr is a terminal (or
+        ``CONVOP_PROGRESS=1``), ``True`` from the start, ``False`` never.
         A framework that compiles per shape (JAX) takes seconds per battery.
 
     Returns
