@@ -15,6 +15,7 @@ from .geometry import ConvGeometry, conv_geometry, output_size
 from .im2col import col2im, im2col
 from .layout import unvec, vec
 from .matrix import bias_vector, conv_matrix
+from .norms import operator_norm
 from .operator import LayerOperator
 from .padding import pad_matrix, source_index
 from .plotting import (
@@ -78,6 +79,7 @@ __all__ = [
     "dot_test",
     "gram_iteration_bound",
     "im2col",
+    "operator_norm",
     "output_padding_for",
     "output_size",
     "padding_pairs",

@@ -117,7 +117,7 @@ def spectrum_report(
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
                                                         padding_mode),
                     max_bytes=max_bytes, dtype=dtype)
-    check_rtol_for(tol, target)
+    check_rtol_for(tol, target.dtype)
     gen = as_rng(rng)
     with target, single_threaded():
         with Progress("the largest singular value", enabled=options["progress"]) as stage:

@@ -137,7 +137,7 @@ def singular_values(
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
                                                         padding_mode),
                     max_bytes=max_bytes, dtype=dtype)
-    check_rtol_for(tol, target)
+    check_rtol_for(tol, target.dtype)
     if options["tensors"] and target.layer is None:
         raise ValueError("`tensors=True` shapes vectors as the layer's tensors; it needs a "
                          "weight or a LayerOperator, not a matrix.")
@@ -218,11 +218,12 @@ def check_rtol(rtol: Any) -> float:
     return as_real(rtol, "rtol", low=0.0, high=1.0, rule="a float in (0, 1)")
 
 
-def check_rtol_for(rtol: float, target: Target) -> None:
+def check_rtol_for(rtol: float, dtype: np.dtype) -> None:
     """Refuse an ``rtol`` finer than the work dtype resolves."""
-    if rtol < 10 * target.eps:
-        raise ValueError(f"`rtol` {rtol:g} is finer than {target.dtype} products resolve "
-                         f"(10 eps = {10 * target.eps:.1e}); pass a larger `rtol` or "
+    eps = float(np.finfo(dtype).eps)
+    if rtol < 10 * eps:
+        raise ValueError(f"`rtol` {rtol:g} is finer than {dtype} products resolve "
+                         f"(10 eps = {10 * eps:.1e}); pass a larger `rtol` or "
                          f"dtype=np.float64.")
 
 

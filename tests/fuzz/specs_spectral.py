@@ -165,3 +165,36 @@ def spec_circular() -> Spec:
 
 for _name in ("spectral_norm", "condition_number", "spectrum_report"):
     register(lambda name=_name: spec_spectral(name))
+
+
+@register
+def spec_operator_norm() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = spectral_base(draw)
+        v["ord"] = draw(st.sampled_from([1, 2, np.inf]))
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        out = spectral_mutations(v)
+        value = v["ord"]
+        spellings = [Same(float(value), value, "a float"), Same(np.float64(value), value,
+                                                               "a numpy float")]
+        if value != np.inf:
+            spellings.append(Same(np.int64(value), value, "a numpy int"))
+        out["ord"] = spellings + [Bad(3, "3"), Bad(0, "0"), Bad(-np.inf, "-inf"),
+                                  Bad("fro", "'fro'"), Bad(None, "None"), Bad(True, "a bool"),
+                                  Bad(np.nan, "NaN")]
+        return out
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        assert isinstance(result, float), type(result)
+        if v["ord"] == 2:
+            assert_values(np.array([result]), reference_values(v)[:1], v)
+            return
+        A = np.abs(dense_of(v))
+        sums = A.sum(axis=0 if v["ord"] == 1 else 1)
+        expected = float(sums.max(initial=0.0))
+        assert np.isclose(result, expected, rtol=1e-12, atol=0), (result, expected)
+
+    return Spec("operator_norm", convop.operator_norm, base, mutations, check,
+                spectral_problem)
