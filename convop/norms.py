@@ -27,7 +27,7 @@ from .matrix import assemble
 from .spectral._target import spectral_dtype
 from .spectral.values import check_options, check_rtol, check_rtol_for, spectral_norm
 
-__all__ = ["absolute_sums", "operator_norm"]
+__all__ = ["absolute_sums", "check_ord", "operator_norm"]
 
 #: Bytes of one block of the matrix's entries: the matrix is never built whole.
 CHUNK_BYTES = 2**26
@@ -116,7 +116,7 @@ def operator_norm(
     >>> bool(np.isclose(inf, abs(A).sum(axis=1).max()))
     True
     """
-    which = _check_ord(ord)
+    which = check_ord(ord)
     layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
     if which == 2:
         return spectral_norm(weight, input_size, rtol=rtol, rng=rng, max_bytes=max_bytes,
@@ -137,7 +137,7 @@ def operator_norm(
     return float(sums.max(initial=0.0))
 
 
-def _check_ord(value: Any) -> float:
+def check_ord(value: Any) -> float:
     """Validate ``ord``: 1, 2 or inf (numbers of any numeric type)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise TypeError(f"`ord` must be 1, 2 or numpy.inf; got {value!r}.")
@@ -149,11 +149,13 @@ def _check_ord(value: Any) -> float:
 
 
 def absolute_sums(geom: ConvGeometry, w: np.ndarray, budget: int | None, *,
-                  columns: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  columns: bool = True, rows_kept: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Return the absolute row and (with ``columns``) column sums of the input-domain matrix.
 
     Rows in PyTorch's row-major order of ``(C_out, *output)``, columns of
-    ``(C_in, *input)``; float64 (longdouble for longdouble weights).
+    ``(C_in, *input)``; float64 (longdouble for longdouble weights). With
+    ``rows_kept`` (a mask over the rows) the column sums count those rows only.
     """
     # Entries in float64 (complex128) at least: a folded entry sums taps of mixed signs.
     dt = np.result_type(compute_dtype(w.dtype), np.float64)
@@ -179,6 +181,9 @@ def absolute_sums(geom: ConvGeometry, w: np.ndarray, budget: int | None, *,
             row_ids, weights=magnitude, minlength=counts.size) if total == np.float64 else (
             _sum_by(row_ids, magnitude, counts.size))
         if columns:
+            if rows_kept is not None:
+                magnitude = magnitude * rows_kept[first * per_channel_rows:
+                                                  last * per_channel_rows][row_ids]
             if total == np.float64:
                 col_sums += np.bincount(block.indices, weights=magnitude, minlength=n)
             else:

@@ -352,3 +352,120 @@ def test_the_network_bound_walks_graphs_deeper_than_the_recursion_limit():
         steps[i] = Step("sum", (i - 1, -i)) if i % 2 else Step("scale", (i - 1,), 2 / 3)
         steps[-i] = Step("scale", (i - 1,), 0.5)
     assert depth % 2 == 0 and walk(steps, depth - 1, "sigma_max") == pytest.approx(1.5)
+
+
+# The l1 and l-infinity norms ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def normed(report):
+    model, _ = report
+    return model, convop.audit(model, (3, 10, 10), rtol=1e-10, norms=(1, np.inf))
+
+
+def test_l1_and_linf_columns_equal_the_layers_matrices(normed):
+    # Each layer's exact matrix from its module (a transposed layer's own matrix).
+    model, r = normed
+    for row in r.layers:
+        W = convop.torch.conv_matrix_from_module(dict(model.named_modules())[row.name],
+                                                 row.input_size)
+        A = np.abs(W.toarray())
+        assert row.norm_1 == pytest.approx(A.sum(axis=0).max(), rel=1e-12), row.name
+        assert row.norm_inf == pytest.approx(A.sum(axis=1).max(), rel=1e-12), row.name
+
+
+def test_a_trimmed_transposed_layer_counts_its_kept_rows_only():
+    # output_padding 1 >= stride 1 (dilation 2): the convolution has rows the transposed
+    # convolution's input does not reach; its norms are those of the kept rows' transpose.
+    up = nn.ConvTranspose2d(2, 3, 3, stride=1, dilation=2, output_padding=1).double()
+    r = convop.audit(nn.Sequential(up), (2, 5, 4), norms=(1, np.inf))
+    T = np.abs(convop.torch.conv_matrix_from_module(up, (5, 4)).toarray())
+    row = r.layers[0]
+    assert row.norm_1 == pytest.approx(T.sum(axis=0).max(), rel=1e-12)
+    assert row.norm_inf == pytest.approx(T.sum(axis=1).max(), rel=1e-12)
+
+
+def test_the_table_and_the_forms_show_the_columns_asked_for(report, normed):
+    _, plain = report
+    _, r = normed
+    assert "l1 norm" in str(r) and "l-inf norm" in str(r) and "l1 norm" not in str(plain)
+    assert "sigma_min" in str(plain) and "cond" in str(plain)  # asked for there
+    rows = list(csv.DictReader(io.StringIO(r.to_csv())))
+    assert float(rows[0]["norm_inf"]) == pytest.approx(r.layers[0].norm_inf)
+    assert json.loads(r.to_json())["layers"][0]["norm_1"] == r.layers[0].norm_1
+    assert "network Lipschitz bound in l-infinity" in str(r)
+
+
+def test_bad_norms_are_refused():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3)).double()
+    with pytest.raises(ValueError, match="`norms` must hold 1 and numpy.inf"):
+        convop.audit(model, (2, 6, 6), norms=(3,))
+    with pytest.raises(TypeError, match="`norms`"):
+        convop.audit(model, (2, 6, 6), norms="inf")
+
+
+@pytest.fixture(scope="module")
+def residual_normed(residual):
+    model, _ = residual
+    return model, convop.audit(model, (2, 8, 8), rtol=1e-12, norms=(1, np.inf))
+
+
+def test_the_network_bound_per_norm_follows_the_rules(residual_normed):
+    model, r = residual_normed
+    bn = model.bn
+    with torch.no_grad():
+        bn_scale = float((bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)).max())
+        linear = model.head[2].weight.numpy()
+    for field, p, pool, avg in (("norm_1", 1, 4.0, 1 / 16), ("norm_inf", np.inf, 1.0, 1.0)):
+        s = {row.name: getattr(row, field) for row in r.layers}
+        # maxpool 3/2 covers a pixel at most 2x2 times: l1 factor 4, l-inf 1; the
+        # adaptive average of 4x4 pixels: 1/16 in l1, 1 in l-inf.
+        expected = (s["stem"] * bn_scale * pool * (s["conv2"] * s["conv1"] + s["shortcut"])
+                    * avg * np.linalg.norm(linear, p))
+        assert r.network_bound[field] == pytest.approx(expected, rel=1e-12), field
+
+
+def test_the_network_bounds_per_norm_are_never_below_the_jacobian_norms(residual_normed):
+    model, r = residual_normed
+    model.eval()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = torch.from_numpy(rng.standard_normal((1, 2, 8, 8)) * rng.uniform(0.1, 10))
+        J = torch.autograd.functional.jacobian(model, x).reshape(2, -1).numpy()
+        assert np.linalg.norm(J, 1) <= r.network_bound["norm_1"]
+        assert np.linalg.norm(J, np.inf) <= r.network_bound["norm_inf"]
+
+
+def test_concatenation_adds_in_l1_and_takes_the_larger_in_linf():
+    class Cat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 2, 3, padding=1)
+            self.b = nn.Conv2d(2, 3, 3, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], dim=1)
+
+    torch.manual_seed(0)
+    r = convop.audit(Cat().double(), (2, 6, 6), norms=(1, np.inf))
+    a, b = r.layers
+    assert r.network_bound["norm_1"] == pytest.approx(a.norm_1 + b.norm_1, rel=1e-12)
+    assert r.network_bound["norm_inf"] == pytest.approx(max(a.norm_inf, b.norm_inf), rel=1e-12)
+    assert r.network_bound["sigma_max"] == pytest.approx(np.hypot(a.sigma_max, b.sigma_max),
+                                                         rel=1e-12)
+
+
+def test_the_onnx_bounds_per_norm_match_the_torch_ones(residual_normed):
+    # The exporter folds the batch norm into the stem: bounds at most the torch ones, and
+    # the Gemm of the head read the right way round (l1 and l-inf tell B from B^T).
+    model, from_torch = residual_normed
+    exported = convop.audit(_export(model.eval(), (2, 8, 8)), (2, 8, 8), rtol=1e-12,
+                            norms=(1, np.inf))
+    for field in ("norm_1", "norm_inf"):
+        assert exported.network_bound[field] <= from_torch.network_bound[field] * (1 + 1e-12)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        x = torch.from_numpy(rng.standard_normal((1, 2, 8, 8)))
+        J = torch.autograd.functional.jacobian(model, x).reshape(2, -1).numpy()
+        assert np.linalg.norm(J, 1) <= exported.network_bound["norm_1"]
+        assert np.linalg.norm(J, np.inf) <= exported.network_bound["norm_inf"]

@@ -428,3 +428,21 @@ def test_stages_in_a_row_are_never_silent_for_longer_than_the_delay():
             time.sleep(0.15)  # under its own delay, but 0.25 s after the last line
     lines = out.getvalue().splitlines()
     assert lines[0] == "first ..." and lines[-1].startswith("second: done")
+
+
+def test_audit_norms_flag(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    (tmp_path / "normsmodel.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(),\n"
+        "                               torch.nn.Conv2d(3, 2, 3))\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["audit", "normsmodel:build", "--in", "2x6x6", "--norms", "1,inf",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["network_bound"]) >= {"norm_1", "norm_inf"}
+    assert all(row["norm_1"] > 0 and row["norm_inf"] > 0 for row in data["layers"])
+    assert main(["audit", "normsmodel:build", "--in", "2x6x6", "--norms", "3"]) == 2
+    assert "argument --norms" in capsys.readouterr().err

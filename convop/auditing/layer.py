@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import make_geometry
+from ..geometry import ConvGeometry, make_geometry
+from ..norms import absolute_sums
 from ..spectral.bounds import gram_iteration_bound
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
@@ -48,8 +49,12 @@ class LayerRow:
 
 def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],
                 layer: dict[str, Any], transposed: bool, *, rtol: float, sigma_min: bool,
-                rng: Any) -> LayerAudit:
-    """Audit one convolution (a transposed one through the convolution it is the adjoint of)."""
+                rng: Any, norms: tuple[float, ...] = ()) -> LayerAudit:
+    """Audit one convolution (a transposed one through the convolution it is the adjoint of).
+
+    ``norms`` may hold 1 and ``math.inf``: the exact l1 and l-infinity operator
+    norms as well.
+    """
     start = time.perf_counter()
     layer = dict(layer)
     if transposed:
@@ -78,11 +83,37 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
         else:
             note = (f"sigma_min skipped: {min(m, n)} unknowns > {SMALLEST_LIMIT} (a sparse "
                     f"Cholesky of that size takes minutes)")
+    one = inf = None
+    if norms:
+        one, inf = _l1_linf(weight, geom, tuple(input_size) if transposed else None)
     if transposed:
         m, n = n, m
     return LayerAudit(name, kind, tuple(weight.shape), tuple(input_size), layer, (m, n),
                       geom.nnz("input"), sigma, reshaped, circular, bound,
-                      time.perf_counter() - start, low, cond, note=note)
+                      time.perf_counter() - start, low, cond, note=note,
+                      norm_1=one if 1.0 in norms else None,
+                      norm_inf=inf if math.inf in norms else None)
+
+
+def _l1_linf(weight: np.ndarray, geom: ConvGeometry, transposed_input: tuple[int, ...] | None
+             ) -> tuple[float, float]:
+    """Return the l1 and l-infinity operator norms of the convolution, or of its transpose.
+
+    A transposed convolution is ``A_kept^T``: the convolution's rows whose output
+    position lies inside ``transposed_input`` (all of them unless output_padding
+    reaches the stride). Its l1 norm is the largest row sum of ``A_kept``, its
+    l-infinity norm the largest column sum over the kept rows.
+    """
+    kept = None
+    if transposed_input is not None and transposed_input != geom.output_size:
+        mask = np.zeros((geom.out_channels, *geom.output_size), dtype=bool)
+        mask[(slice(None),) + tuple(slice(0, n) for n in transposed_input)] = True
+        kept = mask.reshape(-1)
+    rows, cols = absolute_sums(geom, weight, None, rows_kept=kept)
+    if kept is not None:
+        rows = rows[kept]
+    row_max, col_max = float(rows.max(initial=0.0)), float(cols.max(initial=0.0))
+    return (row_max, col_max) if transposed_input is not None else (col_max, row_max)
 
 
 def refused_layer(row: LayerRow, why: str) -> LayerAudit:

@@ -37,8 +37,14 @@ import numpy as np
 
 from .layer import Norms
 
-__all__ = ["NoRule", "Step", "adaptive_factor", "as_tuple", "audited", "graph_bounds",
-           "pool_factor", "walk"]
+__all__ = ["FIELD_NORMS", "NoRule", "Step", "adaptive_factor", "as_tuple", "audited",
+           "graph_bounds", "matrix_factor", "per_norm", "pool_factor", "scaled", "walk"]
+
+#: The vector norm (p of l_p, on input and output alike) each audited field is an operator
+#: norm for: the exact sigma_max and its estimators are l2, ``norm_1`` and ``norm_inf``
+#: the l1 and l-infinity operator norms (convop.operator_norm).
+FIELD_NORMS = {"sigma_max": 2.0, "reshaped_kernel": 2.0, "circular": 2.0, "gram_bound": 2.0,
+               "norm_1": 1.0, "norm_inf": math.inf}
 
 #: Largest slope of each activation (torch module class names and ONNX op types).
 SLOPES = {"ReLU": 1.0, "ReLU6": 1.0, "Tanh": 1.0, "Hardtanh": 1.0, "Sigmoid": 0.25,
@@ -46,8 +52,18 @@ SLOPES = {"ReLU": 1.0, "ReLU6": 1.0, "Tanh": 1.0, "Hardtanh": 1.0, "Sigmoid": 0.
           "Unflatten": 1.0, "Relu": 1.0, "Gelu": 1.13, "Reshape": 1.0, "Squeeze": 1.0,
           "Unsqueeze": 1.0, "Transpose": 1.0}
 #: The note of a bound that was found.
-FOUND = ("a Lipschitz bound (l2) of the whole network, valid across residual connections: "
-         "norms multiply along paths and add where paths join")
+FOUND = ("a Lipschitz bound of the whole network (per norm), valid across residual "
+         "connections: norms multiply along paths and add where paths join")
+
+
+def per_norm(l2: float, l1: float, linf: float) -> Callable[[str], float]:
+    """Return a factor of the norm field: ``l2``, ``l1`` or ``linf`` by its field's norm."""
+    values = {2.0: l2, 1.0: l1, math.inf: linf}
+
+    def factor(field: str) -> float:
+        return values[FIELD_NORMS[field]]
+
+    return factor
 
 
 class NoRule(Exception):
@@ -60,8 +76,10 @@ class Step:
 
     ``rule`` is ``"input"`` (the network's input, 1), ``"constant"`` (0),
     ``"scale"`` (``factor`` times the one input's), ``"sum"`` (the inputs'
-    sum) or ``"concat"`` (root of the sum of squares). ``factor`` may be a
-    callable of the norm field (a convolution's audited value per field).
+    sum) or ``"concat"`` (the l_p norm of the inputs' bounds: root of the sum of
+    squares for l2, the sum for l1, the largest for l-infinity). ``factor`` may
+    be a callable of the norm field (a convolution's audited value per field,
+    or a rule whose factor depends on the norm: :func:`per_norm`).
     """
 
     rule: str
@@ -99,7 +117,9 @@ def walk(steps: dict[Any, Step | NoRule], output: Any, field: str) -> float:
         elif step.rule == "sum":
             memo[key] = sum(values)
         elif step.rule == "concat":
-            memo[key] = math.sqrt(sum(v * v for v in values))
+            p = FIELD_NORMS[field]
+            memo[key] = (math.sqrt(sum(v * v for v in values)) if p == 2 else
+                         sum(values) if p == 1 else max(values, default=0.0))
         else:
             factor = step.factor(field) if callable(step.factor) else step.factor
             memo[key] = factor * values[0]
@@ -131,22 +151,28 @@ def audited(norms: Norms, name: str, size: tuple[int, ...]) -> Callable[[str], f
 
 
 def pool_factor(kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
-                average: bool, smallest_window: int | None = None) -> float:
-    """Return ``sqrt(m)`` (max) or ``sqrt(m / K)`` (average) of a pooling layer.
+                average: bool, smallest_window: int | None = None) -> Callable[[str], float]:
+    """Return a pooling layer's factor per norm: l2 ``sqrt(m)``, l1 ``m``, l-infinity 1.
 
     ``m`` bounds the windows covering one pixel: at most ``k`` per axis, and at
-    most ``ceil(span / stride)``. ``K`` is the smallest window (``prod(kernel)``
-    unless ``smallest_window`` says less, e.g. padding not counted).
+    most ``ceil(span / stride)``. An average divides by the smallest window ``K``
+    (``prod(kernel)`` unless ``smallest_window`` says less, e.g. padding not
+    counted): ``sqrt(m / K)`` and ``m / K``. A max or a mean of a window moves at
+    most as far as the window's largest change, so l-infinity gets 1.
     """
     covers = math.prod(min(k, -(-((k - 1) * d + 1) // s))
                        for k, s, d in zip(kernel, stride, dilation))
-    if not average:
-        return math.sqrt(covers)
-    return math.sqrt(covers / (smallest_window or math.prod(kernel)))
+    return _window_factor(covers, (smallest_window or math.prod(kernel)) if average else 1)
 
 
-def adaptive_factor(size_in: Sequence[int], size_out: Sequence[int], average: bool) -> float:
-    """Return the factor of an adaptive pooling from ``size_in`` to ``size_out``."""
+def _window_factor(covers: int, smallest: int) -> Callable[[str], float]:
+    ratio = covers / smallest
+    return per_norm(math.sqrt(ratio), ratio, 1.0)
+
+
+def adaptive_factor(size_in: Sequence[int], size_out: Sequence[int], average: bool
+                    ) -> Callable[[str], float]:
+    """Return the factor per norm of an adaptive pooling from ``size_in`` to ``size_out``."""
     covers, smallest = 1, 1
     for n, o in zip(size_in, size_out):
         starts = [(i * n) // o for i in range(o)]
@@ -156,7 +182,22 @@ def adaptive_factor(size_in: Sequence[int], size_out: Sequence[int], average: bo
             count[a:b] += 1
         covers *= int(count.max())
         smallest *= min(b - a for a, b in zip(starts, ends))
-    return math.sqrt(covers / smallest if average else covers)
+    return _window_factor(covers, smallest if average else 1)
+
+
+def matrix_factor(matrix: np.ndarray) -> Callable[[str], float]:
+    """Return a linear map's factor per norm: its l2, l1 and l-infinity operator norms.
+
+    ``matrix`` maps column vectors (PyTorch's ``Linear.weight``, shape (out, in)).
+    """
+    m = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+    return per_norm(float(np.linalg.norm(m, 2)), float(np.linalg.norm(m, 1)),
+                    float(np.linalg.norm(m, np.inf)))
+
+
+def scaled(factor: Callable[[str], float], by: float) -> Callable[[str], float]:
+    """Return ``factor`` times a constant, per norm field."""
+    return lambda field: by * factor(field)
 
 
 def as_tuple(value: Any, ndim: int) -> tuple[int, ...]:

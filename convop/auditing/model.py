@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Any
 
 from .._progress import Progress
 from .._validation import as_int_tuple
+from ..norms import check_ord
 from ..spectral.values import check_rtol
 from .layer import LayerRow, audit_layer, refused_layer
 from .report import ESTIMATORS, AuditReport, LayerAudit
@@ -17,7 +19,7 @@ __all__ = ["audit"]
 
 
 def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool = False,
-          rng: Any = 0) -> AuditReport:
+          norms: Any = (), rng: Any = 0) -> AuditReport:
     """Audit every convolution of a model: exact norm beside the estimators.
 
     The input size each ``Conv``/``ConvTranspose`` really sees comes from one
@@ -45,6 +47,12 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         Relative accuracy of every ``sigma_max``.
     sigma_min : bool
         Also the smallest singular value and the condition number.
+    norms : sequence of {1, numpy.inf}
+        Also these operator norms of each layer, exact (:func:`convop.operator_norm`
+        with ``ord=1`` / ``ord=numpy.inf``: columns ``norm_1`` / ``norm_inf``), and
+        the network bound in each (its rules per norm: a concatenation adds in
+        l1 and takes the larger in l-infinity, pooling and linear layers have
+        their own factors).
     rng : int or numpy.random.Generator
         Start vectors.
 
@@ -70,6 +78,7 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         raise ValueError(f"`input_shape` must be (C, *spatial) with 1 to 3 spatial axes; got "
                          f"{shape}.")
     check_rtol(rtol)
+    extra = _check_norms(norms)
     start = time.perf_counter()
     if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         from .onnx_model import onnx_layers
@@ -79,15 +88,40 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         from .torch_model import torch_layers
 
         name, rows, bounds = torch_layers(model, shape)
-    audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng)
+    audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng, extra)
                     for index, row in enumerate(rows, 1))
-    network, note = bounds({(r.name, r.input_size): {f: getattr(r, f) for f in (
-        "sigma_max", *ESTIMATORS)} for r in audited})
+    fields = ("sigma_max", *ESTIMATORS, *(_NORM_FIELDS[p] for p in extra))
+    network, note = bounds({(r.name, r.input_size): {f: _value(getattr(r, f)) for f in fields}
+                            for r in audited})
     return AuditReport(name, shape, audited, time.perf_counter() - start, network, note)
 
 
+#: The LayerAudit field of each extra norm.
+_NORM_FIELDS = {1.0: "norm_1", math.inf: "norm_inf"}
+
+
+def _check_norms(norms: Any) -> tuple[float, ...]:
+    """Validate ``norms``: a sequence of 1 and numpy.inf (2 is always there)."""
+    if isinstance(norms, (str, bytes)) or not hasattr(norms, "__iter__"):
+        raise TypeError(f"`norms` must be a sequence of 1 and numpy.inf; got {norms!r}.")
+    chosen = []
+    for value in norms:
+        try:
+            number = check_ord(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"`norms` must hold 1 and numpy.inf (2 is always computed); "
+                            f"got {value!r}.") from err
+        if number != 2.0 and number not in chosen:
+            chosen.append(number)
+    return tuple(chosen)
+
+
+def _value(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,
-               rng: Any) -> LayerAudit:
+               rng: Any, norms: tuple[float, ...]) -> LayerAudit:
     if row.weight is None:  # a node convop cannot read: its note says why
         return refused_layer(row, "")
     weight = row.weight
@@ -96,7 +130,8 @@ def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bo
                   f"{'x'.join(map(str, weight.shape))} @{'x'.join(map(str, row.input_size))}"):
         try:
             audited = audit_layer(row.name, row.kind, weight, row.input_size, row.layer,
-                                  row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng)
+                                  row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng,
+                                  norms=norms)
         except MemoryError as err:  # reported, not crashed on
             return refused_layer(row, f"refused: {err}")
     note = "; ".join(n for n in (audited.note, row.note) if n)

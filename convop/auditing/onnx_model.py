@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,18 @@ import numpy as np
 from .._optional import require
 from ..modes import MODES, mode_from_onnx
 from .layer import Bounds, LayerRow, Norms
-from .lipschitz import SLOPES, NoRule, Step, as_tuple, audited, graph_bounds, pool_factor
+from .lipschitz import (
+    SLOPES,
+    NoRule,
+    Step,
+    as_tuple,
+    audited,
+    graph_bounds,
+    matrix_factor,
+    per_norm,
+    pool_factor,
+    scaled,
+)
 
 __all__ = ["onnx_layers", "onnx_network_bounds"]
 
@@ -381,7 +393,7 @@ def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
             raise NoRule(f"{node.name or op}: its weight is not a constant")
         alpha = abs(float(attrs.get("alpha", 1.0)))
         return Step("scale", (inputs[0],),
-                    alpha * float(np.linalg.norm(np.atleast_2d(weight), 2)))
+                    scaled(matrix_factor(_gemm_operator(op, attrs, weight)), alpha))
     if op in ("MaxPool", "AveragePool"):
         kernel = tuple(attrs["kernel_shape"])
         ndim = len(kernel)
@@ -396,7 +408,11 @@ def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
         shape_in = graph.shape(inputs[0])
         if shape_in is None:
             raise NoRule(f"{node.name or op}: its input size is unknown")
-        factor = 1.0 if op == "GlobalMaxPool" else 1.0 / math.sqrt(math.prod(shape_in[2:]))
+        pixels = math.prod(shape_in[2:])
+        # A max moves at most as far as its window's largest change; a mean of N pixels
+        # by 1/sqrt(N) of their l2 change, 1/N of their l1 change.
+        factor: float | Callable[[str], float] = 1.0 if op == "GlobalMaxPool" else per_norm(
+            1.0 / math.sqrt(pixels), 1.0 / pixels, 1.0)
         return Step("scale", (inputs[0],), factor)
     if op == "Pad":
         # By position: an absent optional input is an empty name.
@@ -406,3 +422,15 @@ def _onnx_step(node: Any, graph: Any, folded: dict[str, str],
                 value is None or not np.any(value)):
             return Step("scale", (inputs[0],))  # zero padding: an isometric embedding
     raise NoRule(f"no Lipschitz rule for the ONNX op {op} ({node.name or 'unnamed'})")
+
+
+def _gemm_operator(op: str, attrs: dict[str, Any], weight: np.ndarray) -> np.ndarray:
+    """Return the matrix a ``Gemm``/``MatMul`` applies to one input vector (a column).
+
+    ``Y = X B'`` row by row is ``y = B'^T x``: ``B'`` is ``B``, or ``B^T`` for a
+    Gemm with ``transB`` (PyTorch's export of ``Linear``), so the operator is
+    ``B`` with ``transB`` and ``B^T`` without (the l1 and l-infinity norms tell
+    the two apart).
+    """
+    b = np.atleast_2d(weight)
+    return b if op == "Gemm" and int(attrs.get("transB", 0)) else b.T

@@ -25,7 +25,9 @@ class LayerAudit:
     ``torch.nn.utils.parametrizations.spectral_norm`` computes), ``circular`` the
     norm of the layer's circular counterpart (FFT), ``gram_bound`` a certified
     upper bound (Gram iteration). ``sigma_min``/``condition_number`` are None
-    when not asked for or skipped (``note`` says why).
+    when not asked for or skipped (``note`` says why). ``norm_1`` and
+    ``norm_inf``, the exact l1 and l-infinity operator norms
+    (:func:`convop.operator_norm`), are None unless asked for.
     """
 
     name: str
@@ -44,6 +46,8 @@ class LayerAudit:
     condition_number: float | None = None
     calls: int = 1
     note: str = ""
+    norm_1: float | None = None
+    norm_inf: float | None = None
 
     def ratio(self, estimator: str) -> float:
         """Return an estimator over the exact value."""
@@ -101,7 +105,8 @@ class AuditReport:
         out = io.StringIO()
         fields = ["name", "kind", "weight_shape", "input_size", "matrix_shape", "nnz",
                   "sigma_max", *ESTIMATORS, *(f"{e}_ratio" for e in ESTIMATORS),
-                  "sigma_min", "condition_number", "calls", "seconds", "note"]
+                  "sigma_min", "condition_number", "norm_1", "norm_inf", "calls", "seconds",
+                  "note"]
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         for r in self.layers:
@@ -159,14 +164,20 @@ class AuditReport:
     def __str__(self) -> str:
         head = (f"audit of {self.model}, input {'x'.join(map(str, self.input_shape))}: "
                 f"{len(self.layers)} convolutions in {self.seconds:.1f} s")
+        # Columns asked for (or computed for some layer): sigma_min and cond, l1, l-inf.
+        extra = [(field, title) for field, title in _OPTIONAL_COLUMNS
+                 if any(getattr(r, field) is not None for r in self.layers)]
         lines = [head, f"{'layer':28} {'weight':>16} {'input':>9} {'sigma_max':>11} "
-                       f"{'reshaped':>9} {'circular':>9} {'gram':>9} {'s':>6}"]
+                       f"{'reshaped':>9} {'circular':>9} {'gram':>9}"
+                       + "".join(f" {title:>11}" for _, title in extra) + f" {'s':>6}"]
         for r in self.layers:
             lines.append(
                 f"{r.name[:28]:28} {'x'.join(map(str, r.weight_shape)):>16} "
                 f"{'x'.join(map(str, r.input_size)):>9} {r.sigma_max:>11.6g} "
                 f"{r.ratio('reshaped_kernel'):>9.3f} {r.ratio('circular'):>9.3f} "
-                f"{r.ratio('gram_bound'):>9.3f} {r.seconds:>6.2f}")
+                f"{r.ratio('gram_bound'):>9.3f}"
+                + "".join(f" {_cell(getattr(r, field)):>11}" for field, _ in extra)
+                + f" {r.seconds:>6.2f}")
         lines.append("(estimators as ratios to the exact sigma_max)")
         lines.append(f"product of sigma_max over the layers: {self.product():.6g} "
                      f"(reshaped kernel: {self.product('reshaped_kernel'):.6g}); a Lipschitz "
@@ -177,9 +188,21 @@ class AuditReport:
                          f"{b['sigma_max']:.6g} from the exact norms, {b['gram_bound']:.6g} "
                          f"from the Gram bounds (reshaped kernel in their place: "
                          f"{b['reshaped_kernel']:.6g}, not a bound)")
+            for field, name in (("norm_1", "l1"), ("norm_inf", "l-infinity")):
+                if field in b:
+                    lines.append(f"network Lipschitz bound in {name}: {b[field]:.6g}")
         elif self.network_note:
             lines.append(self.network_note)
         return "\n".join(lines)
+
+
+#: Columns the table shows when some layer has them: (field, heading).
+_OPTIONAL_COLUMNS = (("sigma_min", "sigma_min"), ("condition_number", "cond"),
+                     ("norm_1", "l1 norm"), ("norm_inf", "l-inf norm"))
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 def _plain(value: Any) -> Any:

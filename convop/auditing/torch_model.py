@@ -18,6 +18,7 @@ from .lipschitz import (
     as_tuple,
     audited,
     graph_bounds,
+    matrix_factor,
     pool_factor,
 )
 
@@ -165,7 +166,7 @@ def _module_factor(node: Any, module: Any, norms: Norms) -> float | Callable[[st
     if kind == "LeakyReLU":
         return max(1.0, abs(module.negative_slope))
     if kind == "Linear":
-        return float(np.linalg.norm(module.weight.detach().double().numpy(), 2))
+        return matrix_factor(module.weight.detach().double().numpy())
     if kind.startswith("BatchNorm"):
         if module.training or module.running_var is None:
             raise NoRule(f"{node.target}: a batch norm in training mode is not a fixed map")

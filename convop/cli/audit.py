@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Any, TextIO
 
@@ -30,6 +31,9 @@ def add_parser(sub: Any) -> None:
     audit.add_argument("--rtol", type=float, default=1e-8, help="accuracy of each norm")
     audit.add_argument("--sigma-min", action="store_true",
                        help="also the smallest singular value and the condition number")
+    audit.add_argument("--norms", default="", metavar="1,inf",
+                       help="also the exact l1 and/or l-infinity operator norms of each layer "
+                       "and the network bound in each, e.g. --norms 1,inf")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
     audit.add_argument("--seed", type=int, default=0, help="seed of the start vectors")
     audit.add_argument("--plot", metavar="DIR", help="write audit.png (per-layer bars) into DIR")
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"argument --seed: must be a non-negative integer; got {args.seed}")
     if not 0 < args.rtol < 1:
         raise UsageError(f"argument --rtol: must be in (0, 1); got {args.rtol}")
+    norms = _norms(args.norms)
     if args.plot:
         check_plot_dir(args.plot)
     from ..auditing import audit
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         model = model.double()
     try:
         report = audit(model, (shape[0], *shape[1:]), rtol=args.rtol,
-                       sigma_min=args.sigma_min, rng=args.seed)
+                       sigma_min=args.sigma_min, norms=norms, rng=args.seed)
     except (TypeError, ValueError) as err:  # e.g. --in that does not fit the model's input
         raise UsageError(f"argument --in: {err}") from None
     print(report.to_json(indent=2) if args.json else report, file=out)
@@ -81,3 +86,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         pyplot().close(ax.figure)
     refused = [r.name for r in report.layers if r.note.startswith("refused")]
     return 1 if refused else 0
+
+
+def _norms(text: str) -> tuple[float, ...]:
+    """Parse ``--norms``: a comma-separated list of 1 and inf."""
+    names = {"1": 1.0, "l1": 1.0, "inf": math.inf, "linf": math.inf, "2": 2.0}
+    chosen = []
+    for part in filter(None, (p.strip().lower() for p in text.split(","))):
+        if part not in names:
+            raise UsageError(f"argument --norms: expected 1 and/or inf, comma-separated; got "
+                             f"{text!r}")
+        chosen.append(names[part])
+    return tuple(chosen)

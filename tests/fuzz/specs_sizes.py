@@ -94,7 +94,8 @@ def spec_audit() -> Spec:
         model = torch.nn.Sequential(torch.nn.Conv2d(channels, 2, 3, padding=1)).double()
         size = draw(st.integers(3, 6))
         return dict(model=model, input_shape=(channels, size, size), rtol=1e-10,
-                    sigma_min=draw(st.booleans()), rng=0)
+                    sigma_min=draw(st.booleans()), rng=0,
+                    norms=draw(st.sampled_from([(), (1,), (np.inf,), (1, np.inf)])))
 
     def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
         shape = v["input_shape"]
@@ -102,7 +103,12 @@ def spec_audit() -> Spec:
                 "input_shape": [Same(list(shape), shape, "list"), Bad((shape[0], 0, 4), "zero"),
                                 Bad("3x8x8", "a string")],
                 "rtol": rtol_mutations(), "rng": rng_mutations(),
-                "sigma_min": [Same(np.bool_(True), True, "numpy bool")]}
+                "sigma_min": [Same(np.bool_(True), True, "numpy bool")],
+                "norms": [Same([1.0, np.inf], (1, np.inf), "a list of floats"),
+                          Same((2,), (), "2 alone (always computed)"),
+                          Same((np.int64(1),), (1,), "a numpy int"),
+                          Bad((3,), "3"), Bad("inf", "a string"), Bad(1, "a bare int"),
+                          Bad((None,), "None inside")]}
 
     def check(v: dict[str, Any], result: Any) -> None:
         module = v["model"][0]
@@ -113,6 +119,14 @@ def spec_audit() -> Spec:
         (row,) = result.layers
         assert abs(row.sigma_max - exact) <= 1e-8 * exact, (row.sigma_max, exact)
         assert row.gram_bound >= exact * (1 - 1e-12)
+        norms = tuple(float(p) for p in v["norms"])
+        for field, p, axis in (("norm_1", 1.0, 0), ("norm_inf", np.inf, 1)):
+            value = getattr(row, field)
+            if p not in norms:
+                assert value is None, (field, value)
+            else:
+                expected = np.abs(A).sum(axis=axis).max()
+                assert abs(value - expected) <= 1e-12 * expected, (field, value, expected)
 
     return Spec("audit", convop.audit, base, mutations, check, needs=("torch",))
 
