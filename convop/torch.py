@@ -7,6 +7,8 @@ when convop is imported.
   ``nn.ConvTranspose{1,2,3}d``, read from its weight and arguments.
 - :func:`check_module`: forward pass, input gradient and weight gradient of a
   module through autograd, against the exact operator.
+- :func:`spectral_norm`, :func:`certify`, :func:`clip_singular_values_`: train
+  with the true norm (:mod:`convop.normalization`, :mod:`convop.certification`).
 - ``conv``, ``conv_input_grad``, ``conv_weight_grad``, ``conv_transpose``:
   PyTorch behind convop's signatures (numpy in, numpy out), so that
   :func:`convop.check_conv` can run its battery against PyTorch; ``bridge``
@@ -23,11 +25,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._optional import require
+from ._torch_layers import load_torch, module_layer
 from ._validation import as_rng
 from .bridge import AutodiffBridge, Layer, bridge_functions
+from .certification import Certificate, LayerCertificate, certify
 from .geometry import conv_geometry
 from .matrix import conv_matrix
+from .normalization import clip_singular_values_, spectral_norm
 from .transposed import conv_transpose_matrix
 from .validation import RTOL, CheckReport, LayerConfig
 from .validation.battery import tolerance
@@ -35,6 +39,11 @@ from .validation.compare import compare_results
 from .weight_grad import conv_weight_grad as _exact_weight_grad
 
 __all__ = [
+    "Certificate",
+    "LayerCertificate",
+    "certify",
+    "clip_singular_values_",
+    "spectral_norm",
     "check_module",
     "conv",
     "conv_input_grad",
@@ -44,36 +53,6 @@ __all__ = [
     "TorchBridge",
     "bridge",
 ]
-
-
-def load_torch() -> Any:
-    return require("torch")
-
-
-# Module -> matrix -----------------------------------------------------------------------
-
-
-def module_layer(module: Any) -> tuple[np.ndarray, dict[str, Any], bool]:
-    torch = load_torch()
-    conv_types = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
-    transpose_types = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
-                       torch.nn.ConvTranspose3d)
-    if not isinstance(module, conv_types + transpose_types):
-        raise TypeError(
-            f"`module` must be a torch.nn.Conv{{1,2,3}}d or ConvTranspose{{1,2,3}}d; got "
-            f"{type(module).__name__}."
-        )
-    weight = module.weight.detach().cpu().numpy()
-    layer = dict(stride=tuple(module.stride), dilation=tuple(module.dilation),
-                 groups=int(module.groups))
-    padding = module.padding
-    layer["padding"] = padding if isinstance(padding, str) else tuple(padding)
-    transposed = isinstance(module, transpose_types)
-    if transposed:
-        layer["output_padding"] = tuple(module.output_padding)
-    else:
-        layer["padding_mode"] = module.padding_mode
-    return weight, layer, transposed
 
 
 def conv_matrix_from_module(module: Any, input_size: Any, **matrix_kwargs: Any) -> sp.csr_array:

@@ -41,7 +41,7 @@ def torch_layers(model: Any, input_shape: tuple[int, ...]
     ``ConvTranspose{1,2,3}d``; a module called several times with one input
     size is one row with its ``calls`` counted.
     """
-    from ..torch import load_torch, module_layer
+    from .._torch_layers import load_torch, module_layer
 
     torch = load_torch()
     if not isinstance(model, torch.nn.Module):
@@ -157,7 +157,8 @@ def _fx_step(node: Any, modules: dict[str, Any],
 
 
 def _module_factor(node: Any, module: Any, norms: Norms) -> float | Callable[[str], float]:
-    kind = type(module).__name__
+    # A parametrized module (spectral normalization) is a subclass named Parametrized<Kind>.
+    kind = type(module).__name__.removeprefix("Parametrized")
     shape_in = tuple(int(v) for v in node.args[0].meta["tensor_meta"].shape[2:])
     if kind.startswith(("Conv", "ConvTranspose")):
         return audited(norms, node.target, shape_in)
