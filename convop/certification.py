@@ -45,11 +45,11 @@ class Certificate:
     note: str = ""
 
     def __str__(self) -> str:
-        lines = [f"{'layer':28} {'normalization':44} {'claimed':>8} {'exact':>12} {'gap':>10}"]
+        lines = [f"{'layer':28} {'normalization':46} {'claimed':>8} {'exact':>12} {'gap':>10}"]
         for r in self.layers:
             claimed = "-" if r.claimed is None else f"{r.claimed:.4g}"
             gap = "-" if r.gap is None else f"{r.gap:+.2e}"
-            lines.append(f"{r.name[:28]:28} {str(r.normalization)[:44]:44} {claimed:>8} "
+            lines.append(f"{r.name[:28]:28} {str(r.normalization)[:46]:46} {claimed:>8} "
                          f"{r.exact:>12.8g} {gap:>10}")
         if self.largest_gap is not None:
             lines.append(f"largest gap between a claimed and the exact norm: "
