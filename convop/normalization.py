@@ -34,7 +34,7 @@ from ._validation import as_int, as_int_tuple, as_real
 __all__ = ["clip_singular_values_", "spectral_norm"]
 
 #: Relative accuracy of the exact top singular pair the buffers start from.
-INIT_RTOL = 1e-10
+INIT_RTOL = 1e-8
 
 
 # The parametrization ------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def train_steps(module, size, steps=5, seed=0):
 def test_the_normalized_layer_has_norm_one(case):
     torch.manual_seed(0)
     module = convop.torch.spectral_norm(case.make().double(), case.size)
-    assert exact_norm(module, case.size) == pytest.approx(1.0, abs=1e-9)  # exact start
+    assert exact_norm(module, case.size) == pytest.approx(1.0, abs=1e-7)  # exact start (rtol 1e-8)
     module.train()
     train_steps(module, case.size)
     # After training, power iterations on the final weight (training-mode passes
