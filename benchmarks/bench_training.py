@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'layer':28} {'setup s':>8} {'torch ms':>9} {'convop ms':>10} {'ratio':>6}  ok")
     worst = 0.0
     for name, shape, size, stride, padding in LAYERS:
-        def conv():
+        def conv(shape=shape, stride=stride, padding=padding):
             return torch.nn.Conv2d(shape[1], shape[0], shape[2], stride=stride,
                                    padding=padding)
 
