@@ -18,7 +18,16 @@ import importlib.util
 import os
 
 import pytest
-from fuzz.core import Bad, Outcome, Same, cases, run_case, specs
+from fuzz.core import (
+    Outcome,
+    cases,
+    run_case,
+    specs,
+)
+from fuzz.mutations import (
+    Bad,
+    Same,
+)
 from hypothesis import HealthCheck, given, settings
 
 import convop

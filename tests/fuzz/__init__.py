@@ -1,1 +1,2 @@
-"""The API fuzzer: ``core`` (engine and judge) and one ``specs_<feature>`` module per feature."""
+"""The API fuzzer: ``mutations`` (each argument rewritten), ``core`` (specs, shared
+oracles, the judge) and one ``specs_<feature>`` module per feature."""

@@ -11,23 +11,25 @@ import numpy as np
 import convop
 
 from .core import (
-    Bad,
-    Mutation,
     Spec,
     adjoint_oracle,
-    array_mutations,
     assert_matches,
-    budget_mutations,
     drawn_layer,
     exact_dtype,
     expected_dtype,
     forward_oracle,
     layer_mutations,
     layer_problem,
-    optional,
     out_size,
     padded_input,
     register,
+)
+from .mutations import (
+    Bad,
+    Mutation,
+    array_mutations,
+    budget_mutations,
+    optional,
     tuple_mutations,
 )
 

@@ -12,16 +12,18 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
+    Spec,
+    assert_matches,
+    expected_dtype,
+    register,
+)
+from .mutations import (
     Bad,
     Mutation,
     Same,
-    Spec,
     array_mutations,
-    assert_matches,
     budget_mutations,
     choice_mutations,
-    expected_dtype,
-    register,
 )
 
 

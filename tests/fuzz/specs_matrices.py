@@ -12,33 +12,35 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
-    Bad,
-    Mutation,
-    Same,
     Spec,
     adjoint_oracle,
-    array_mutations,
     assert_matches,
-    budget_mutations,
     check_sparse,
-    choice_mutations,
     dense_of,
     drawn_layer,
     dtype_param_mutations,
     exact_dtype,
     expected_dtype,
     forward_oracle,
-    int_mutations,
     layer_mutations,
     layer_problem,
     matrix_dtype_rule,
-    optional,
     out_size,
     padded_input,
     register,
     representable,
-    tuple_mutations,
     unvec_loop,
+)
+from .mutations import (
+    Bad,
+    Mutation,
+    Same,
+    array_mutations,
+    budget_mutations,
+    choice_mutations,
+    int_mutations,
+    optional,
+    tuple_mutations,
 )
 
 

@@ -13,19 +13,21 @@ from oracles import source_pixel
 import convop
 
 from .core import (
+    Spec,
+    check_sparse,
+    drawn_layer,
+    layer_mutations,
+    register,
+)
+from .mutations import (
     MODES,
     Bad,
     Mutation,
     Same,
-    Spec,
     array_mutations,
     budget_mutations,
-    check_sparse,
     choice_mutations,
-    drawn_layer,
     int_mutations,
-    layer_mutations,
-    register,
     tuple_mutations,
 )
 

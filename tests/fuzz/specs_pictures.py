@@ -11,17 +11,19 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
+    Spec,
+    dense_of,
+    drawn_layer,
+    layer_mutations,
+    register,
+)
+from .mutations import (
     Bad,
     Mutation,
     Same,
-    Spec,
     array_mutations,
     budget_mutations,
-    dense_of,
-    drawn_layer,
     int_mutations,
-    layer_mutations,
-    register,
     rng_mutations,
     tuple_mutations,
 )

@@ -11,18 +11,20 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
-    Bad,
-    Mutation,
-    Same,
     Spec,
-    array_mutations,
-    budget_mutations,
     drawn_layer,
     layer_mutations,
     layer_problem,
     out_size,
     reference_values,
     register,
+)
+from .mutations import (
+    Bad,
+    Mutation,
+    Same,
+    array_mutations,
+    budget_mutations,
     rng_mutations,
     rtol_mutations,
     tuple_mutations,

@@ -11,20 +11,22 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
-    Bad,
-    Mutation,
-    Same,
     Spec,
-    array_mutations,
-    budget_mutations,
-    choice_mutations,
     dense_of,
     drawn_layer,
-    int_mutations,
     layer_mutations,
     layer_problem,
     reference_values,
     register,
+)
+from .mutations import (
+    Bad,
+    Mutation,
+    Same,
+    array_mutations,
+    budget_mutations,
+    choice_mutations,
+    int_mutations,
     rng_mutations,
     rtol_mutations,
     tuple_mutations,

@@ -14,13 +14,9 @@ from oracles import loop_matrix
 import convop
 
 from .core import (
-    Mutation,
     Spec,
-    array_mutations,
     assert_matches,
-    budget_mutations,
     check_sparse,
-    choice_mutations,
     drawn_layer,
     dtype_param_mutations,
     exact_dtype,
@@ -28,9 +24,15 @@ from .core import (
     layer_mutations,
     layer_of,
     matrix_dtype_rule,
-    optional,
     register,
     representable,
+)
+from .mutations import (
+    Mutation,
+    array_mutations,
+    budget_mutations,
+    choice_mutations,
+    optional,
     tuple_mutations,
 )
 

@@ -10,15 +10,17 @@ from hypothesis import strategies as st
 import convop
 
 from .core import (
+    Spec,
+    register,
+)
+from .mutations import (
     Bad,
     Mutation,
     Same,
-    Spec,
     Unaffordable,
     budget_mutations,
     choice_mutations,
     int_mutations,
-    register,
     rng_mutations,
 )
 
