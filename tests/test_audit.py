@@ -12,6 +12,8 @@ import pytest
 import convop
 
 torch = pytest.importorskip("torch")
+import convop.torch  # noqa: E402 - after the skip: it needs torch
+
 nn = torch.nn
 
 
@@ -469,3 +471,58 @@ def test_the_onnx_bounds_per_norm_match_the_torch_ones(residual_normed):
         J = torch.autograd.functional.jacobian(model, x).reshape(2, -1).numpy()
         assert np.linalg.norm(J, 1) <= exported.network_bound["norm_1"]
         assert np.linalg.norm(J, np.inf) <= exported.network_bound["norm_inf"]
+
+
+class Functional(nn.Module):
+    """Pooling, flatten and dropout as functional calls (torchvision-style forwards)."""
+
+    def __init__(self, training_dropout=False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 3)
+        self.training_dropout = training_dropout
+
+    def forward(self, x):
+        F = torch.nn.functional
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 3, 2, 1)
+        x = F.avg_pool2d(self.conv2(x), kernel_size=2, stride=2)
+        x = F.dropout(x, 0.5, training=self.training or self.training_dropout)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.head(x)
+
+
+def test_functional_pooling_flatten_and_dropout_have_rules():
+    torch.manual_seed(2)
+    model = Functional().double()
+    r = convop.audit(model, (2, 8, 8), rtol=1e-12, norms=(1, np.inf))
+    s1, s2 = (row.sigma_max for row in r.layers)
+    linear = model.head.weight.detach().numpy()
+    # max pool 3/2/1 covers a pixel 2x2 times: sqrt(4); avg pool 2/2: sqrt(1/4); adaptive
+    # average of 2x2 pixels: sqrt(1/4).
+    expected = s1 * 2.0 * s2 * 0.5 * 0.5 * np.linalg.norm(linear, 2)
+    assert r.network_bound["sigma_max"] == pytest.approx(expected, rel=1e-12)
+    rng = np.random.default_rng(3)
+    model.eval()
+    for _ in range(10):
+        x = torch.from_numpy(rng.standard_normal((1, 2, 8, 8)))
+        J = torch.autograd.functional.jacobian(model, x).reshape(3, -1).numpy()
+        assert np.linalg.norm(J, 2) <= r.network_bound["sigma_max"]
+        assert np.linalg.norm(J, 1) <= r.network_bound["norm_1"]
+        assert np.linalg.norm(J, np.inf) <= r.network_bound["norm_inf"]
+    random = convop.audit(Functional(training_dropout=True).double(), (2, 8, 8))
+    assert random.network_bound is None and "training=True is random" in random.network_note
+
+
+def test_an_untraceable_model_says_what_to_do():
+    class Branching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() >= 0 else x
+
+    r = convop.audit(Branching().double(), (2, 6, 6))
+    assert "rows above are exact regardless" in r.network_note
+    assert "traceable submodule" in r.network_note and r.layers[0].sigma_max > 0

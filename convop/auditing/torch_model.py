@@ -25,7 +25,7 @@ from .lipschitz import (
 __all__ = ["network_bounds", "torch_layers"]
 
 #: torch functions and methods that keep the bound (reshapes, slope-1 activations).
-KEEP = {"relu", "flatten", "view", "reshape", "contiguous", "dropout", "squeeze",
+KEEP = {"relu", "flatten", "view", "reshape", "contiguous", "squeeze",
          "unsqueeze", "permute", "transpose", "tanh"}
 
 
@@ -106,7 +106,10 @@ def network_bounds(model: Any, input_shape: tuple[int, ...],
         ShapeProp(traced).propagate(
             torch.zeros((1, *input_shape), dtype=next(model.parameters()).dtype))
     except Exception as err:  # noqa: BLE001 - any tracing failure: no graph, no bound
-        return None, f"no network bound: torch.fx cannot trace the model ({err})"[:300]
+        return None, (f"no network bound: torch.fx cannot trace the model ({err})"[:300]
+                      + "; the rows above are exact regardless. To get the bound, make the "
+                      "forward traceable (no data-dependent control flow; torch.fx.wrap for "
+                      "helper functions) or audit a traceable submodule on its own")
     modules = dict(traced.named_modules())
     steps: dict[Any, Step | NoRule] = {}
     output = None
@@ -149,11 +152,64 @@ def _fx_step(node: Any, modules: dict[str, Any],
         raise NoRule(f"{node.name}: a product of two tensors has no Lipschitz rule")
     if name == "cat":
         return Step("concat", tuple(node.args[0]))
+    if name in DROPOUTS:
+        if _argument(node, DROPOUTS[name], "training", True):
+            raise NoRule(f"{node.name}: {name} with training=True is random, not a fixed map "
+                         f"(pass training=self.training)")
+        return Step("scale", inputs[:1])
     if name in KEEP:
         return Step("scale", inputs[:1])
+    if name.rstrip("123d").rstrip("_") in ("max_pool", "avg_pool", "adaptive_avg_pool",
+                                            "adaptive_max_pool"):
+        return Step("scale", inputs[:1], _functional_pool(node, name))
     if name == "sigmoid":
         return Step("scale", inputs[:1], 0.25)
     raise NoRule(f"no Lipschitz rule for {node.op} {name!r} ({node.name})")
+
+
+#: Dropout functions and their parameters in order: the identity in eval (training=False).
+DROPOUTS = {name: ("input", "p", "training", "inplace") for name in (
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+    "feature_alpha_dropout")}
+#: Parameters of torch.nn.functional's pooling functions, in order.
+_POOL_PARAMETERS = {
+    "max_pool": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                 "return_indices"),
+    "avg_pool": ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                 "divisor_override"),
+}
+
+
+def _argument(node: Any, names: tuple[str, ...], name: str, default: Any) -> Any:
+    """Return the value of a traced call's argument, positional or keyword."""
+    if name in node.kwargs:
+        return node.kwargs[name]
+    index = names.index(name)
+    return node.args[index] if index < len(node.args) else default
+
+
+def _functional_pool(node: Any, name: str) -> Callable[[str], float]:
+    """Return the factor of ``F.{max,avg}_pool{n}d`` or ``F.adaptive_{avg,max}_pool{n}d``."""
+    shape_in = tuple(int(v) for v in node.args[0].meta["tensor_meta"].shape[2:])
+    if name.startswith("adaptive"):
+        shape_out = tuple(int(v) for v in node.meta["tensor_meta"].shape[2:])
+        return adaptive_factor(shape_in, shape_out, "avg" in name)
+    average = name.startswith("avg")
+    params = _POOL_PARAMETERS["avg_pool" if average else "max_pool"]
+    ndim = len(shape_in)
+    kernel = as_tuple(_argument(node, params, "kernel_size", None), ndim)
+    stride = as_tuple(_argument(node, params, "stride", None) or kernel, ndim)
+    dilation = as_tuple(_argument(node, params, "dilation", 1), ndim) if not average else (
+        (1,) * ndim)
+    smallest = None
+    if average:
+        if _argument(node, params, "divisor_override", None) is not None:
+            raise NoRule(f"{node.name}: {name} with divisor_override has no rule")
+        padded = any(as_tuple(_argument(node, params, "padding", 0), ndim))
+        ceil = bool(_argument(node, params, "ceil_mode", False))
+        if (padded and not _argument(node, params, "count_include_pad", True)) or ceil:
+            smallest = 1  # a window at the border may hold a single pixel
+    return pool_factor(kernel, stride, dilation, average, smallest)
 
 
 def _module_factor(node: Any, module: Any, norms: Norms) -> float | Callable[[str], float]:
