@@ -526,3 +526,33 @@ def test_an_untraceable_model_says_what_to_do():
     r = convop.audit(Branching().double(), (2, 6, 6))
     assert "rows above are exact regardless" in r.network_note
     assert "traceable submodule" in r.network_note and r.layers[0].sigma_max > 0
+
+
+def test_a_layer_that_does_not_converge_is_a_row_with_its_bracket(monkeypatch):
+    # A genuine NoConvergence (a tiny iteration budget) on the second layer: its row
+    # carries a certified interval, the audit goes on, the network bound uses the upper end.
+    import convop.auditing.layer as layer_module
+
+    real = layer_module.spectral_norm
+
+    def short(weight, *args, **kwargs):
+        if weight.shape[0] == 2:
+            kwargs["maxiter"] = 3
+        return real(weight, *args, **kwargs)
+
+    monkeypatch.setattr(layer_module, "spectral_norm", short)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 2, 3, padding=1)).double()
+    r = convop.audit(model, (3, 12, 12), sigma_min=True, progress=False)
+    first, second = r.layers
+    assert first.sigma_max_bracket is None and first.sigma_max > 0
+    assert np.isnan(second.sigma_max) and "not converged" in second.note
+    low, high = second.sigma_max_bracket
+    W = convop.torch.conv_matrix_from_module(model[2], (12, 12), domain="input")
+    exact = dense_norms(W)[0]
+    assert low <= exact <= high and low > 0
+    assert r.network_bound["sigma_max"] == pytest.approx(first.sigma_max * high, rel=1e-12)
+    assert "certified upper bound stands in" in r.network_note
+    with pytest.raises(TypeError, match="`progress`"):
+        convop.audit(model, (3, 12, 12), progress="yes")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import NoConvergence
 from ..geometry import ConvGeometry, make_geometry
 from ..norms import absolute_sums
 from ..spectral.bounds import gram_iteration_bound
@@ -67,15 +68,25 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
     else:
         conv_layer, conv_size = layer, input_size
     geom = make_geometry(weight.shape, conv_size, **conv_layer)
-    sigma = spectral_norm(weight, conv_size, rtol=rtol, rng=rng, progress=False, **conv_layer)
+    bound = gram_iteration_bound(weight, conv_size, **conv_layer)
+    bracket = None
+    note = ""
+    try:
+        sigma = spectral_norm(weight, conv_size, rtol=rtol, rng=rng, progress=False,
+                              **conv_layer)
+    except NoConvergence as err:
+        # The Ritz value of the Gram operator is at most its top eigenvalue: sigma_max lies
+        # between its root and the certified Gram-iteration bound.
+        sigma = math.nan
+        bracket = (math.sqrt(max(err.estimate, 0.0)), bound)
+        note = (f"sigma_max not converged to rtol {rtol:g} ({err.steps} products): certified "
+                f"in [{bracket[0]:.8g}, {bracket[1]:.8g}] (a Ritz value, the Gram bound)")
     reshaped = reshaped_kernel_norm(weight)
     values, _ = counterpart_singular_values(weight, geom)
     circular = float(values[0]) if values.size else 0.0
-    bound = gram_iteration_bound(weight, conv_size, **conv_layer)
     low = cond = None
-    note = ""
     m, n = geom.matrix_shape("input")
-    if sigma_min:
+    if sigma_min and bracket is None:
         if min(m, n) <= SMALLEST_LIMIT:
             low = float(singular_values(weight, conv_size, k=1, which="smallest", rng=rng,
                                         progress=False, **conv_layer)[0])
@@ -92,7 +103,7 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
                       geom.nnz("input"), sigma, reshaped, circular, bound,
                       time.perf_counter() - start, low, cond, note=note,
                       norm_1=one if 1.0 in norms else None,
-                      norm_inf=inf if math.inf in norms else None)
+                      norm_inf=inf if math.inf in norms else None, sigma_max_bracket=bracket)
 
 
 def _l1_linf(weight: np.ndarray, geom: ConvGeometry, transposed_input: tuple[int, ...] | None

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from .._progress import Progress
+from .._progress import Progress, check_progress
 from .._validation import as_int_tuple
 from ..norms import check_ord
 from ..spectral.values import check_rtol
@@ -19,7 +19,7 @@ __all__ = ["audit"]
 
 
 def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool = False,
-          norms: Any = (), rng: Any = 0) -> AuditReport:
+          norms: Any = (), rng: Any = 0, progress: bool | None = None) -> AuditReport:
     """Audit every convolution of a model: exact norm beside the estimators.
 
     The input size each ``Conv``/``ConvTranspose`` really sees comes from one
@@ -55,6 +55,9 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         their own factors).
     rng : int or numpy.random.Generator
         Start vectors.
+    progress : bool, optional
+        Report each layer taking over a second on stderr: ``None`` when stderr
+        is a terminal (or ``CONVOP_PROGRESS=1``), ``True`` always, ``False`` never.
 
     Returns
     -------
@@ -79,6 +82,7 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
                          f"{shape}.")
     check_rtol(rtol)
     extra = _check_norms(norms)
+    report_progress = check_progress(progress)
     start = time.perf_counter()
     if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         from .onnx_model import onnx_layers
@@ -88,11 +92,15 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
         from .torch_model import torch_layers
 
         name, rows, bounds = torch_layers(model, shape)
-    audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng, extra)
-                    for index, row in enumerate(rows, 1))
+    audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng, extra,
+                               report_progress) for index, row in enumerate(rows, 1))
     fields = ("sigma_max", *ESTIMATORS, *(_NORM_FIELDS[p] for p in extra))
-    network, note = bounds({(r.name, r.input_size): {f: _value(getattr(r, f)) for f in fields}
+    network, note = bounds({(r.name, r.input_size): {f: _value(r, f) for f in fields}
                             for r in audited})
+    bracketed = [r.name for r in audited if r.sigma_max_bracket is not None]
+    if network is not None and bracketed:
+        note += (f"; {', '.join(bracketed)} not converged: its certified upper bound stands "
+                 f"in for sigma_max")
     return AuditReport(name, shape, audited, time.perf_counter() - start, network, note)
 
 
@@ -116,18 +124,27 @@ def _check_norms(norms: Any) -> tuple[float, ...]:
     return tuple(chosen)
 
 
-def _value(value: float | None) -> float:
+def _value(row: LayerAudit, field: str) -> float:
+    """Return a row's value for the network bound (NaN when missing).
+
+    An unconverged ``sigma_max`` gives its certified upper bound: the network
+    bound stays a bound.
+    """
+    if field == "sigma_max" and row.sigma_max_bracket is not None:
+        return row.sigma_max_bracket[1]
+    value = getattr(row, field)
     return math.nan if value is None else value
 
 
 def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,
-               rng: Any, norms: tuple[float, ...]) -> LayerAudit:
+               rng: Any, norms: tuple[float, ...], progress: bool | None) -> LayerAudit:
     if row.weight is None:  # a node convop cannot read: its note says why
         return refused_layer(row, "")
     weight = row.weight
     # Progress on stderr for every layer that takes over a second.
     with Progress(f"auditing layer {index}/{total} {row.name} "
-                  f"{'x'.join(map(str, weight.shape))} @{'x'.join(map(str, row.input_size))}"):
+                  f"{'x'.join(map(str, weight.shape))} @{'x'.join(map(str, row.input_size))}",
+                  enabled=progress):
         try:
             audited = audit_layer(row.name, row.kind, weight, row.input_size, row.layer,
                                   row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng,

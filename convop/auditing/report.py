@@ -27,7 +27,9 @@ class LayerAudit:
     upper bound (Gram iteration). ``sigma_min``/``condition_number`` are None
     when not asked for or skipped (``note`` says why). ``norm_1`` and
     ``norm_inf``, the exact l1 and l-infinity operator norms
-    (:func:`convop.operator_norm`), are None unless asked for.
+    (:func:`convop.operator_norm`), are None unless asked for. A layer whose
+    ``sigma_max`` did not converge has NaN there and ``sigma_max_bracket``, a
+    certified interval holding it (its ``note`` says so).
     """
 
     name: str
@@ -48,6 +50,8 @@ class LayerAudit:
     note: str = ""
     norm_1: float | None = None
     norm_inf: float | None = None
+    #: A certified interval holding sigma_max when it did not converge (sigma_max is NaN).
+    sigma_max_bracket: tuple[float, float] | None = None
 
     def ratio(self, estimator: str) -> float:
         """Return an estimator over the exact value."""
