@@ -404,6 +404,7 @@ def test_audit_a_model_factory_from_the_current_directory(tmp_path, monkeypatch,
     code, text = run("audit", "mymodels:small", "--in", "3x8x8", "--plot", str(tmp_path / "pics"))
     assert code == 0 and "reshaped" in text and "sequential network only" in text
     assert (tmp_path / "pics" / "audit.png").stat().st_size > 5000
+    capsys.readouterr()  # the runs above may have reported progress (a loaded machine)
     for argv, message in ((["mymodels:not_a_model", "--in", "3x8x8"], "not a torch.nn.Module"),
                           (["model.onnx", "--in", "3x8x8"], "'model.onnx' is not a file"),
                           (["mymodels:small", "--in", "3x0"], "argument --in"),

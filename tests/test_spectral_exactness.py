@@ -233,3 +233,42 @@ def test_chunk_bytes_and_rtol_are_validated():
             convop.spectral_norm(w, (6, 6), rtol=bad)
     with pytest.raises(TypeError, match="`rtol`"):
         convop.spectral_norm(w, (6, 6), rtol="1e-6")
+
+
+# Circular layers through the FFT on every path -------------------------------------------------
+
+
+@pytest.mark.parametrize("layer", [
+    dict(weight_shape=(4, 3, 3, 3), size=(6, 6), padding=1),
+    dict(weight_shape=(4, 2, 3, 3), size=(8, 6), padding=1, stride=2, groups=2),
+    dict(weight_shape=(3, 3, 3), size=(9,), padding=2, dilation=2),
+    dict(weight_shape=(2, 2, 3, 3, 3), size=(4, 4, 4), padding=1),
+], ids=["2-D", "strided grouped", "1-D dilated", "3-D"])
+@pytest.mark.parametrize("complex_weight", [False, True], ids=["real", "complex"])
+def test_circular_layers_any_which_and_k_equal_the_dense_svd(layer, complex_weight, rng):
+    layer = dict(layer)  # the parametrized dict is shared between cases
+    shape = layer.pop("weight_shape")
+    size = layer.pop("size")
+    w = rng.standard_normal(shape)
+    if complex_weight:
+        w = w + 1j * rng.standard_normal(shape)
+    kw = dict(padding_mode="circular", **layer)
+    A = convop.conv_matrix(w, size, domain="input", **kw).toarray()
+    dense = np.linalg.svd(A, compute_uv=False)
+    scale = dense[0]
+    for which, k in (("smallest", 1), ("smallest", 3), ("largest", 3), ("largest", None)):
+        got = convop.singular_values(w, size, k=k, which=which, **kw)
+        expected = dense if k is None else (dense[:k] if which == "largest" else dense[-k:])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * scale)
+    report = convop.spectrum_report(w, size, **kw)
+    assert report.sigma_min == pytest.approx(dense[-1], abs=1e-12 * scale)
+
+
+def test_a_large_circular_layer_needs_no_factorization(rng):
+    # 64->64 @32 (65 536 unknowns): both ends from the FFT, a couple of products for the top.
+    w = rng.standard_normal((64, 64, 3, 3))
+    report = convop.spectrum_report(w, (32, 32), padding=1, padding_mode="circular", rng=0)
+    expected = convop.circular_singular_values(w, (32, 32))
+    assert report.sigma_min == pytest.approx(expected.min(), rel=1e-12)
+    assert report.sigma_max == pytest.approx(expected.max(), rel=1e-10)
+    assert report.products <= 5

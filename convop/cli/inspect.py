@@ -248,7 +248,9 @@ def _spectrum(args: argparse.Namespace, op: LayerOperator, text: bool, out: Text
     result["spectral_norm"] = sigma_max
     if text:
         print(f"  spectral norm      {sigma_max:.12g}", file=out, flush=True)
-    if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT:
+    g = op.geometry
+    circulant = g.padding_mode == "circular" and circulant_problem(g) is None  # the FFT's
+    if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT and not circulant:
         return _skipped(result, f"the smallest singular value of a {m} x {n} operator needs a "
                         f"sparse Cholesky factorization of its {min(m, n)}-unknown Gram matrix "
                         f"(minutes at this size); pass --spectrum full",
