@@ -59,6 +59,13 @@ class NoConvergence(RuntimeError):
         Its residual norm: an eigenvalue lies within this distance of it.
     steps : int
         Operator applications made.
+    bracket : tuple of float or None
+        For the largest singular value, a certified interval ``(low, high)``
+        holding it: ``low`` the root of the Ritz value (a Ritz value never
+        exceeds the largest eigenvalue of the Gram operator), ``high`` a
+        certified upper bound (the Gram-iteration bound of a layer, or
+        ``sqrt(||A||_1 ||A||_inf)`` of an explicit matrix); None where none was
+        computed.
 
     Examples
     --------
@@ -67,12 +74,16 @@ class NoConvergence(RuntimeError):
     >>> try:
     ...     convop.spectral_norm(w, (32, 32), padding=1, maxiter=3, rng=0)
     ... except convop.NoConvergence as err:
-    ...     print(isinstance(err, RuntimeError), err.residual > 0)
+    ...     low, high = err.bracket
+    ...     print(isinstance(err, RuntimeError), low <= convop.spectral_norm(w, (32, 32),
+    ...                                                                padding=1) <= high)
     True True
     """
 
-    def __init__(self, message: str, estimate: float, residual: float, steps: int) -> None:
+    def __init__(self, message: str, estimate: float, residual: float, steps: int,
+                 bracket: tuple[float, float] | None = None) -> None:
         super().__init__(message)
         self.estimate = estimate
         self.residual = residual
         self.steps = steps
+        self.bracket = bracket

@@ -199,3 +199,20 @@ def test_rng_makes_results_reproducible(rng):
     a = convop.singular_values(weight, (7, 8), padding=1, k=3, rng=5)
     b = convop.singular_values(weight, (7, 8), padding=1, k=3, rng=5)
     assert a.tolist() == b.tolist()
+
+
+def test_no_convergence_carries_a_certified_bracket(rng):
+    # Stopped early on purpose: the root of the Ritz value below, a certified bound above
+    # (the Gram-iteration bound of a layer, sqrt(||A||_1 ||A||_inf) of a matrix).
+    import scipy.sparse.linalg as sla
+
+    w = rng.standard_normal((4, 4, 3, 3))
+    exact = convop.spectral_norm(w, (24, 24), padding=1, rng=0)
+    A = convop.conv_matrix(w, (24, 24), padding=1, domain="input")
+    for obj, kw in ((w, dict(input_size=(24, 24), padding=1)), (A, {}),
+                    (sla.aslinearoperator(A), {})):
+        with pytest.raises(convop.NoConvergence, match="certified in") as caught:
+            convop.spectral_norm(obj, maxiter=3, rng=0, **kw)
+        low, high = caught.value.bracket
+        assert 0 < low <= exact <= high
+    assert high == np.inf  # an operator without entries has no cheap upper bound

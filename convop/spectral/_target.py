@@ -166,6 +166,11 @@ class Target:
             return self.layer.sample_bytes(self.dtype)
         return self.vector_bytes(2)
 
+    @property
+    def explicit_matrix(self) -> sp.csr_array | None:
+        """The sparse matrix the caller passed (None for a layer or a LinearOperator)."""
+        return self._matrix if self.layer is None else None
+
     def matrix(self) -> sp.csr_array:
         """Return the explicit sparse matrix in the work dtype (built once for a layer).
 

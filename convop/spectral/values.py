@@ -15,6 +15,7 @@ for small operators, :mod:`~convop.spectral.largest` for the largest values,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,10 @@ from .._blas import single_threaded
 from .._progress import Progress, check_progress
 from .._typing import IntOrTuple, PaddingLike, PaddingMode
 from .._validation import as_int, as_real, as_rng, check_bool, check_callable, check_choice
+from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
+from .bounds import gram_iteration_bound
 from .circular import circulant_problem, circular_singular_values
 from .largest import largest
 from .results import Callback, Singular, select
@@ -153,9 +156,16 @@ def singular_values(
     what = f"the {'largest' if which == 'largest' else 'smallest'} singular value" + (
         "s" if k != 1 else "")
     with target, single_threaded(), Progress(what, enabled=options["progress"]) as stage:
-        result = compute(target, k, which, tol, as_rng(rng), maxiter=options["maxiter"],
-                         callback=reporting(stage, options["callback"]),
-                         vectors=options["return_vectors"])
+        try:
+            result = compute(target, k, which, tol, as_rng(rng), maxiter=options["maxiter"],
+                             callback=reporting(stage, options["callback"]),
+                             vectors=options["return_vectors"])
+        except NoConvergence as err:
+            if which == "largest" and err.bracket is None:
+                err.bracket = largest_bracket(target, err.estimate)
+                err.args = (f"{err.args[0]} The largest singular value is certified in "
+                            f"[{err.bracket[0]:.12g}, {err.bracket[1]:.12g}].",)
+            raise
     if not options["return_vectors"]:
         return result.values
     return shaped_vectors(target, result, options["tensors"])
@@ -265,10 +275,11 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
         u = np.eye(m, count, dtype=target.dtype) if vectors else None
         vt = np.eye(count, n, dtype=target.dtype) if vectors else None
         return Singular(np.zeros(count), np.zeros(count), u, vt)
-    if not vectors and circulant_layer(target) is not None and (
-            k is None or which == "smallest" or k > 1):
-        # Block circulant: every value from the FFT blocks, in milliseconds (the largest
-        # alone is one or two products from the FFT's exact start vector).
+    if not vectors and circulant_layer(target) is not None:
+        # Block circulant: every value from the FFT blocks, exact. Lanczos from the FFT's
+        # start would take a product or two for the largest, but inside a cluster (an
+        # orthogonal layer's values all near 1) a Ritz value with a small residual can lie
+        # below the largest value: the FFT's cannot.
         result = circulant_values(target)
         if which == "largest":
             return select(result, slice(0, count))
@@ -285,6 +296,28 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
         sigma_max = float(largest(target, 1, max(rtol, 1e-6), rng).values[0])
     return smallest_singular_values(target, k, rng, sigma_max, maxiter=maxiter,
                                     callback=callback, vectors=vectors)
+
+
+def largest_bracket(target: Target, ritz: float) -> tuple[float, float]:
+    """Return a certified interval holding sigma_max, from a Gram Ritz value that stopped.
+
+    The Ritz value's root is a lower bound; the upper bound is the layer's
+    Gram-iteration bound, or ``sqrt(||A||_1 ||A||_inf)`` of an explicit matrix
+    (inf for an operator without entries).
+    """
+    low = math.sqrt(max(ritz, 0.0)) if math.isfinite(ritz) else 0.0
+    layer = target.layer
+    if layer is not None:
+        g = layer.geometry
+        high = gram_iteration_bound(layer.weight, g.input_size, max_bytes=target.max_bytes,
+                                    **g.layer_arguments())
+    elif target.explicit_matrix is not None:
+        a = abs(target.explicit_matrix)
+        high = math.sqrt(float(a.sum(axis=0).max(initial=0.0)) *
+                         float(a.sum(axis=1).max(initial=0.0)))
+    else:
+        high = math.inf
+    return low, max(low, high)
 
 
 def circulant_layer(target: Target) -> Any:
