@@ -513,3 +513,29 @@ def test_check_conv_reports_its_configurations_on_stderr(capsys):
     assert report.passed and "check_conv(kind='forward') of convop." in err and "done" in err
     with pytest.raises(TypeError, match="`progress`"):
         convop.check_conv(convop.conv, configs="quick", progress="yes")
+
+
+def test_a_cause_is_never_named_where_it_cannot_change_the_result():
+    # An implementation a few tolerances off (a lower-precision accumulation) fails; on a
+    # 1x1 layer a flipped kernel is the kernel itself, so "kernel flipped" matched that
+    # failure within its 10x margin. A cause equal to the right result explains nothing.
+    from convop.validation.battery import RTOL
+
+    def sloppy(x, weight, bias=None, **layer):
+        return convop.conv(x, weight, bias, **layer) * (1 + 15 * RTOL[np.dtype(x.dtype)])
+
+    for config in (convop.LayerConfig("1x1 kernel", (5, 3, 1, 1), (6, 5)),
+                   convop.LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3)):
+        report = convop.check_conv(sloppy, configs=[config], rng=0)
+        (result,) = report.failures
+        assert "flipped" not in result.cause, result
+
+
+def test_an_implementation_returning_a_list_is_reported_as_a_list():
+    def as_list(x, weight, bias=None, **layer):
+        return convop.conv(x, weight, bias, **layer).tolist()
+
+    config = convop.LayerConfig("3x3", (2, 2, 3, 3), (5, 5), padding=1)
+    report = convop.check_conv(as_list, configs=[config], dtype=np.float32, rng=0)
+    (result,) = report.failures
+    assert "returned a list, which numpy reads as float64 for float32 inputs" in result.where

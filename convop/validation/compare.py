@@ -24,7 +24,8 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
     scale = exact_result(case, absolute=True)
     tol = tolerance(dtype, scale)
     try:
-        actual = call_impl(impl, case)
+        raw = call_impl(impl, case)
+        actual = np.asarray(raw)
     except NotImplementedError as exc:  # a configuration the implementation cannot express
         return ConfigResult(cfg, "skip", 0.0, 0.0, 0.0,
                             where=(str(exc) or "not implemented")[:200])
@@ -39,8 +40,9 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
         # A float32 layer computed and returned in float64 (or the reverse) is not the
         # layer asked for, even when the numbers are close.
         result = compare_results(cfg, kind, actual, expected, tol)
+        what = _returned(raw, actual)
         return dataclasses.replace(
-            result, status="fail", where=f"returned {actual.dtype} for {dtype} inputs"
+            result, status="fail", where=f"returned {what} for {dtype} inputs"
             + (f"; {result.where}" if result.where else ""),
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
     result = compare_results(cfg, kind, actual, expected, tol)
@@ -61,3 +63,13 @@ def compare_results(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: n
         return ConfigResult(cfg, "fail", max_error, tolerance, ratio,
                             where=localize(err > tol, kind))
     return ConfigResult(cfg, "pass", max_error, tolerance, ratio)
+
+
+def _returned(raw: Any, actual: np.ndarray) -> str:
+    """Say what an implementation returned: its dtype, or its type and numpy's reading."""
+    if isinstance(raw, np.ndarray):
+        return str(actual.dtype)
+    kind = type(raw)
+    name = kind.__name__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}")
+    return f"a {name}, which numpy reads as {actual.dtype}"

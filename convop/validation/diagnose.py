@@ -83,7 +83,13 @@ def _ranges(idx: np.ndarray) -> str:
 
 
 def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
-    """Name the known cause whose exact result the implementation reproduces."""
+    """Name the known cause whose exact result the implementation reproduces.
+
+    A mistake whose result equals the right one on this layer (a flipped 1x1
+    kernel, transposed channels of a symmetric weight) cannot explain a failure
+    there: it is never named.
+    """
+    expected = exact_result(case)
     for label, candidate in _candidates(case):
         try:
             guess = candidate()
@@ -92,10 +98,11 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
         if guess.shape != actual.shape:
             continue
         bound = tol if tol.shape == guess.shape else RTOL[case.dtype] * np.abs(guess) + 1e-300
+        if guess.shape == expected.shape and np.all(np.abs(guess - expected) <= bound):
+            continue  # indistinguishable from the right result: it cannot be the cause
         if np.all(np.abs(actual.astype(np.float64) - guess) <= 10 * bound):
             return label
     if case.kind in ("forward", "transpose") and actual.shape == tol.shape:
-        expected = exact_result(case)
         perm = _channel_permutation(actual, expected, tol)
         if perm is not None:
             return f"output channels permuted: position i holds exact channel {perm}"
