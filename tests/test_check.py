@@ -539,3 +539,43 @@ def test_an_implementation_returning_a_list_is_reported_as_a_list():
     report = convop.check_conv(as_list, configs=[config], dtype=np.float32, rng=0)
     (result,) = report.failures
     assert "returned a list, which numpy reads as float64 for float32 inputs" in result.where
+
+
+def test_every_failure_comes_with_a_standalone_reproducer(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mybuggyconv.py").write_text(
+        "import convop\n"
+        "def conv(x, weight, bias=None, **layer):\n"
+        "    layer['padding'] = 0 if layer.get('padding_mode', 'zeros') == 'zeros' else "
+        "layer['padding']\n"
+        "    return convop.conv(x, weight, bias, **layer)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mybuggyconv
+
+        report = convop.check_conv(mybuggyconv.conv, configs="quick", rng=0)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert report.failures and all(r.reproducer for r in report.failures)
+    assert all(not r.reproducer for r in report.results if r.passed)
+    paths = report.write_reproducers(tmp_path / "repro")
+    assert len(paths) == len(report.failures)
+    env = {"PYTHONPATH": str(tmp_path)}
+    for path in paths[:2]:
+        run = subprocess.run([sys.executable, path], capture_output=True, text=True,
+                             timeout=60, env=env, check=False)
+        # The buggy call is reproduced without convop's check: entries off, or its error.
+        assert ("entries off" in run.stdout and not run.stdout.startswith("0 of")
+                or run.returncode != 0), run.stdout + run.stderr
+    # The same snippet with a correct implementation finds nothing: inputs, expected
+    # values and tolerance are right.
+    source = Path(paths[0]).read_text().replace(
+        "from mybuggyconv import conv", "from convop import conv")
+    fixed = tmp_path / "fixed.py"
+    fixed.write_text(source)
+    run = subprocess.run([sys.executable, str(fixed)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.stdout.startswith("0 of"), run.stdout + run.stderr

@@ -447,3 +447,17 @@ def test_audit_norms_flag(tmp_path, monkeypatch, capsys):
     assert all(row["norm_1"] > 0 and row["norm_inf"] > 0 for row in data["layers"])
     assert main(["audit", "normsmodel:build", "--in", "2x6x6", "--norms", "3"]) == 2
     assert "argument --norms" in capsys.readouterr().err
+
+
+def test_check_writes_reproducers(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mybug.py").write_text(
+        "import convop\n"
+        "def forward(x, weight, bias=None, **layer):\n"
+        "    return convop.conv(x, weight, None, **layer)  # drops the bias\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["check", "mybug:forward", "--configs", "quick", "--reproducers", "out"])
+    text = capsys.readouterr().out
+    assert code == 1 and "reproducers written to out" in text
+    files = sorted((tmp_path / "out").glob("*.py"))
+    assert files and "from mybug import forward" in files[0].read_text()
+    assert "bias missing" in files[0].read_text()

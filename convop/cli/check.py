@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from typing import Any, TextIO
 
 from .._optional import install_hint, missing
@@ -35,6 +36,9 @@ def add_parser(sub: Any) -> None:
                        help="default: float64, or the framework's only dtype "
                        "(float32 for onnxruntime)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    check.add_argument("--reproducers", metavar="DIR", default=None,
+                       help="write a standalone Python reproducer of every failing "
+                       "configuration into DIR (inputs, the call, the exact expected values)")
 
 
 
@@ -63,10 +67,20 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if problem:
             raise UsageError(f"argument target: {args.target}: {problem}")
         dtype = args.dtype or "float64"
+    if args.reproducers:
+        try:
+            os.makedirs(args.reproducers, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"argument --reproducers: cannot create {args.reproducers!r}: "
+                             f"{err.strerror or err}") from err
     passed = True
     for kind, impl in targets:
         report = check_conv(impl, kind=kind, configs=args.configs, dtype=dtype, rng=args.seed)
         print(report, file=out)
+        if args.reproducers and report.failures:
+            paths = report.write_reproducers(args.reproducers)
+            print(f"{len(paths)} reproducer{'s' if len(paths) > 1 else ''} written to "
+                  f"{args.reproducers}", file=out)
         print(file=out)
         passed &= report.passed
     print("all checks passed" if passed else "some checks FAILED", file=out)

@@ -18,7 +18,7 @@ from .._validation import (
 )
 from .battery import KINDS, RTOL, LayerConfig, battery_configs
 from .case import case_inputs
-from .compare import run_config
+from .compare import implementation_label, run_config
 from .report import CheckReport
 
 
@@ -97,9 +97,7 @@ def check_conv(
         raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
     battery = _check_configs(configs, kind, check_max_bytes(max_bytes))
     gen = as_rng(rng)
-    name = getattr(impl, "__qualname__", None) or type(impl).__name__
-    module = getattr(impl, "__module__", None)
-    label = f"{module}.{name}" if module else name
+    label = implementation_label(impl)
     results = []
     with Progress(f"check_conv(kind={kind!r}) of {label}",
                   enabled=check_progress(progress)) as stage:

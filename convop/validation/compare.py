@@ -13,6 +13,7 @@ from .battery import LayerConfig, tolerance
 from .case import Case, call_impl, case_inputs, exact_result
 from .diagnose import diagnose_failure, localize
 from .report import ConfigResult
+from .reproducer import reproducer
 
 
 def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: np.dtype,
@@ -30,25 +31,46 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
         return ConfigResult(cfg, "skip", 0.0, 0.0, 0.0,
                             where=(str(exc) or "not implemented")[:200])
     except Exception as exc:  # the implementation's failure is the finding
-        return ConfigResult(cfg, "error", math.inf, 0.0, math.inf,
-                            where=f"raised {type(exc).__name__}: {exc}"[:200])
+        where = f"raised {type(exc).__name__}: {exc}"[:200]
+        return ConfigResult(cfg, "error", math.inf, 0.0, math.inf, where=where,
+                            reproducer=reproducer(impl, implementation_label(impl), case,
+                                                  expected, tol, where))
     if actual.shape != expected.shape:
         cause = diagnose_failure(case, actual, tol)
-        return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
-                            where=f"shape {actual.shape}, expected {expected.shape}", cause=cause)
+        where = f"shape {actual.shape}, expected {expected.shape}"
+        finding = "; ".join(s for s in (cause, where) if s)
+        return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf, where=where, cause=cause,
+                            reproducer=reproducer(impl, implementation_label(impl), case,
+                                                  expected, tol, finding))
     if actual.dtype != dtype:
         # A float32 layer computed and returned in float64 (or the reverse) is not the
         # layer asked for, even when the numbers are close.
         result = compare_results(cfg, kind, actual, expected, tol)
         what = _returned(raw, actual)
-        return dataclasses.replace(
+        result = dataclasses.replace(
             result, status="fail", where=f"returned {what} for {dtype} inputs"
             + (f"; {result.where}" if result.where else ""),
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
+        return _with_reproducer(result, impl, case, expected, tol)
     result = compare_results(cfg, kind, actual, expected, tol)
     if result.passed:
         return result
-    return dataclasses.replace(result, cause=diagnose_failure(case, actual, tol))
+    result = dataclasses.replace(result, cause=diagnose_failure(case, actual, tol))
+    return _with_reproducer(result, impl, case, expected, tol)
+
+
+def _with_reproducer(result: ConfigResult, impl: Callable[..., Any], case: Case,
+                     expected: np.ndarray, tol: np.ndarray) -> ConfigResult:
+    finding = "; ".join(s for s in (result.cause, result.where) if s) or "wrong values"
+    return dataclasses.replace(result, reproducer=reproducer(impl, implementation_label(impl), case,
+                                                             expected, tol, finding))
+
+
+def implementation_label(impl: Callable[..., Any]) -> str:
+    """Name an implementation as check_conv's report does: module.qualname."""
+    name = getattr(impl, "__qualname__", None) or type(impl).__name__
+    module = getattr(impl, "__module__", None)
+    return f"{module}.{name}" if module else name
 
 
 def compare_results(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarray,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .battery import LayerConfig
+from .reproducer import snippet_name
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class ConfigResult:
     ratio: float
     where: str = ""
     cause: str = ""
+    #: For a failure or an error: standalone Python source that reproduces it (the
+    #: inputs, the call, convop's exact expected values and the tolerance).
+    reproducer: str = ""
 
     @property
     def passed(self) -> bool:
@@ -62,6 +67,21 @@ class CheckReport:
     def skips(self) -> tuple[ConfigResult, ...]:
         """The configurations the implementation declined, with their reasons."""
         return tuple(r for r in self.results if r.skipped)
+
+    def write_reproducers(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Write one runnable ``.py`` reproducer per failing configuration; return the paths.
+
+        Each holds the inputs the check used, the call of the implementation and
+        convop's exact expected output: paste it into a framework's bug report.
+        """
+        os.makedirs(directory, exist_ok=True)
+        paths = []
+        for index, r in enumerate(self.failures, 1):
+            path = os.path.join(directory, snippet_name(index, r.config.name, self.kind))
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(r.reproducer)
+            paths.append(path)
+        return paths
 
     @property
     def worst(self) -> ConfigResult | None:

@@ -1,0 +1,87 @@
+"""A standalone reproducer for each failing configuration: inputs, the call, expected values.
+
+The snippet holds everything a framework's bug report needs and nothing of
+convop's: the exact inputs the check used (as array literals, so no seed or
+generator is involved), the layer's arguments, the call of the implementation
+under test, and convop's exact expected output with its tolerance. Run, it
+prints how many entries are off and the worst error.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .case import CALLS, Case
+
+__all__ = ["reproducer", "snippet_name"]
+
+
+def reproducer(impl: Callable[..., Any], label: str, case: Case, expected: np.ndarray,
+               tol: np.ndarray, finding: str) -> str:
+    """Return Python source that reproduces one configuration's failure on its own."""
+    positional, _ = CALLS[case.kind]
+    lines = [
+        f'"""Reproducer: {label} on layer {case.cfg.name!r} ({case.kind}, {case.dtype}).',
+        "",
+        f"convop's check found: {finding}.",
+        "The inputs below are the ones the check used; `expected` is the exact result",
+        "(float64, from the exact operator), `tolerance` the allowed error per entry.",
+        '"""',
+        "import numpy as np",
+        "",
+    ]
+    sizes = {"input_size": tuple(case.cfg.input_size),
+             "kernel_size": tuple(case.cfg.weight_shape[2:])}
+    for name in positional:
+        if name in case.arrays:
+            lines.append(f"{name} = {_literal(case.arrays[name])}")
+    lines.append(f"layer = {case.layer()!r}")
+    call_args = ", ".join(name if name in case.arrays else repr(sizes[name])
+                          for name in positional)
+    lines += ["", *_import(impl), f"actual = {_callable_name(impl)}({call_args}, **layer)",
+              "actual = np.asarray(actual, dtype=np.float64)", "",
+              f"expected = {_literal(expected)}", f"tolerance = {_literal(tol)}",
+              "bad = ~(np.abs(actual - expected) <= tolerance)",
+              'print(f"{int(bad.sum())} of {bad.size} entries off; worst error '
+              '{np.max(np.abs(actual - expected)):.3e}")']
+    return "\n".join(lines) + "\n"
+
+
+def snippet_name(index: int, case_name: str, kind: str) -> str:
+    """Return a file name for a reproducer, e.g. ``03_forward_stride_2.py``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", case_name.lower()).strip("_") or "layer"
+    return f"{index:02d}_{kind}_{slug}.py"
+
+
+def _literal(array: Any) -> str:
+    """Return a numpy expression that rebuilds ``array`` exactly (None stays None)."""
+    if array is None:
+        return "None"
+    a = np.asarray(array)
+    # tolist() gives Python floats: exact for float32 and float64 values alike.
+    values = textwrap.fill(repr(a.ravel().tolist()), 88, subsequent_indent="    ",
+                           break_long_words=False, break_on_hyphens=False)
+    return f"np.array({values}, dtype={a.dtype.name!r}).reshape({a.shape!r})"
+
+
+def _import(impl: Callable[..., Any]) -> list[str]:
+    module = getattr(impl, "__module__", None)
+    qualname = getattr(impl, "__qualname__", "")
+    if module and module != "__main__" and qualname and "<" not in qualname:
+        return [f"from {module} import {qualname.split('.')[0]}  # the implementation checked"]
+    return ["# The implementation checked was not importable (defined in __main__ or a",
+            "# lambda): define `implementation` here, with the same signature.",
+            "implementation = None"]
+
+
+def _callable_name(impl: Callable[..., Any]) -> str:
+    module = getattr(impl, "__module__", None)
+    qualname = getattr(impl, "__qualname__", "")
+    if module and module != "__main__" and qualname and "<" not in qualname:
+        return qualname
+    return "implementation"
