@@ -579,3 +579,26 @@ def test_every_failure_comes_with_a_standalone_reproducer(tmp_path):
     run = subprocess.run([sys.executable, str(fixed)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.stdout.startswith("0 of"), run.stdout + run.stderr
+
+
+def test_results_that_depend_on_the_batch_size_are_caught_and_named():
+    # TensorFlow #1299, #9870: an implementation right for a batch and wrong for one sample
+    # (here: a batch of 1 drops the bias), and one wrong only for larger batches.
+    def single_sample_bug(x, weight, bias=None, **layer):
+        return convop.conv(x, weight, None if x.shape[0] == 1 else bias, **layer)
+
+    def batch_bug(x, weight, bias=None, **layer):
+        y = convop.conv(x, weight, bias, **layer)
+        if x.shape[0] > 2:
+            y[2:] = convop.conv(x[1:2], weight, bias, **layer)  # later samples repeat one
+        return y
+
+    config = convop.LayerConfig("batch 3", (3, 2, 3, 3), (5, 6), padding=1, batch=3)
+    (first,) = convop.check_conv(single_sample_bug, configs=[config], rng=0).failures
+    assert first.cause.startswith("results depend on the batch size: the batch of 3 passes")
+    assert "the first sample alone" in first.where and first.reproducer
+    (second,) = convop.check_conv(batch_bug, configs=[config], rng=0).failures
+    assert second.cause.startswith("results depend on the batch size: the first sample alone")
+    # Batches under 3 are not run twice: no cost for the rest of the battery.
+    small = convop.LayerConfig("batch 2", (3, 2, 3, 3), (5, 6), padding=1)
+    assert convop.check_conv(single_sample_bug, configs=[small], rng=0).passed

@@ -145,6 +145,8 @@ _TRANSPOSE = [
                 output_padding=(0, 1)),
     LayerConfig("single pixel", (2, 3, 3, 3), (1, 1)),
     LayerConfig("zero batch", (2, 3, 3, 3), (4, 4), stride=2, batch=0),
+    LayerConfig("batch 3", (2, 3, 3, 3), (4, 5), stride=2, padding=1, output_padding=1,
+                batch=3),
     LayerConfig("no bias", (3, 3, 3, 3), (4, 4), stride=2, padding=1, bias=False),
     LayerConfig("1-D", (3, 2, 4), (7,), stride=2, padding=1, output_padding=1),
     LayerConfig("3-D", (2, 2, 3, 3, 3), (3, 4, 3), stride=2, padding=1, output_padding=1),

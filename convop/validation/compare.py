@@ -53,10 +53,50 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
         return _with_reproducer(result, impl, case, expected, tol)
     result = compare_results(cfg, kind, actual, expected, tol)
+    single = _first_sample(impl, case) if cfg.batch >= BATCH_CHECK else None
     if result.passed:
-        return result
-    result = dataclasses.replace(result, cause=diagnose_failure(case, actual, tol))
+        if single is None or single.passed:
+            return result
+        # Right for the batch, wrong for its first sample alone (TensorFlow #1299, #9870).
+        result = dataclasses.replace(
+            single, config=cfg, where=f"the first sample alone: {single.where}",
+            cause=f"results depend on the batch size: the batch of {cfg.batch} passes, its "
+                  f"first sample alone does not")
+        return _with_reproducer(result, impl, _sample(case), exact_result(_sample(case)),
+                                tolerance(dtype, exact_result(_sample(case), absolute=True)))
+    cause = diagnose_failure(case, actual, tol)
+    if not cause and single is not None and single.passed:
+        cause = (f"results depend on the batch size: the first sample alone is right, the "
+                 f"batch of {cfg.batch} is not")
+    result = dataclasses.replace(result, cause=cause)
     return _with_reproducer(result, impl, case, expected, tol)
+
+
+#: Configurations of at least this batch also run their first sample alone.
+BATCH_CHECK = 3
+
+
+def _sample(case: Case) -> Case:
+    """Return the case restricted to its first sample (a batch of 1)."""
+    arrays = {k: (v[:1] if k in ("x", "grad_output") and v is not None else v)
+              for k, v in case.arrays.items()}
+    return Case(case.cfg._replace(batch=1), case.kind, case.dtype, arrays)
+
+
+def _first_sample(impl: Callable[..., Any], case: Case) -> ConfigResult:
+    """Run the first sample alone and compare it with its exact result."""
+    one = _sample(case)
+    expected = exact_result(one)
+    tol = tolerance(case.dtype, exact_result(one, absolute=True))
+    try:
+        actual = np.asarray(call_impl(impl, one))
+    except Exception as exc:  # noqa: BLE001 - a batch of 1 that raises is the finding
+        return ConfigResult(one.cfg, "error", math.inf, 0.0, math.inf,
+                            where=f"raised {type(exc).__name__}: {exc}"[:200])
+    if actual.shape != expected.shape:
+        return ConfigResult(one.cfg, "fail", math.inf, 0.0, math.inf,
+                            where=f"shape {actual.shape}, expected {expected.shape}")
+    return compare_results(one.cfg, case.kind, actual, expected, tol)
 
 
 def _with_reproducer(result: ConfigResult, impl: Callable[..., Any], case: Case,
