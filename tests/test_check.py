@@ -602,3 +602,15 @@ def test_results_that_depend_on_the_batch_size_are_caught_and_named():
     # Batches under 3 are not run twice: no cost for the rest of the battery.
     small = convop.LayerConfig("batch 2", (3, 2, 3, 3), (5, 6), padding=1)
     assert convop.check_conv(single_sample_bug, configs=[small], rng=0).passed
+
+
+def test_an_all_zero_output_is_caught_and_named():
+    # pytorch/pytorch#19912: grouped 1x1 convolutions returned zeros.
+    def zeros_for_grouped_1x1(x, weight, bias=None, **layer):
+        y = convop.conv(x, weight, bias, **layer)
+        return np.zeros_like(y) if layer["groups"] > 1 and weight.shape[2:] == (1, 1) else y
+
+    report = convop.check_conv(zeros_for_grouped_1x1, rng=0)
+    failed = {r.config.name: r for r in report.failures}
+    assert set(failed) == {"grouped 1x1"}
+    assert failed["grouped 1x1"].cause.startswith("the output is all zeros")

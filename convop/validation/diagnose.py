@@ -190,6 +190,8 @@ def _candidates(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
     if kind != "transpose":
         out.extend(_same_alternatives(case))
     out.extend(_padding_alternatives(case))
+    out.append(("the output is all zeros (as PyTorch's grouped 1x1 convolutions once "
+                "returned: pytorch/pytorch#19912)", lambda: np.zeros_like(exact_result(case))))
     return out
 
 
