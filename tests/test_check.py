@@ -614,3 +614,31 @@ def test_an_all_zero_output_is_caught_and_named():
     failed = {r.config.name: r for r in report.failures}
     assert set(failed) == {"grouped 1x1"}
     assert failed["grouped 1x1"].cause.startswith("the output is all zeros")
+
+
+def test_float16_is_held_to_a_float32_accumulation():
+    # A tolerance from the accumulation length: float32 sums rounded once to float16 pass,
+    # sums accumulated in float16 (every partial sum rounded) fail.
+    def float32_accumulation(x, weight, bias=None, **layer):
+        return convop.conv(x, weight, bias, **layer).astype(np.float16)  # computed in float32
+
+    def float16_accumulation(x, weight, bias=None, **layer):
+        cols = convop.im2col(x, weight.shape[2:], stride=layer["stride"],
+                             padding=layer["padding"], dilation=layer["dilation"])
+        w = weight.reshape(weight.shape[0], -1)
+        y = np.zeros((w.shape[0], cols.shape[1]), dtype=np.float16)
+        for t in range(w.shape[1]):  # one rounding to float16 per added product
+            y += w[:, t:t + 1] * cols[t]
+        if bias is not None:
+            y += bias[:, None]
+        n = x.shape[0]
+        out = convop.output_size(x.shape[2:], weight.shape[2:], stride=layer["stride"],
+                                 padding=layer["padding"], dilation=layer["dilation"])
+        return np.moveaxis(y.reshape(w.shape[0], *out, n), -1, 0)
+
+    configs = [convop.LayerConfig("16->8 3x3", (8, 16, 3, 3), (6, 6), padding=1),
+               convop.LayerConfig("8->8 3x3 stride 2", (8, 8, 3, 3), (7, 7), stride=2)]
+    assert convop.check_conv(float32_accumulation, configs=configs, dtype=np.float16,
+                             rng=0).passed
+    caught = convop.check_conv(float16_accumulation, configs=configs, dtype=np.float16, rng=0)
+    assert len(caught.failures) == 2

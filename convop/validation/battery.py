@@ -12,13 +12,26 @@ from .._validation import (
 )
 
 KINDS = ("forward", "input_grad", "weight_grad", "transpose")
-#: Relative tolerance against ``|W| @ |x|`` per dtype.
-RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+#: Relative tolerance against ``|W| @ |x|`` per dtype (float16: see :func:`tolerance`).
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5, np.dtype(np.float16): 2.0**-10}
+#: Unit roundoffs of float16 and float32.
+_U16, _U32 = 2.0**-11, 2.0**-24
 
 
-def tolerance(dtype: np.dtype, scale: np.ndarray) -> np.ndarray:
+def tolerance(dtype: np.dtype, scale: np.ndarray, exact: np.ndarray | None = None,
+              terms: np.ndarray | None = None) -> np.ndarray:
     """Return the elementwise tolerance of an output whose ``|W| @ |x|`` is ``scale``.
 
+    float16 (with the exact result ``exact`` and the number of products ``terms``
+    each output sums): ``u16 |exact| + terms * u32 * scale``, the rounding of a
+    sum accumulated in float32 and rounded once to float16. That is the length
+    of the accumulation at float32's precision: an implementation that
+    accumulates in float16 rounds every partial sum, and its error, about
+    ``sqrt(terms) * u16`` of the output, exceeds it; one that accumulates in
+    float32 never does. (Without ``exact`` and ``terms``, float16 falls back to
+    the general rule with ``rtol = 2**-10``.)
+
+    Otherwise:
     Two terms. ``rtol * scale``: a direct sum's rounding is bounded by the unit
     roundoff times the sum of the magnitudes of its terms, so an output that is
     structurally zero (``scale`` 0) must be exactly 0 for a direct method. And
@@ -30,6 +43,10 @@ def tolerance(dtype: np.dtype, scale: np.ndarray) -> np.ndarray:
     ``eps * log2(N)`` for any size a battery uses, so such methods pass, while
     every deliberate error of the test suite is many orders larger.
     """
+    if np.dtype(dtype) == np.float16 and exact is not None and terms is not None:
+        # |fl16(s) - y| <= u16 |s| + |s - y|, |s - y| <= terms u32 scale; s is the float32 sum.
+        # And half a float16 subnormal (2**-25) where the output is tiny.
+        return _U16 * np.abs(exact) + (1 + _U16) * terms * _U32 * scale + _U32
     rtol = RTOL[np.dtype(dtype)]
     return rtol * (scale + np.max(scale, initial=0.0)) + np.finfo(np.float64).tiny
 

@@ -48,8 +48,10 @@ def check_conv(
     configs : "standard", "quick" or sequence of LayerConfig
         The battery: about 40 layers covering the edge cases, 8 of them, or
         your own.
-    dtype : {float64, float32}
-        Data type of the inputs, unless a configuration sets its own.
+    dtype : {float64, float32, float16}
+        Data type of the inputs, unless a configuration sets its own. float16
+        is held to a float32 accumulation rounded once
+        (:func:`convop.validation.battery.tolerance`).
     rng : None, int or numpy.random.Generator
         Source of the random inputs.
     max_bytes : int, optional

@@ -22,8 +22,7 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
     dtype = np.dtype(cfg.dtype) if cfg.dtype else default
     case = Case(cfg, kind, dtype, case_inputs(cfg, kind, dtype, gen))
     expected = exact_result(case)
-    scale = exact_result(case, absolute=True)
-    tol = tolerance(dtype, scale)
+    tol = case_tolerance(case, expected)
     try:
         raw = call_impl(impl, case)
         actual = np.asarray(raw)
@@ -62,14 +61,26 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
             single, config=cfg, where=f"the first sample alone: {single.where}",
             cause=f"results depend on the batch size: the batch of {cfg.batch} passes, its "
                   f"first sample alone does not")
-        return _with_reproducer(result, impl, _sample(case), exact_result(_sample(case)),
-                                tolerance(dtype, exact_result(_sample(case), absolute=True)))
+        one = _sample(case)
+        expected_one = exact_result(one)
+        return _with_reproducer(result, impl, one, expected_one,
+                                case_tolerance(one, expected_one))
     cause = diagnose_failure(case, actual, tol)
     if not cause and single is not None and single.passed:
         cause = (f"results depend on the batch size: the first sample alone is right, the "
                  f"batch of {cfg.batch} is not")
     result = dataclasses.replace(result, cause=cause)
     return _with_reproducer(result, impl, case, expected, tol)
+
+
+def case_tolerance(case: Case, expected: np.ndarray) -> np.ndarray:
+    """Return the elementwise tolerance of a case (float16's from its accumulation length)."""
+    scale = exact_result(case, absolute=True)
+    if case.dtype != np.float16:
+        return tolerance(case.dtype, scale)
+    ones = Case(case.cfg, case.kind, case.dtype,
+                {k: None if v is None else np.ones_like(v) for k, v in case.arrays.items()})
+    return tolerance(case.dtype, scale, expected, exact_result(ones))
 
 
 #: Configurations of at least this batch also run their first sample alone.
@@ -87,7 +98,7 @@ def _first_sample(impl: Callable[..., Any], case: Case) -> ConfigResult:
     """Run the first sample alone and compare it with its exact result."""
     one = _sample(case)
     expected = exact_result(one)
-    tol = tolerance(case.dtype, exact_result(one, absolute=True))
+    tol = case_tolerance(one, expected)
     try:
         actual = np.asarray(call_impl(impl, one))
     except Exception as exc:  # noqa: BLE001 - a batch of 1 that raises is the finding
