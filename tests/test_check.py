@@ -642,3 +642,66 @@ def test_float16_is_held_to_a_float32_accumulation():
                              rng=0).passed
     caught = convop.check_conv(float16_accumulation, configs=configs, dtype=np.float16, rng=0)
     assert len(caught.failures) == 2
+
+
+# Bugs frameworks shipped, re-created --------------------------------------------------------
+
+
+def _pairs_of(padding, ndim):
+    if isinstance(padding, int):
+        return ((padding, padding),) * ndim
+    return tuple(p if isinstance(p, tuple) else (p, p) for p in padding)
+
+
+def test_grouped_weight_gradients_from_the_wrong_group_are_named():
+    # pytorch/pytorch#51430: weight gradients wrong for groups > 1.
+    def first_group_only(x, grad_output, kernel_size, *, groups=1, **layer):
+        per = x.shape[1] // groups
+        x = np.concatenate([x[:, :per]] * groups, axis=1)
+        return convop.conv_weight_grad(x, grad_output, kernel_size, groups=groups, **layer)
+
+    report = convop.check_conv(first_group_only, kind="weight_grad", rng=0)
+    failed = {r.config.name: r for r in report.failures}
+    grouped = {c.name for c in convop.standard_configs("weight_grad") if c.groups > 1}
+    assert set(failed) == grouped - {"zero batch"}
+    for r in failed.values():
+        assert r.cause.startswith("every group's weight gradient taken from the first"), r
+
+
+def test_circular_padding_made_symmetric_or_on_reversed_axes_is_named():
+    # pytorch/pytorch#24504 (one side 0 padded anyway), #29712 (the axes mixed up).
+    def symmetric(x, weight, bias=None, *, padding=0, **layer):
+        pairs = _pairs_of(padding, x.ndim - 2) if not isinstance(padding, str) else padding
+        if layer.get("padding_mode") == "circular" and not isinstance(pairs, str):
+            padding = tuple((max(p), max(p)) for p in pairs)
+        return convop.conv(x, weight, bias, padding=padding, **layer)
+
+    def reversed_axes(x, weight, bias=None, *, padding=0, **layer):
+        if layer.get("padding_mode") == "circular" and not isinstance(padding, str):
+            padding = _pairs_of(padding, x.ndim - 2)[::-1]
+        return convop.conv(x, weight, bias, padding=padding, **layer)
+
+    one_side = {r.config.name: r for r in convop.check_conv(symmetric, rng=0).failures}
+    assert "circular, one side 0" in one_side
+    assert one_side["circular, one side 0"].cause.startswith("padding made symmetric")
+    axes = {r.config.name: r for r in convop.check_conv(reversed_axes, rng=0).failures}
+    assert axes["circular, one axis"].cause.startswith(
+        "padding of the spatial axes in reverse order")
+
+
+def test_zero_filled_output_padding_rows_are_named():
+    # apache/tvm#19524: the rows output_padding adds were left at zero.
+    def zero_filled(x, weight, bias=None, *, output_padding=0, **layer):
+        y = convop.conv_transpose(x, weight, bias, output_padding=output_padding, **layer)
+        extra = _pairs_of(output_padding, x.ndim - 2)
+        for axis, (e, _) in enumerate(extra):
+            if e:
+                rows = [slice(None)] * y.ndim
+                rows[2 + axis] = slice(y.shape[2 + axis] - e, None)
+                y[tuple(rows)] = 0.0
+        return y
+
+    report = convop.check_conv(zero_filled, kind="transpose", rng=0)
+    assert report.failures
+    for r in report.failures:
+        assert r.cause.startswith("output_padding rows zero-filled"), r

@@ -122,6 +122,18 @@ _STANDARD = [
     LayerConfig("dilation + replicate", (2, 2, 3, 3), (7, 7), dilation=2, padding=2,
                 padding_mode="replicate"),
     LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3),
+    # Layers real frameworks got wrong: circular padding with one side 0 (pytorch#24504)
+    # and on a non-square layer, where the axes can be mixed up (#29712, #37844); a
+    # depthwise layer with stride and dilation (tensorflow#27667); a 3-D grouped layer
+    # strided on two axes (pytorch#68868).
+    LayerConfig("circular, one side 0", (3, 2, 3, 3), (6, 7), padding=((1, 0), (0, 1)),
+                padding_mode="circular"),
+    LayerConfig("circular, one axis", (2, 2, 3, 1), (5, 7), padding=((1, 1), (0, 0)),
+                padding_mode="circular"),
+    LayerConfig("depthwise stride 2 dilation 2", (4, 1, 3, 3), (9, 10), stride=2,
+                dilation=2, padding=2, groups=4),
+    LayerConfig("3-D groups 3 stride (4, 4, 1)", (6, 2, 3, 3, 3), (9, 9, 4),
+                stride=(4, 4, 1), padding=1, groups=3),
     LayerConfig("5x5 stride 2 pad 2", (3, 2, 5, 5), (9, 10), stride=2, padding=2),
     # Every axis its own stride, dilation and padding: an implementation that applies
     # axis 0's value to every axis passes all of the above.

@@ -14,6 +14,7 @@ from .._validation import (
 )
 from ..adapters import same_padding_pairs
 from ..modes import MODES
+from ..weight_grad import conv_weight_grad
 from .battery import RTOL
 from .case import Case, exact_result
 
@@ -183,10 +184,18 @@ def _candidates(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         out.extend(_ceil_mode(case))
     if kind == "input_grad":
         out.extend(_missing_output_padding(case))
+    if case.cfg.groups > 1 and kind == "weight_grad":
+        out.append(("every group's weight gradient taken from the first group's input "
+                    "channels (grouped weight gradients, as pytorch/pytorch#51430)",
+                    functools.partial(_first_group_weight_grad, case)))
+    if kind == "transpose" and any(as_int_tuple(case.cfg.output_padding, "output_padding",
+                                                 len(case.cfg.input_size), minimum=0)):
+        out.extend(_zero_filled_output_padding(case))
     if case.cfg.groups > 1 and kind in ("forward", "input_grad"):
         out.append(("wrong group assignment (output channel m reads input group "
                     "m % groups, not m // (C_out / groups))",
                     functools.partial(_round_robin_groups, case)))
+    out.extend(_padding_mixups(case))  # before "SAME": the plainer explanation first
     if kind != "transpose":
         out.extend(_same_alternatives(case))
     out.extend(_padding_alternatives(case))
@@ -250,6 +259,59 @@ def _missing_output_padding(case: Case) -> list[tuple[str, Callable[[], np.ndarr
     return [("input gradient missing output_padding: the size conv_transpose gives "
              "without it (the last rows the stride never reads are dropped)",
              lambda: exact_result(case)[(Ellipsis,) + tuple(slice(0, n) for n in short)])]
+
+
+def _first_group_weight_grad(case: Case) -> np.ndarray:
+    """Return the weight gradient with every group reading group 0's input channels."""
+    x = case.arrays["x"].astype(np.float64)
+    per = x.shape[1] // case.cfg.groups
+    mixed = np.concatenate([x[:, :per]] * case.cfg.groups, axis=1)
+    return conv_weight_grad(mixed, case.arrays["grad_output"].astype(np.float64),
+                            case.cfg.weight_shape[2:], **case.layer())
+
+
+def _zero_filled_output_padding(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the transposed convolution with its output_padding rows zero-filled (tvm#19524)."""
+    ndim = len(case.cfg.input_size)
+    extra = as_int_tuple(case.cfg.output_padding, "output_padding", ndim, minimum=0)
+
+    def filled(with_bias: bool) -> np.ndarray:
+        y = exact_result(case).copy()
+        bias = case.arrays["bias"]
+        fill = (np.asarray(bias, dtype=np.float64).reshape(1, -1, *(1,) * ndim)
+                if with_bias and bias is not None else 0.0)
+        for axis, e in enumerate(extra):
+            if e:
+                rows = [slice(None)] * y.ndim
+                rows[2 + axis] = slice(y.shape[2 + axis] - e, None)
+                y[tuple(rows)] = 0.0
+                y[tuple(rows)] += fill
+        return y
+
+    out: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("output_padding rows zero-filled: the extra rows hold no products "
+         "(apache/tvm#19524)", functools.partial(filled, False))]
+    if case.arrays["bias"] is not None:
+        out.append(("output_padding rows hold the bias only: no products added there",
+                    functools.partial(filled, True)))
+    return out
+
+
+def _padding_mixups(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """List the padding on the wrong axes, or made symmetric (pytorch#24504)."""
+    pairs = _pairs(case)
+    out: list[tuple[str, Callable[[], np.ndarray]]] = []
+    if len(pairs) > 1 and pairs[::-1] != pairs:
+        out.append((f"padding of the spatial axes in reverse order: {list(pairs[::-1])} "
+                    f"instead of {list(pairs)} (as F.pad's last-axis-first order read the "
+                    f"wrong way, pytorch/pytorch#29712)",
+                    functools.partial(exact_result, case, padding=pairs[::-1])))
+    symmetric = tuple((max(p), max(p)) for p in pairs)
+    if symmetric != pairs:
+        out.append((f"padding made symmetric: {list(symmetric)} instead of {list(pairs)} "
+                    f"(a side that is 0 padded anyway, pytorch/pytorch#24504)",
+                    functools.partial(exact_result, case, padding=symmetric)))
+    return out
 
 
 def _round_robin_groups(case: Case) -> np.ndarray:
