@@ -705,3 +705,19 @@ def test_zero_filled_output_padding_rows_are_named():
     assert report.failures
     for r in report.failures:
         assert r.cause.startswith("output_padding rows zero-filled"), r
+
+
+def test_channels_last_and_strided_inputs_are_in_the_battery():
+    # An implementation that reads its input in memory order: right for contiguous
+    # arrays, wrong for the channels-last layer; the reproducer re-creates the layout.
+    def memory_order(x, weight, bias=None, **layer):
+        x = np.asarray(x).ravel(order="K").reshape(x.shape)
+        return convop.conv(x, weight, bias, **layer)
+
+    report = convop.check_conv(memory_order, rng=0)
+    assert {r.config.name for r in report.failures} == {"channels-last input"}
+    assert "np.moveaxis(np.ascontiguousarray" in report.failures[0].reproducer
+    assert convop.check_conv(convop.conv, rng=0).passed  # every layout, the right answer
+    with pytest.raises(ValueError, match="`layout`"):
+        convop.check_conv(convop.conv, configs=[convop.LayerConfig(
+            "bad", (2, 2, 3, 3), (5, 5), layout="fortran")])

@@ -56,6 +56,9 @@ class LayerConfig(NamedTuple):
 
     For ``kind="transpose"`` the weight shape is PyTorch's transposed layout
     ``(C_in, C_out // groups, *kernel)``. ``dtype=None`` uses the check's dtype.
+    ``layout`` is how the data arrays (input, output gradient) are laid out in
+    memory: ``"contiguous"``, ``"channels_last"`` (the same values, channels
+    fastest) or ``"strided"`` (a view with a step of 2 on the last axis).
 
     Examples
     --------
@@ -77,6 +80,7 @@ class LayerConfig(NamedTuple):
     batch: int = 2
     bias: bool = True
     dtype: str | None = None
+    layout: str = "contiguous"
 
 
 _STANDARD = [
@@ -122,6 +126,9 @@ _STANDARD = [
     LayerConfig("dilation + replicate", (2, 2, 3, 3), (7, 7), dilation=2, padding=2,
                 padding_mode="replicate"),
     LayerConfig("grouped 1x1", (6, 2, 1, 1), (4, 5), groups=3),
+    LayerConfig("channels-last input", (4, 3, 3, 3), (6, 7), padding=1, layout="channels_last"),
+    LayerConfig("non-contiguous input", (3, 2, 3, 3), (5, 6), stride=2, padding=1,
+                layout="strided"),
     # Layers real frameworks got wrong: circular padding with one side 0 (pytorch#24504)
     # and on a non-square layer, where the axes can be mixed up (#29712, #37844); a
     # depthwise layer with stride and dilation (tensorflow#27667); a 3-D grouped layer

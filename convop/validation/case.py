@@ -74,6 +74,8 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
     batch = as_int(cfg.batch, "batch", minimum=0, maximum=2**16)
     if cfg.dtype is not None and np.dtype(cfg.dtype) not in RTOL:
         raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
+    if cfg.layout not in LAYOUTS:
+        raise ValueError(f"`layout` must be one of {', '.join(LAYOUTS)}; got {cfg.layout!r}.")
     if kind == "transpose":
         out = transposed_output_size(shape, cfg.input_size, stride=cfg.stride,
                                      padding=cfg.padding, output_padding=cfg.output_padding,
@@ -86,7 +88,7 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
         c_in, c_out = shape[0], shape[1] * cfg.groups
         x = gen.standard_normal((batch, c_in, *cfg.input_size)).astype(dtype)
         bias = gen.standard_normal(c_out).astype(dtype) if cfg.bias else None
-        return {"x": x, "weight": weight, "bias": bias}
+        return {"x": laid_out(x, cfg.layout), "weight": weight, "bias": bias}
     geom = conv_geometry(shape, cfg.input_size, stride=cfg.stride,
                          padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
                          padding_mode=cfg.padding_mode)
@@ -96,7 +98,22 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
     x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
     dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
     bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
-    return {"x": x, "weight": weight, "bias": bias, "grad_output": dy}
+    return {"x": laid_out(x, cfg.layout), "weight": weight, "bias": bias,
+            "grad_output": laid_out(dy, cfg.layout)}
+
+
+#: The memory layouts a configuration can give its data arrays.
+LAYOUTS = ("contiguous", "channels_last", "strided")
+
+
+def laid_out(array: np.ndarray, layout: str) -> np.ndarray:
+    """Return ``array``'s values in another memory layout (same shape, same values)."""
+    if layout == "channels_last":  # channels fastest, as torch.channels_last
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(array, 1, -1)), -1, 1)
+    if layout == "strided":  # every other element of a twice-as-wide buffer
+        wide = np.repeat(array, 2, axis=-1)
+        return wide[..., ::2]
+    return array
 
 
 def _config_bytes(geom: Any, batch: int) -> int:

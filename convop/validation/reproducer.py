@@ -40,6 +40,14 @@ def reproducer(impl: Callable[..., Any], label: str, case: Case, expected: np.nd
     for name in positional:
         if name in case.arrays:
             lines.append(f"{name} = {_literal(case.arrays[name])}")
+    if case.cfg.layout == "channels_last":
+        lines.append("# The check passed the data channels-last in memory (same values):")
+        lines += [f"{name} = np.moveaxis(np.ascontiguousarray(np.moveaxis({name}, 1, -1)), -1, 1)"
+                  for name in positional if name in ("x", "grad_output")]
+    elif case.cfg.layout == "strided":
+        lines.append("# The check passed the data as a strided view (same values):")
+        lines += [f"{name} = np.repeat({name}, 2, axis=-1)[..., ::2]"
+                  for name in positional if name in ("x", "grad_output")]
     lines.append(f"layer = {case.layer()!r}")
     call_args = ", ".join(name if name in case.arrays else repr(sizes[name])
                           for name in positional)
