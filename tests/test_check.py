@@ -721,3 +721,22 @@ def test_channels_last_and_strided_inputs_are_in_the_battery():
     with pytest.raises(ValueError, match="`layout`"):
         convop.check_conv(convop.conv, configs=[convop.LayerConfig(
             "bad", (2, 2, 3, 3), (5, 5), layout="fortran")])
+
+
+def test_an_output_size_without_the_dilation_is_named():
+    # tensorflow/tensorflow#27667: a depthwise layer with stride and dilation got the wrong
+    # output size. Here the size formula forgets the dilation (values of a cropped output).
+    def undilated_size(x, weight, bias=None, *, stride=1, padding=0, dilation=1, **layer):
+        y = convop.conv(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                        **layer)
+        size = convop.output_size(x.shape[2:], weight.shape[2:], stride=stride,
+                                  padding=padding)
+        full = np.zeros((*y.shape[:2], *size))
+        common = tuple(slice(0, min(a, b)) for a, b in zip(size, y.shape[2:]))
+        full[(slice(None), slice(None), *common)] = y[(slice(None), slice(None), *common)]
+        return full
+
+    config = convop.LayerConfig("depthwise stride 2 dilation 2", (4, 1, 3, 3), (9, 10),
+                                stride=2, dilation=2, padding=2, groups=4)
+    (result,) = convop.check_conv(undilated_size, configs=[config], rng=0).failures
+    assert result.cause.startswith("output size (6, 6), as if dilation were 1"), result.cause

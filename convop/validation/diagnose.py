@@ -109,6 +109,26 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
             return f"output channels permuted: position i holds exact channel {perm}"
     if actual.shape == tol.shape:
         return _precision(case, actual, tol)
+    return _size_cause(case, actual.shape)
+
+
+def _size_cause(case: Case, shape: tuple[int, ...]) -> str:
+    """Name a wrong output size that a known slip gives.
+
+    A size formula without the dilation or the stride (tensorflow#27667:
+    depthwise layers with stride and dilation).
+    """
+    if case.kind != "forward" or len(shape) != 2 + len(case.cfg.input_size):
+        return ""
+    kernel, stride, dilation = _sizes(case)
+    pairs = _pairs(case)
+    ones = (1,) * len(kernel)
+    for what, s, d in (("dilation were 1", stride, ones), ("stride were 1", ones, dilation)):
+        size = tuple((n + lo + hi - dd * (k - 1) - 1) // ss + 1 for n, (lo, hi), k, ss, dd in
+                     zip(case.cfg.input_size, pairs, kernel, s, d))
+        if tuple(shape[2:]) == size:
+            return (f"output size {size}, as if {what} (the size formula without it; "
+                    f"tensorflow/tensorflow#27667)")
     return ""
 
 
