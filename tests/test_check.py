@@ -740,3 +740,17 @@ def test_an_output_size_without_the_dilation_is_named():
                                 stride=2, dilation=2, padding=2, groups=4)
     (result,) = convop.check_conv(undilated_size, configs=[config], rng=0).failures
     assert result.cause.startswith("output size (6, 6), as if dilation were 1"), result.cause
+
+
+def test_asymmetric_same_exported_as_symmetric_pads_is_named():
+    # pytorch/pytorch#27602, onnx/tensorflow-onnx#1028: SAME_UPPER's (1, 2) written as (1, 1).
+    def symmetric_export(x, weight, bias=None, *, padding=0, dilation=1, **layer):
+        if padding == "same":
+            pairs = convop.same_padding_pairs(x.shape[2:], weight.shape[2:], dilation=dilation)
+            padding = tuple((min(p), min(p)) for p in pairs)
+        return convop.conv(x, weight, bias, padding=padding, dilation=dilation, **layer)
+
+    failed = {r.config.name: r for r in convop.check_conv(symmetric_export, rng=0).failures}
+    assert set(failed) == {"same, even kernel"}
+    assert failed["same, even kernel"].cause.startswith(
+        "padding made symmetric on the smaller side")

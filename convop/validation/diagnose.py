@@ -331,6 +331,12 @@ def _padding_mixups(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         out.append((f"padding made symmetric: {list(symmetric)} instead of {list(pairs)} "
                     f"(a side that is 0 padded anyway, pytorch/pytorch#24504)",
                     functools.partial(exact_result, case, padding=symmetric)))
+    smaller = tuple((min(p), min(p)) for p in pairs)
+    if smaller != pairs:
+        out.append((f"padding made symmetric on the smaller side: {list(smaller)} instead of "
+                    f"{list(pairs)} (SAME_UPPER / TensorFlow's asymmetric SAME exported as "
+                    f"symmetric pads: pytorch/pytorch#27602, onnx/tensorflow-onnx#1028)",
+                    functools.partial(exact_result, case, padding=smaller)))
     return out
 
 
