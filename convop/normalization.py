@@ -21,7 +21,6 @@ torch is imported when a function here is called, never when convop is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 from ._optional import require
 from ._torch_layers import module_layer
 from ._validation import as_int, as_int_tuple, as_real
+from .adapters import padding_pairs
 
 __all__ = ["clip_singular_values_", "spectral_norm"]
 
@@ -101,38 +101,18 @@ def spectral_norm(module: Any, input_size: Any, *, n_power_iterations: int = 1,
     True
     """
     torch = require("torch", "convop.torch.spectral_norm")
-    kind = _kind(torch, module)
-    size = as_int_tuple(input_size, "input_size", kind.ndim, minimum=1)
+    weight, layer, transposed = module_layer(module)  # refuses other modules
+    size = as_int_tuple(input_size, "input_size", weight.ndim - 2, minimum=1)
     steps = as_int(n_power_iterations, "n_power_iterations", minimum=1)
     floor = as_real(eps, "eps", low=0.0, high=math.inf, rule="a positive float")
-    u, v = _exact_pair(module, size)
-    parametrization = _parametrization_type()(module, size, kind, steps, floor, u, v)
+    u, v = _exact_pair(weight, layer, transposed, size)
+    parametrization = _parametrization_type()(module, size, transposed, steps, floor, u, v)
     torch.nn.utils.parametrize.register_parametrization(module, "weight", parametrization)
     return module
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """What a convolution module computes: its spatial rank and whether it is transposed."""
-
-    ndim: int
-    transposed: bool
-
-
-def _kind(torch: Any, module: Any) -> _Kind:
-    nn = torch.nn
-    for ndim, (conv, transpose) in enumerate(((nn.Conv1d, nn.ConvTranspose1d),
-                                              (nn.Conv2d, nn.ConvTranspose2d),
-                                              (nn.Conv3d, nn.ConvTranspose3d)), 1):
-        if isinstance(module, transpose):
-            return _Kind(ndim, True)
-        if isinstance(module, conv):
-            return _Kind(ndim, False)
-    raise TypeError(f"`module` must be a torch.nn.Conv{{1,2,3}}d or ConvTranspose{{1,2,3}}d; "
-                    f"got {type(module).__name__}.")
-
-
-def _exact_pair(module: Any, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _exact_pair(weight: np.ndarray, layer: dict[str, Any], transposed: bool,
+                size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Return the layer's top singular pair ``(u, v)`` as ``(1, C, *spatial)`` arrays.
 
     Validates the layer at ``size`` with convop's own checks on the way. A
@@ -142,7 +122,6 @@ def _exact_pair(module: Any, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
     """
     from .spectral import singular_values
 
-    weight, layer, transposed = module_layer(module)
     if not transposed:
         u, _, vt = singular_values(weight, size, k=1, rtol=INIT_RTOL, rng=0,
                                    return_vectors=True, tensors=True, progress=False,
@@ -165,17 +144,6 @@ def _exact_pair(module: Any, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
             vt[0].reshape(1, conv.out_channels, *size))
 
 
-def _padding_pairs(module: Any) -> list[tuple[int, int]]:
-    """Per-axis (before, after) padding of a convolution module, 'same' and 'valid' included."""
-    padding = module.padding
-    if padding == "valid":
-        return [(0, 0)] * len(module.kernel_size)
-    if padding == "same":
-        totals = [d * (k - 1) for k, d in zip(module.kernel_size, module.dilation)]
-        return [(t // 2, t - t // 2) for t in totals]
-    return [(int(p), int(p)) for p in padding]
-
-
 @cache
 def _parametrization_type() -> type:
     """Define the parametrization module (it subclasses torch.nn.Module: torch on demand)."""
@@ -185,21 +153,21 @@ def _parametrization_type() -> type:
     class ConvSpectralNorm(torch.nn.Module):  # type: ignore[name-defined]
         """``W -> W / sigma(W)``, ``sigma`` the layer's spectral norm by power iteration."""
 
-        def __init__(self, module: Any, input_size: tuple[int, ...], kind: _Kind,
+        def __init__(self, module: Any, input_size: tuple[int, ...], transposed: bool,
                      n_power_iterations: int, eps: float, u: np.ndarray, v: np.ndarray
                      ) -> None:
             super().__init__()
             self.input_size = input_size
-            self.transposed = kind.transposed
-            self.ndim = kind.ndim
+            self.transposed = transposed
+            self.ndim = len(module.kernel_size)
             self.stride = tuple(module.stride)
             self.dilation = tuple(module.dilation)
             self.groups = int(module.groups)
             self.n_power_iterations = n_power_iterations
             self.eps = eps
-            name = "conv_transpose" if kind.transposed else "conv"
-            self._function = getattr(F, f"{name}{kind.ndim}d")
-            if kind.transposed:
+            name = "conv_transpose" if transposed else "conv"
+            self._function = getattr(F, f"{name}{self.ndim}d")
+            if transposed:
                 self.padding: Any = tuple(module.padding)
                 self.output_padding = tuple(module.output_padding)
                 self._pad = None
@@ -209,7 +177,10 @@ def _parametrization_type() -> type:
                 self._pad = None
             else:  # F.pad's order: the last axis first
                 self.padding = 0
-                self._pad = (tuple(p for pair in reversed(_padding_pairs(module)) for p in pair),
+                pairs = padding_pairs(module.padding, tuple(module.kernel_size),
+                                      stride=tuple(module.stride),
+                                      dilation=tuple(module.dilation))
+                self._pad = (tuple(p for pair in reversed(pairs) for p in pair),
                              module.padding_mode)
             weight = module.weight.detach()
             like = dict(dtype=weight.dtype, device=weight.device)
@@ -316,17 +287,18 @@ def clip_singular_values_(module: Any, input_size: Any, max_value: float, *,
     True
     """
     torch = require("torch", "convop.torch.clip_singular_values_")
-    kind = _kind(torch, module)
-    if kind.transposed:
-        raise TypeError("`module` must be a torch.nn.Conv{1,2,3}d: a transposed convolution "
-                        "has no padding mode (its zero padding is not circulant).")
-    if torch.nn.utils.parametrize.is_parametrized(module, "weight"):
+    # Before reading the weight: a parametrized one would run its forward to be read.
+    if isinstance(module, torch.nn.Module) and torch.nn.utils.parametrize.is_parametrized(
+            module, "weight"):
         raise ValueError("`module`'s weight is parametrized: clip the original weight "
                          "(torch.nn.utils.parametrize.remove_parametrizations first).")
-    size = as_int_tuple(input_size, "input_size", kind.ndim, minimum=1)
+    weight, layer, transposed = module_layer(module)  # refuses other modules
+    if transposed:
+        raise TypeError("`module` must be a torch.nn.Conv{1,2,3}d: a transposed convolution "
+                        "has no padding mode (its zero padding is not circulant).")
+    size = as_int_tuple(input_size, "input_size", weight.ndim - 2, minimum=1)
     limit = as_real(max_value, "max_value", low=0.0, high=math.inf, rule="a positive float")
     rounds = as_int(iterations, "iterations", minimum=1, maximum=100)
-    weight, layer, _ = module_layer(module)
     if layer["padding_mode"] != "circular":
         raise ValueError(
             f"`module` has padding_mode={layer['padding_mode']!r}: clipping singular values "

@@ -14,7 +14,7 @@ from ..errors import NoConvergence
 from ..geometry import ConvGeometry, make_geometry
 from ..norms import absolute_sums
 from ..spectral.bounds import gram_iteration_bound
-from ..spectral.circular import circulant_problem
+from ..spectral.circular import is_circulant
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
@@ -87,7 +87,7 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
     circular = float(values[0]) if values.size else 0.0
     low = cond = None
     m, n = geom.matrix_shape("input")
-    circulant = geom.padding_mode == "circular" and circulant_problem(geom) is None
+    circulant = is_circulant(geom)
     if sigma_min and bracket is None:
         if min(m, n) <= SMALLEST_LIMIT or circulant:  # a circulant layer's is the FFT's
             low = float(singular_values(weight, conv_size, k=1, which="smallest", rng=rng,

@@ -21,7 +21,7 @@ from ..matrix import assemble
 from ..operator import LayerOperator
 from ..padding import pad_matrix
 from ..spectral import singular_values
-from ..spectral.circular import circulant_problem
+from ..spectral.circular import is_circulant
 from ..validation import dot_test
 from .arguments import UsageError, check_plot_dir, check_seed, flag_names, padding, sizes
 
@@ -248,9 +248,9 @@ def _spectrum(args: argparse.Namespace, op: LayerOperator, text: bool, out: Text
     result["spectral_norm"] = sigma_max
     if text:
         print(f"  spectral norm      {sigma_max:.12g}", file=out, flush=True)
-    g = op.geometry
-    circulant = g.padding_mode == "circular" and circulant_problem(g) is None  # the FFT's
-    if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT and not circulant:
+    # A circulant layer's smallest value is the FFT's, at any size.
+    if args.spectrum == "auto" and min(m, n) > AUTO_SMALLEST_LIMIT and not is_circulant(
+            op.geometry):
         return _skipped(result, f"the smallest singular value of a {m} x {n} operator needs a "
                         f"sparse Cholesky factorization of its {min(m, n)}-unknown Gram matrix "
                         f"(minutes at this size); pass --spectrum full",
@@ -306,7 +306,7 @@ def _plots(args: argparse.Namespace, weight: np.ndarray, geom: ConvGeometry, op:
             weight, geom.input_size, sigma_max=spectrum.get("spectral_norm"),
             sigma_min=spectrum.get("sigma_min"), rng=args.seed, **layer)
         save(ax.figure, "spectrum.png")
-    if geom.padding_mode == "circular" and circulant_problem(geom) is None:
+    if is_circulant(geom):
         with Progress("drawing frequency.png"):
             ax = plotting.plot_frequency_response(weight, geom.input_size, stride=geom.stride,
                                                   dilation=geom.dilation, groups=geom.groups)

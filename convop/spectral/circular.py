@@ -141,6 +141,11 @@ def spectrum_bytes(geom: ConvGeometry, complex_data: bool = False) -> int:
     return 16 * (2 * blocks + freqs * math.prod(geom.kernel_size))
 
 
+def is_circulant(geom: Any) -> bool:
+    """Tell whether the layer is block circulant: circular padding and :func:`circulant_problem`."""
+    return geom.padding_mode == "circular" and circulant_problem(geom) is None
+
+
 def circulant_problem(geom: Any) -> str | None:
     """Why the layer with circular padding would not be block circulant; None when it is.
 

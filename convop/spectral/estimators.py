@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .circular import circulant_problem, circular_singular_values
+from .circular import circular_singular_values, is_circulant
 
 __all__ = ["counterpart_singular_values", "reshaped_kernel_norm"]
 
@@ -31,7 +31,7 @@ def counterpart_singular_values(weight: np.ndarray, geom: Any, max_bytes: int | 
     weights with circular "same" padding at its input size rounded up to a multiple
     of the stride.
     """
-    if geom.padding_mode == "circular" and circulant_problem(geom) is None:
+    if is_circulant(geom):
         values = circular_singular_values(weight, geom.input_size, stride=geom.stride,
                                           dilation=geom.dilation, groups=geom.groups,
                                           padding=geom.padding, max_bytes=max_bytes)

@@ -31,7 +31,7 @@ from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
 from .bounds import gram_iteration_bound
-from .circular import circulant_problem, circular_singular_values
+from .circular import circular_singular_values, is_circulant
 from .largest import largest
 from .results import Callback, Singular, select
 from .smallest import DENSE_SMALL, smallest_singular_values
@@ -325,11 +325,8 @@ def circulant_layer(target: Target) -> Any:
     layer = target.layer
     if layer is None:
         return None
-    g = layer.geometry
-    if g.padding_mode != "circular" or circulant_problem(g) is not None or len(
-            layer.channels) != g.out_channels:
-        return None
-    return layer
+    whole = len(layer.channels) == layer.geometry.out_channels
+    return layer if whole and is_circulant(layer.geometry) else None
 
 
 def circulant_values(target: Target) -> Singular:
