@@ -30,17 +30,14 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
         return ConfigResult(cfg, "skip", 0.0, 0.0, 0.0,
                             where=(str(exc) or "not implemented")[:200])
     except Exception as exc:  # the implementation's failure is the finding
-        where = f"raised {type(exc).__name__}: {exc}"[:200]
-        return ConfigResult(cfg, "error", math.inf, 0.0, math.inf, where=where,
-                            reproducer=reproducer(impl, implementation_label(impl), case,
-                                                  expected, tol, where))
+        result = ConfigResult(cfg, "error", math.inf, 0.0, math.inf,
+                              where=f"raised {type(exc).__name__}: {exc}"[:200])
+        return _with_reproducer(result, impl, case, expected, tol)
     if actual.shape != expected.shape:
-        cause = diagnose_failure(case, actual, tol)
-        where = f"shape {actual.shape}, expected {expected.shape}"
-        finding = "; ".join(s for s in (cause, where) if s)
-        return ConfigResult(cfg, "fail", math.inf, 0.0, math.inf, where=where, cause=cause,
-                            reproducer=reproducer(impl, implementation_label(impl), case,
-                                                  expected, tol, finding))
+        result = ConfigResult(cfg, "fail", math.inf, 0.0, math.inf,
+                              where=f"shape {actual.shape}, expected {expected.shape}",
+                              cause=diagnose_failure(case, actual, tol))
+        return _with_reproducer(result, impl, case, expected, tol)
     if actual.dtype != dtype:
         # A float32 layer computed and returned in float64 (or the reverse) is not the
         # layer asked for, even when the numbers are close.
@@ -52,21 +49,21 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
         return _with_reproducer(result, impl, case, expected, tol)
     result = compare_results(cfg, kind, actual, expected, tol)
-    single = _first_sample(impl, case) if cfg.batch >= BATCH_CHECK else None
+    sampled = cfg.batch >= BATCH_CHECK
     if result.passed:
-        if single is None or single.passed:
+        if not sampled:
+            return result
+        single, one, expected_one, tol_one = _first_sample(impl, case)
+        if single.passed:
             return result
         # Right for the batch, wrong for its first sample alone (TensorFlow #1299, #9870).
         result = dataclasses.replace(
             single, config=cfg, where=f"the first sample alone: {single.where}",
             cause=f"results depend on the batch size: the batch of {cfg.batch} passes, its "
                   f"first sample alone does not")
-        one = _sample(case)
-        expected_one = exact_result(one)
-        return _with_reproducer(result, impl, one, expected_one,
-                                case_tolerance(one, expected_one))
+        return _with_reproducer(result, impl, one, expected_one, tol_one)
     cause = diagnose_failure(case, actual, tol)
-    if not cause and single is not None and single.passed:
+    if not cause and sampled and _first_sample(impl, case)[0].passed:
         cause = (f"results depend on the batch size: the first sample alone is right, the "
                  f"batch of {cfg.batch} is not")
     result = dataclasses.replace(result, cause=cause)
@@ -94,20 +91,23 @@ def _sample(case: Case) -> Case:
     return Case(case.cfg._replace(batch=1), case.kind, case.dtype, arrays)
 
 
-def _first_sample(impl: Callable[..., Any], case: Case) -> ConfigResult:
-    """Run the first sample alone and compare it with its exact result."""
+def _first_sample(impl: Callable[..., Any], case: Case
+                  ) -> tuple[ConfigResult, Case, np.ndarray, np.ndarray]:
+    """Run the first sample alone: its result, and its case, exact result and tolerance."""
     one = _sample(case)
     expected = exact_result(one)
     tol = case_tolerance(one, expected)
     try:
         actual = np.asarray(call_impl(impl, one))
     except Exception as exc:  # noqa: BLE001 - a batch of 1 that raises is the finding
-        return ConfigResult(one.cfg, "error", math.inf, 0.0, math.inf,
-                            where=f"raised {type(exc).__name__}: {exc}"[:200])
-    if actual.shape != expected.shape:
-        return ConfigResult(one.cfg, "fail", math.inf, 0.0, math.inf,
-                            where=f"shape {actual.shape}, expected {expected.shape}")
-    return compare_results(one.cfg, case.kind, actual, expected, tol)
+        result = ConfigResult(one.cfg, "error", math.inf, 0.0, math.inf,
+                              where=f"raised {type(exc).__name__}: {exc}"[:200])
+    else:
+        result = (ConfigResult(one.cfg, "fail", math.inf, 0.0, math.inf,
+                               where=f"shape {actual.shape}, expected {expected.shape}")
+                  if actual.shape != expected.shape else
+                  compare_results(one.cfg, case.kind, actual, expected, tol))
+    return result, one, expected, tol
 
 
 def _with_reproducer(result: ConfigResult, impl: Callable[..., Any], case: Case,

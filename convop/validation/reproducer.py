@@ -77,19 +77,24 @@ def _literal(array: Any) -> str:
     return f"np.array({values}, dtype={a.dtype.name!r}).reshape({a.shape!r})"
 
 
-def _import(impl: Callable[..., Any]) -> list[str]:
+def _importable(impl: Callable[..., Any]) -> tuple[str, str] | None:
+    """Return ``(module, qualname)`` when ``impl`` can be imported by name, else None."""
     module = getattr(impl, "__module__", None)
     qualname = getattr(impl, "__qualname__", "")
     if module and module != "__main__" and qualname and "<" not in qualname:
-        return [f"from {module} import {qualname.split('.')[0]}  # the implementation checked"]
+        return module, qualname
+    return None
+
+
+def _import(impl: Callable[..., Any]) -> list[str]:
+    found = _importable(impl)
+    if found is not None:
+        return [f"from {found[0]} import {found[1].split('.')[0]}  # the implementation checked"]
     return ["# The implementation checked was not importable (defined in __main__ or a",
             "# lambda): define `implementation` here, with the same signature.",
             "implementation = None"]
 
 
 def _callable_name(impl: Callable[..., Any]) -> str:
-    module = getattr(impl, "__module__", None)
-    qualname = getattr(impl, "__qualname__", "")
-    if module and module != "__main__" and qualname and "<" not in qualname:
-        return qualname
-    return "implementation"
+    found = _importable(impl)
+    return "implementation" if found is None else found[1]
