@@ -20,17 +20,20 @@ from .operator import LayerOperator
 from .padding import pad_matrix, source_index
 from .plotting import (
     plot_block,
+    plot_density,
     plot_frequency_response,
     plot_spectrum,
     plot_spectrum_density,
     plot_structure,
 )
 from .spectral import (
+    SpectralDensity,
     SpectralReport,
     circular_singular_values,
     condition_number,
     gram_iteration_bound,
     singular_values,
+    spectral_density,
     spectral_norm,
     spectrum_report,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "LayerConfig",
     "LayerOperator",
     "NoConvergence",
+    "SpectralDensity",
     "SpectralReport",
     "__version__",
     "affine_matrix",
@@ -85,6 +89,7 @@ __all__ = [
     "padding_pairs",
     "pad_matrix",
     "plot_block",
+    "plot_density",
     "plot_frequency_response",
     "plot_spectrum",
     "plot_spectrum_density",
@@ -93,6 +98,7 @@ __all__ = [
     "same_padding_pairs",
     "singular_values",
     "source_index",
+    "spectral_density",
     "spectral_norm",
     "spectrum_report",
     "standard_configs",

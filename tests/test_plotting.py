@@ -115,9 +115,9 @@ def _legend(ax):
     return [text.get_text() for text in ax.get_legend().get_texts()]
 
 
-def test_density_of_a_zero_padded_layer_marks_the_exact_extremes(plt):
+def test_density_of_a_zero_padded_layer_is_its_own_with_the_counterpart_overlaid(plt):
     w = np.random.default_rng(2).standard_normal((3, 2, 3, 3))
-    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0)
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0, log=False)
     dense = np.linalg.svd(convop.conv_matrix(w, (6, 6), padding=1, domain="input").toarray(),
                           compute_uv=False)
     sigma_max, sigma_min, reshaped = (line.get_xdata()[0] for line in ax.lines[:3])
@@ -125,33 +125,78 @@ def test_density_of_a_zero_padded_layer_marks_the_exact_extremes(plt):
     np.testing.assert_allclose(reshaped, np.linalg.svd(w.reshape(3, -1), compute_uv=False)[0],
                                rtol=1e-12)
     labels = _legend(ax)
-    assert labels[0].startswith("circular counterpart at 6x6 (FFT) (72 values")
-    assert labels[3].startswith("reshaped kernel (torch spectral_norm)")
-    counterpart = convop.circular_singular_values(w, (6, 6))
-    heights = sum(patch.get_height() for patch in ax.patches)
-    assert heights == np.count_nonzero(counterpart > 0 if ax.get_xscale() == "log" else
-                                       counterpart >= 0)
+    assert labels[0] == "this layer, exact (dense SVD), 72 values"
+    assert labels[1] == "circular counterpart at 6x6 (FFT), 72 values"
+    assert labels[4].startswith("reshaped kernel (torch spectral_norm)")
+    # The layer's bars are its own dense spectrum, the thin line the counterpart's.
+    layer, counterpart = ax.patches[0], ax.patches[1]
+    heights, edges = layer.get_data().values, layer.get_data().edges
+    np.testing.assert_array_equal(heights, np.histogram(dense, edges)[0])
+    assert heights.sum() == 72
+    theirs = np.histogram(convop.circular_singular_values(w, (6, 6)), edges)[0]
+    np.testing.assert_array_equal(counterpart.get_data().values, theirs)
+    assert not np.array_equal(heights, theirs)  # the layer is not its counterpart
+
+
+def test_density_of_a_large_layer_is_quadrature_with_its_band(plt):
+    w = np.random.default_rng(5).standard_normal((16, 16, 3, 3)) / 12
+    d = convop.spectral_density(w, (20, 20), padding=1, rng=0, tol=0.05)
+    assert d.method == "slq"
+    ax = convop.plot_spectrum_density(w, (20, 20), padding=1, density=d, bins=30)
+    labels = _legend(ax)
+    assert labels[0].startswith("this layer (Lanczos quadrature: ")
+    assert labels[0].endswith("6400 values")
+    assert labels[1] == f"fraction at or below (right), band +-{d.band:.2g}"
+    right = [other for other in ax.figure.axes if other is not ax][0]
+    curve = right.lines[0]
+    np.testing.assert_allclose(curve.get_ydata(), d.cdf(curve.get_xdata()))
+    band = right.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() >= 0.0 and band[:, 1].max() <= 1.0
+    mass, _, _ = d.mass(np.r_[np.nextafter(ax.patches[0].get_data().edges[0], -np.inf),
+                              ax.patches[0].get_data().edges[1:]])
+    np.testing.assert_allclose(ax.patches[0].get_data().values, mass * d.count)
 
 
 def test_density_of_a_circular_layer_is_its_own_spectrum(plt):
     w = np.random.default_rng(3).standard_normal((2, 2, 3, 3))
     ax = convop.plot_spectrum_density(w, (6, 6), padding=1, padding_mode="circular",
                                       sigma_min=0.5, log=False, bins=10)
-    assert _legend(ax)[0].startswith("this layer (circular padding, FFT) (72 values")
+    assert _legend(ax)[0] == "this layer, exact (FFT), 72 values"
+    assert not any(label.startswith("circular counterpart") for label in _legend(ax))
     assert ax.lines[1].get_xdata()[0] == 0.5  # given, not recomputed
     np.testing.assert_allclose(ax.lines[0].get_xdata()[0],
                                convop.circular_singular_values(w, (6, 6)).max(), rtol=1e-9)
-    assert ax.get_xscale() == "linear" and len(ax.patches) == 10
+    assert ax.get_xscale() == "linear" and len(ax.patches[0].get_data().values) == 10
 
 
 def test_density_says_when_sigma_min_is_zero_or_not_computed(plt, monkeypatch):
     w = np.ones((2, 2, 3, 3))  # rank-1 channel mixing: rank deficient
     ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0, log=True)
     assert "sigma_min (exact) = 0: rank deficient" in _legend(ax)
+    monkeypatch.setattr("convop.spectral.density.SMALLEST_LIMIT", 10)
     monkeypatch.setattr("convop.plotting.spectrum.SMALLEST_LIMIT", 10)
-    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, rng=0)
+    d = convop.spectral_density(w, (6, 6), padding=1, method="slq", rng=0, tol=0.1)
+    ax = convop.plot_spectrum_density(w, (6, 6), padding=1, density=d)
     assert any(label.startswith("sigma_min not computed (72 unknowns > 10")
                for label in _legend(ax))
+
+
+def test_density_refuses_a_density_of_another_layer(plt):
+    d = convop.spectral_density(np.ones((2, 2, 3, 3)), (6, 6), padding=1)
+    with pytest.raises(ValueError, match="`density` holds 72 singular values; this layer has 50"):
+        convop.plot_spectrum_density(np.ones((2, 2, 3, 3)), (5, 5), padding=1, density=d)
+    with pytest.raises(TypeError, match="`density` must be a SpectralDensity"):
+        convop.plot_spectrum_density(np.ones((2, 2, 3, 3)), (6, 6), density=[1.0])
+
+
+def test_plot_density_draws_a_computed_density(plt):
+    d = convop.spectral_density(np.random.default_rng(0).standard_normal((4, 4, 3, 3)), (8, 8),
+                                padding=1, method="slq", tol=0.1, rng=0)
+    ax = convop.plot_density(d, bins=12)
+    assert ax.get_title() == "slq: 256 singular values"
+    assert len(ax.patches[0].get_data().values) == 12
+    with pytest.raises(TypeError, match="`density` must be a SpectralDensity"):
+        convop.plot_density(np.ones(3))
 
 
 def test_density_rejects_bad_marks():
@@ -164,4 +209,4 @@ def test_density_rejects_bad_marks():
 def test_density_counterpart_rounds_the_size_up_to_the_stride(plt):
     w = np.random.default_rng(4).standard_normal((2, 2, 3, 3))
     ax = convop.plot_spectrum_density(w, (7, 7), stride=2, padding=1, rng=0)
-    assert _legend(ax)[0].startswith("circular counterpart at 8x8 (FFT)")
+    assert _legend(ax)[1].startswith("circular counterpart at 8x8 (FFT)")

@@ -15,6 +15,7 @@ from ..geometry import ConvGeometry, make_geometry
 from ..norms import absolute_sums
 from ..spectral.bounds import gram_iteration_bound
 from ..spectral.circular import is_circulant
+from ..spectral.density import spectral_density
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
@@ -51,11 +52,12 @@ class LayerRow:
 
 def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int, ...],
                 layer: dict[str, Any], transposed: bool, *, rtol: float, sigma_min: bool,
-                rng: Any, norms: tuple[float, ...] = ()) -> LayerAudit:
+                rng: Any, norms: tuple[float, ...] = (), density: bool = False) -> LayerAudit:
     """Audit one convolution (a transposed one through the convolution it is the adjoint of).
 
     ``norms`` may hold 1 and ``math.inf``: the exact l1 and l-infinity operator
-    norms as well.
+    norms as well; ``density`` adds the distribution of every singular value
+    (:func:`convop.spectral_density`, the transposed layer's are its convolution's).
     """
     start = time.perf_counter()
     layer = dict(layer)
@@ -96,6 +98,14 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
         else:
             note = (f"sigma_min skipped: {min(m, n)} unknowns > {SMALLEST_LIMIT} (a sparse "
                     f"Cholesky of that size takes minutes)")
+    spectrum = None
+    if density:
+        try:
+            spectrum = spectral_density(
+                weight, conv_size, sigma_max=None if bracket is not None else sigma,
+                sigma_min=low, rng=rng, progress=False, **conv_layer)
+        except MemoryError as err:  # the row stands without it
+            note = "; ".join(n for n in (note, f"density refused: {err}") if n)
     one = inf = None
     if norms:
         one, inf = _l1_linf(weight, geom, tuple(input_size) if transposed else None)
@@ -105,7 +115,8 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
                       geom.nnz("input"), sigma, reshaped, circular, bound,
                       time.perf_counter() - start, low, cond, note=note,
                       norm_1=one if 1.0 in norms else None,
-                      norm_inf=inf if math.inf in norms else None, sigma_max_bracket=bracket)
+                      norm_inf=inf if math.inf in norms else None, sigma_max_bracket=bracket,
+                      density=spectrum)
 
 
 def _l1_linf(weight: np.ndarray, geom: ConvGeometry, transposed_input: tuple[int, ...] | None

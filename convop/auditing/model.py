@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .._progress import Progress, check_progress
-from .._validation import as_int_tuple
+from .._validation import as_int_tuple, check_bool
 from ..norms import check_ord
 from ..spectral.values import check_rtol
 from .layer import LayerRow, audit_layer, refused_layer
@@ -19,7 +19,8 @@ __all__ = ["audit"]
 
 
 def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool = False,
-          norms: Any = (), rng: Any = 0, progress: bool | None = None) -> AuditReport:
+          norms: Any = (), rng: Any = 0, progress: bool | None = None,
+          density: bool = False) -> AuditReport:
     """Audit every convolution of a model: exact norm beside the estimators.
 
     The input size each ``Conv``/``ConvTranspose`` really sees comes from one
@@ -58,6 +59,10 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
     progress : bool, optional
         Report each layer taking over a second on stderr: ``None`` when stderr
         is a terminal (or ``CONVOP_PROGRESS=1``), ``True`` always, ``False`` never.
+    density : bool
+        Also the distribution of each layer's singular values
+        (:func:`convop.spectral_density`, in ``LayerAudit.density``);
+        :meth:`AuditReport.plot_densities` draws them side by side.
 
     Returns
     -------
@@ -83,6 +88,7 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
     check_rtol(rtol)
     extra = _check_norms(norms)
     report_progress = check_progress(progress)
+    with_density = check_bool(density, "density")
     start = time.perf_counter()
     if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         from .onnx_model import onnx_layers
@@ -93,7 +99,8 @@ def audit(model: Any, input_shape: Any, *, rtol: float = 1e-8, sigma_min: bool =
 
         name, rows, bounds = torch_layers(model, shape)
     audited = tuple(_audit_row(row, index, len(rows), rtol, sigma_min, rng, extra,
-                               report_progress) for index, row in enumerate(rows, 1))
+                               report_progress, with_density)
+                    for index, row in enumerate(rows, 1))
     fields = ("sigma_max", *ESTIMATORS, *(_NORM_FIELDS[p] for p in extra))
     network, note = bounds({(r.name, r.input_size): {f: _value(r, f) for f in fields}
                             for r in audited})
@@ -137,7 +144,8 @@ def _value(row: LayerAudit, field: str) -> float:
 
 
 def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bool,
-               rng: Any, norms: tuple[float, ...], progress: bool | None) -> LayerAudit:
+               rng: Any, norms: tuple[float, ...], progress: bool | None,
+               density: bool = False) -> LayerAudit:
     if row.weight is None:  # a node convop cannot read: its note says why
         return refused_layer(row, "")
     weight = row.weight
@@ -148,7 +156,7 @@ def _audit_row(row: LayerRow, index: int, total: int, rtol: float, sigma_min: bo
         try:
             audited = audit_layer(row.name, row.kind, weight, row.input_size, row.layer,
                                   row.transposed, rtol=rtol, sigma_min=sigma_min, rng=rng,
-                                  norms=norms)
+                                  norms=norms, density=density)
         except MemoryError as err:  # reported, not crashed on
             return refused_layer(row, f"refused: {err}")
     note = "; ".join(n for n in (audited.note, row.note) if n)

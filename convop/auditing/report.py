@@ -29,7 +29,8 @@ class LayerAudit:
     ``norm_inf``, the exact l1 and l-infinity operator norms
     (:func:`convop.operator_norm`), are None unless asked for. A layer whose
     ``sigma_max`` did not converge has NaN there and ``sigma_max_bracket``, a
-    certified interval holding it (its ``note`` says so).
+    certified interval holding it (its ``note`` says so). ``density`` is the
+    layer's :class:`convop.SpectralDensity` when the audit was asked for it.
     """
 
     name: str
@@ -52,6 +53,8 @@ class LayerAudit:
     norm_inf: float | None = None
     #: A certified interval holding sigma_max when it did not converge (sigma_max is NaN).
     sigma_max_bracket: tuple[float, float] | None = None
+    #: The distribution of every singular value (a SpectralDensity) when asked for.
+    density: Any = None
 
     def ratio(self, estimator: str) -> float:
         """Return an estimator over the exact value."""
@@ -87,7 +90,8 @@ class AuditReport:
         """Return plain Python data (no numpy), ready for JSON."""
         rows = []
         for r in self.layers:
-            row = dataclasses.asdict(r)
+            row = dataclasses.asdict(dataclasses.replace(r, density=None))
+            row["density"] = None if r.density is None else r.density.to_dict()
             row["weight_shape"], row["input_size"] = list(r.weight_shape), list(r.input_size)
             row["matrix_shape"] = list(r.matrix_shape)
             row["layer"] = {k: _plain(v) for k, v in r.layer.items()}
@@ -164,6 +168,34 @@ class AuditReport:
                       ncol=columns, frameon=False)
         plt_ax.figure.tight_layout()
         return plt_ax
+
+    def plot_densities(self, columns: int = 3) -> Any:
+        """Draw each layer's singular-value density side by side (audits with ``density=True``).
+
+        Needs matplotlib; returns the ``Figure``. Layers without a density are left out.
+        """
+        from ..plotting import plot_density, pyplot
+
+        rows = [r for r in self.layers if r.density is not None]
+        if not rows:
+            raise ValueError("no layer of this audit has a density: run "
+                             "convop.audit(..., density=True).")
+        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+            raise ValueError(f"`columns` must be a positive integer; got {columns!r}.")
+        across = min(columns, len(rows))
+        down = -(-len(rows) // across)
+        figure, grid = pyplot().subplots(down, across, figsize=(5.2 * across, 3.8 * down),
+                                         squeeze=False)
+        for ax, row in zip(grid.flat, rows):
+            plot_density(row.density, ax, bins=40,
+                         title=f"{row.name}: {'x'.join(map(str, row.weight_shape))} "
+                               f"@{'x'.join(map(str, row.input_size))}")
+        for ax in list(grid.flat)[len(rows):]:
+            ax.set_visible(False)
+        figure.suptitle(f"{self.model}: the singular values of each convolution",
+                        fontsize="medium")
+        figure.tight_layout()
+        return figure
 
     def __str__(self) -> str:
         head = (f"audit of {self.model}, input {'x'.join(map(str, self.input_shape))}: "

@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
                        "and the network bound in each, e.g. --norms 1,inf")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
     audit.add_argument("--seed", type=int, default=0, help="seed of the start vectors")
+    audit.add_argument("--density", action="store_true",
+                       help="also each layer's singular-value density (densities.png with "
+                            "--plot)")
     audit.add_argument("--plot", metavar="DIR", help="write audit.png (per-layer bars) into DIR")
 
 
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         model = model.double()
     try:
         report = audit(model, (shape[0], *shape[1:]), rtol=args.rtol,
-                       sigma_min=args.sigma_min, norms=norms, rng=args.seed)
+                       sigma_min=args.sigma_min, norms=norms, rng=args.seed,
+                       density=args.density)
     except (TypeError, ValueError) as err:  # e.g. --in that does not fit the model's input
         raise UsageError(f"argument --in: {err}") from None
     print(report.to_json(indent=2) if args.json else report, file=out)
@@ -84,6 +88,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         ax = report.plot()
         ax.figure.savefig(os.path.join(args.plot, "audit.png"), dpi=100)
         pyplot().close(ax.figure)
+        if any(r.density is not None for r in report.layers):
+            figure = report.plot_densities()
+            figure.savefig(os.path.join(args.plot, "densities.png"), dpi=100)
+            pyplot().close(figure)
     refused = [r.name for r in report.layers if r.note.startswith("refused")]
     return 1 if refused else 0
 

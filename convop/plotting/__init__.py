@@ -11,12 +11,18 @@ takes ``ax=None`` (a new figure) and returns the ``Axes`` it drew on.
 """
 
 from ._backend import INSTALL_HINT, pyplot
-from .spectrum import plot_frequency_response, plot_spectrum, plot_spectrum_density
+from .spectrum import (
+    plot_density,
+    plot_frequency_response,
+    plot_spectrum,
+    plot_spectrum_density,
+)
 from .structure import plot_block, plot_structure
 
 __all__ = [
     "INSTALL_HINT",
     "plot_block",
+    "plot_density",
     "plot_frequency_response",
     "plot_spectrum",
     "plot_spectrum_density",

@@ -13,6 +13,8 @@
 - ``circular``: :func:`circular_singular_values` through the FFT, and the
   Lanczos warm start.
 - ``bounds``: :func:`gram_iteration_bound`, a fast certified upper bound.
+- ``density``: :func:`spectral_density`, the distribution of all singular
+  values with its band (exact, or ``quadrature``: stochastic Lanczos quadrature).
 - ``products`` and ``winograd``: Gram products with reused buffers;
   ``tolerance``: the rank tolerance; ``_target``: what the functions act on, in
   float64 whatever the weight's dtype.
@@ -20,16 +22,19 @@
 
 from .bounds import gram_iteration_bound
 from .circular import circular_singular_values
+from .density import SpectralDensity, spectral_density
 from .report import SpectralReport, condition_number, spectrum_report
 from .values import DENSE_SVD_MAX_ENTRIES, singular_values, spectral_norm
 
 __all__ = [
     "DENSE_SVD_MAX_ENTRIES",
+    "SpectralDensity",
     "SpectralReport",
     "circular_singular_values",
     "condition_number",
     "gram_iteration_bound",
     "singular_values",
+    "spectral_density",
     "spectral_norm",
     "spectrum_report",
 ]
