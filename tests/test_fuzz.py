@@ -42,7 +42,8 @@ def test_every_public_function_is_fuzzed():
     # Reports and configs are data classes, exercised through the functions returning them;
     # the exceptions are what the fuzzer checks every refusal against.
     data = {"CheckReport", "ConfigResult", "DotTestReport", "LayerConfig", "SpectralReport",
-            "ConvGeometry", "AuditReport", "LayerAudit", "BudgetError", "NoConvergence"}
+            "ConvGeometry", "AuditReport", "LayerAudit", "BudgetError", "NoConvergence",
+            "SpectralDensity"}
     assert public - data - set(SPECS) == set()
 
 

@@ -124,7 +124,10 @@ class SpectralDensity:
             return (np.searchsorted(self.values, flat, side="right") / self.count).reshape(
                 points.shape)
         low, high = self._support()
-        estimate = np.mean([q.estimate(flat, low, high) for q in self._quadratures], axis=0)
+        estimate = np.zeros(flat.shape)
+        for q in self._quadratures:  # summed in place: hundreds of probes, many points
+            estimate += q.estimate(flat, low, high)
+        estimate /= self.probes
         lower, upper = self.cdf_bounds(flat)
         return np.clip(estimate, lower, upper).reshape(points.shape)
 
@@ -141,9 +144,13 @@ class SpectralDensity:
         if self.values is not None:
             exact = self.cdf(points)
             return exact, exact.copy()
-        bounds = [q.bounds(flat) for q in self._quadratures]
-        lower = np.mean([b[0] for b in bounds], axis=0)
-        upper = np.mean([b[1] for b in bounds], axis=0)
+        lower, upper = np.zeros(flat.shape), np.zeros(flat.shape)
+        for q in self._quadratures:
+            low_q, up_q = q.bounds(flat)
+            lower += low_q
+            upper += up_q
+        lower /= self.probes
+        upper /= self.probes
         term = probe_term(lower, upper, self.count, self.probes)
         lower, upper = np.clip(lower - term, 0.0, 1.0), np.clip(upper + term, 0.0, 1.0)
         low, high = self._support()

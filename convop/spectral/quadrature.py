@@ -37,6 +37,9 @@ Z = 3.0
 #: A node moves by at most this many product epsilons times the Gram norm (a float32
 #: product errs by 1 to 3, benchmarks/TUNING.md#density-rounding).
 ROUNDING = 16
+#: Most probes chosen for a ``tol`` (a tiny operator would ask for thousands; its
+#: values are exact anyway unless the quadrature is forced).
+MAX_PROBES = 256
 #: Steps between two checks of an adaptive probe's band.
 CHECK_EVERY = 10
 
@@ -165,8 +168,8 @@ def probe_term(lower: np.ndarray, upper: np.ndarray, count: int, probes: int) ->
 
 
 def probes_for(tol: float, count: int) -> int:
-    """Probes whose term stays within half of ``tol`` wherever the fraction is."""
-    return max(1, math.ceil((2 * Z / tol) ** 2 / count))
+    """Probes whose term stays within half of ``tol`` wherever the fraction is (capped)."""
+    return min(MAX_PROBES, max(1, math.ceil((2 * Z / tol) ** 2 / count)))
 
 
 def rademacher(rng: np.random.Generator, count: int, dtype: np.dtype) -> np.ndarray:

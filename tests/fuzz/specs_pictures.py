@@ -130,6 +130,31 @@ def spec_plot_spectrum_density() -> Spec:
 
 
 @register
+def spec_plot_density() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw)
+        layer = {k: v[k] for k in ("stride", "padding", "dilation", "groups", "padding_mode")}
+        method = draw(st.sampled_from(["auto", "slq"]))
+        d = convop.spectral_density(v["weight"], v["input_size"], method=method, tol=0.2,
+                                    rng=0, **layer)
+        return dict(density=d, bins=draw(st.integers(1, 40)), log=None, title=None)
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"density": [Bad(np.ones(3), "an array"), Bad(None, "None")],
+                "bins": [Bad(0, "zero"), Bad(2.5, "a float")],
+                "log": [Same(False, False, "False"), Bad("no", "a string")],
+                "title": [Same("t", "t", "a string"), Bad(1, "an int")]}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        marks = [line.get_xdata()[0] for line in result.lines if len(line.get_xdata())]
+        assert np.isclose(marks[0], v["density"].sigma_max), (marks, v["density"])
+        closes_figure(result)
+
+    return Spec("plot_density", convop.plot_density, base, mutations, check,
+                needs=("matplotlib",))
+
+
+@register
 def spec_plot_spectrum() -> Spec:
     def base(draw: Any) -> dict[str, Any]:
         return dict(values=np.array([3.0, 1.0, 2.0]), title=None, label=None, log=None)

@@ -200,3 +200,45 @@ def spec_operator_norm() -> Spec:
 
     return Spec("operator_norm", convop.operator_norm, base, mutations, check,
                 spectral_problem)
+
+
+@register
+def spec_spectral_density() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw)
+        v.update(method=draw(st.sampled_from(["auto", "slq"])), tol=0.1, bins=draw(
+            st.integers(1, 30)), probes=4, steps=None, sigma_max=None, sigma_min=None,
+            rtol=1e-8, rng=0, max_bytes=None)
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"weight": array_mutations(v["weight"], finite=True),
+                "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
+                "method": choice_mutations(v["method"], ("auto", "exact", "slq")),
+                "tol": [Same(0.2, 0.2, "wider"), Bad(0.0, "zero"), Bad(0.5, "a half"),
+                        Bad(float("nan"), "NaN"), Bad("0.1", "a string")],
+                "bins": int_mutations(v["bins"], 1, False),
+                "probes": [Same(3, 3, "three"), Same(None, None, "chosen for tol"),
+                           Bad(0, "zero"), Bad(2.5, "a float")],
+                "steps": [Same(4, 4, "four"), Bad(0, "zero"), Bad(-1, "negative")],
+                "sigma_max": [Bad(-1.0, "negative"), Bad(float("inf"), "inf")],
+                "sigma_min": [Bad(float("nan"), "NaN")],
+                "rtol": rtol_mutations(), "rng": rng_mutations(),
+                "max_bytes": budget_mutations()}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        s = np.sort(reference_values(v))
+        assert result.count == s.size
+        if result.values is not None:
+            assert_values(result.values[::-1], s[::-1], v)
+            return
+        at = np.searchsorted(s, s, side="right") / s.size
+        lower, upper = result.cdf_bounds(s)
+        top = max(float(s[-1]), 1e-300)
+        # Values within rounding of a jump may sit on either side of it.
+        near = result.cdf_bounds(s + 1e-9 * top)[1]
+        assert np.all((lower <= at + 1e-12) & (at <= np.maximum(upper, near) + 1e-12)), (
+            lower, at, upper)
+
+    return Spec("spectral_density", convop.spectral_density, base, mutations, check,
+                spectral_problem)
