@@ -37,7 +37,14 @@ from .quadrature import (
     probes_for,
     rademacher,
 )
-from .values import check_rtol, circulant_layer, circulant_values, compute, dense_values
+from .values import (
+    check_rtol,
+    check_rtol_for,
+    circulant_layer,
+    circulant_values,
+    compute,
+    dense_values,
+)
 
 __all__ = ["SMALLEST_LIMIT", "SpectralDensity", "spectral_density"]
 
@@ -298,6 +305,7 @@ def spectral_density(
     generator = as_rng(rng)
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
                                                         padding_mode), max_bytes=max_bytes)
+    check_rtol_for(accuracy, target.dtype)
     m, n = target.shape
     count = min(m, n)
     if count == 0:
