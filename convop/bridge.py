@@ -150,6 +150,16 @@ class Bridge:
         """Return the forward pass's gradient with respect to its weight."""
         raise NotImplementedError(f"{self.name} computes no gradients in this bridge")
 
+    def integer(self, x: np.ndarray, weight: np.ndarray, quantization: dict[str, Any],
+                layer: Layer) -> np.ndarray:
+        """Return ONNX ``ConvInteger``'s int32 sums (``x_zero_point``, ``weight_zero_point``)."""
+        raise NotImplementedError(f"{self.name} has no integer convolution in this bridge")
+
+    def quantized(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                  quantization: dict[str, Any], layer: Layer) -> np.ndarray:
+        """Return ``QLinearConv``'s requantized output (scales and zero points by name)."""
+        raise NotImplementedError(f"{self.name} has no quantized convolution in this bridge")
+
 
 class AutodiffBridge(Bridge):
     """A framework with eager tensors and reverse-mode autodiff.
@@ -235,17 +245,24 @@ class AutodiffBridge(Bridge):
 
 
 class BridgeFunctions(NamedTuple):
-    """A bridge behind convop's four signatures, one callable per ``check_conv`` kind."""
+    """A bridge behind convop's signatures, one callable per ``check_conv`` kind."""
 
     conv: Callable[..., np.ndarray]
     conv_input_grad: Callable[..., np.ndarray]
     conv_weight_grad: Callable[..., np.ndarray]
     conv_transpose: Callable[..., np.ndarray]
+    conv_integer: Callable[..., np.ndarray] | None = None
+    conv_quantized: Callable[..., np.ndarray] | None = None
 
     def by_kind(self) -> dict[str, Callable[..., np.ndarray]]:
-        """``{"forward": conv, "input_grad": ..., "weight_grad": ..., "transpose": ...}``."""
-        return {"forward": self.conv, "input_grad": self.conv_input_grad,
-                "weight_grad": self.conv_weight_grad, "transpose": self.conv_transpose}
+        """``{"forward": conv, "input_grad": ..., "weight_grad": ..., ...}`` per kind."""
+        kinds = {"forward": self.conv, "input_grad": self.conv_input_grad,
+                 "weight_grad": self.conv_weight_grad, "transpose": self.conv_transpose}
+        if self.conv_integer is not None:
+            kinds["integer"] = self.conv_integer
+        if self.conv_quantized is not None:
+            kinds["quantized"] = self.conv_quantized
+        return kinds
 
 
 def _spatial(value: Any, ndim: int) -> tuple[int, ...]:
@@ -303,17 +320,47 @@ def bridge_functions(bridge: Bridge, module: str) -> BridgeFunctions:
                                  dilation, groups)
         return bridge.transpose(x, weight, None if bias is None else np.asarray(bias), layer)
 
+    def conv_integer(x: Any, weight: Any, *, x_zero_point: Any, weight_zero_point: Any,
+                     stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                     padding_mode: str = "zeros") -> np.ndarray:
+        x, weight = np.asarray(x), np.asarray(weight)
+        layer = _conv_layer(weight.shape, x.shape[2:], stride, padding, dilation, groups,
+                            padding_mode)
+        return bridge.integer(x, weight, {"x_zero_point": x_zero_point,
+                                          "weight_zero_point": weight_zero_point}, layer)
+
+    def conv_quantized(x: Any, weight: Any, bias: Any = None, *, x_scale: Any,
+                       x_zero_point: Any, weight_scale: Any, weight_zero_point: Any,
+                       y_scale: Any, y_zero_point: Any, stride: Any = 1, padding: Any = 0,
+                       dilation: Any = 1, groups: int = 1,
+                       padding_mode: str = "zeros") -> np.ndarray:
+        x, weight = np.asarray(x), np.asarray(weight)
+        layer = _conv_layer(weight.shape, x.shape[2:], stride, padding, dilation, groups,
+                            padding_mode)
+        quantization = dict(x_scale=x_scale, x_zero_point=x_zero_point,
+                            weight_scale=weight_scale, weight_zero_point=weight_zero_point,
+                            y_scale=y_scale, y_zero_point=y_zero_point)
+        return bridge.quantized(x, weight, None if bias is None else np.asarray(bias),
+                                quantization, layer)
+
     docs = {
-        conv: ("forward pass", "convop.conv"),
-        conv_input_grad: ("input gradient (through its autodiff)", "convop.conv_input_grad"),
-        conv_weight_grad: ("weight gradient (through its autodiff)", "convop.conv_weight_grad"),
-        conv_transpose: ("transposed convolution", "convop.conv_transpose"),
+        conv: ("forward pass", ":func:`convop.conv`"),
+        conv_input_grad: ("input gradient (through its autodiff)",
+                          ":func:`convop.conv_input_grad`"),
+        conv_weight_grad: ("weight gradient (through its autodiff)",
+                           ":func:`convop.conv_weight_grad`"),
+        conv_transpose: ("transposed convolution", ":func:`convop.conv_transpose`"),
+        conv_integer: ("integer convolution (ONNX ConvInteger's contract)",
+                       ":mod:`convop.validation.quantized`"),
+        conv_quantized: ("quantized convolution (QLinearConv's contract)",
+                         ":mod:`convop.validation.quantized`"),
     }
     for function, (what, twin) in docs.items():
         function.__module__ = module
         function.__qualname__ = function.__name__
         function.__doc__ = (
-            f"{bridge.name}'s {what} with :func:`{twin}`'s signature (numpy in and out).\n\n"
+            f"{bridge.name}'s {what} with {twin}'s signature (numpy in and out).\n\n"
             f"A configuration {bridge.name} cannot express raises NotImplementedError "
             f"(a skip in :func:`convop.check_conv`).")
-    return BridgeFunctions(conv, conv_input_grad, conv_weight_grad, conv_transpose)
+    return BridgeFunctions(conv, conv_input_grad, conv_weight_grad, conv_transpose,
+                           conv_integer, conv_quantized)

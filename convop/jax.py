@@ -149,4 +149,4 @@ class JaxBridge(AutodiffBridge):
 
 #: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
 bridge = JaxBridge()
-conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)
+conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)[:4]

@@ -13,6 +13,10 @@ called, never when convop is imported.
   dilation: such layers are skipped).
 - ``conv_input_grad``, ``conv_weight_grad``: ONNX Runtime does not
   differentiate (inference only); :func:`convop.check_conv` skips them.
+- ``conv_integer``: a ``ConvInteger`` node (uint8/int8 input, int8 weight, zero
+  points; int32 sums): ``check_conv(kind="integer")``.
+- ``conv_quantized``: a ``QLinearConv`` node (scales and zero points, per-channel
+  weight scales, int32 bias): ``check_conv(kind="quantized")``.
 - :func:`auto_pad_pairs`: what ``auto_pad`` (``NOTSET`` with ``pads``,
   ``VALID``, ``SAME_UPPER``, ``SAME_LOWER``) means as convop's padding pairs.
 - ``bridge``: the :class:`convop.bridge.Bridge` behind them.
@@ -48,6 +52,8 @@ __all__ = [
     "bridge",
     "conv",
     "conv_input_grad",
+    "conv_integer",
+    "conv_quantized",
     "conv_transpose",
     "conv_weight_grad",
 ]
@@ -158,16 +164,68 @@ class OnnxRuntimeBridge(Bridge):
             output_padding=list(layer.output_padding))
         return self._run([node], [], x, weight, bias)
 
-    def _run(self, nodes: list[Any], initializers: list[Any], x: np.ndarray,
-             weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    def integer(self, x: np.ndarray, weight: np.ndarray, quantization: dict[str, Any],
+                layer: Layer) -> np.ndarray:
+        """Run a ``ConvInteger`` node (zero padding only)."""
+        self._check_quantized(x, weight, layer)
+        onnx, _ = _modules()
+        feeds = {"x": x, "w": weight,
+                 "x_zero_point": np.asarray(quantization["x_zero_point"], dtype=x.dtype),
+                 "w_zero_point": np.asarray(quantization["weight_zero_point"],
+                                            dtype=weight.dtype)}
+        node = onnx.helper.make_node(
+            "ConvInteger", list(feeds), ["y"], kernel_shape=list(weight.shape[2:]),
+            pads=_onnx_pads(layer.padding), strides=list(layer.stride),
+            dilations=list(layer.dilation), group=layer.groups)
+        return self._run([node], [], feeds=feeds, output=np.dtype(np.int32))
+
+    def quantized(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                  quantization: dict[str, Any], layer: Layer) -> np.ndarray:
+        """Run a ``QLinearConv`` node (zero padding only; per-channel weight scales)."""
+        self._check_quantized(x, weight, layer)
+        onnx, _ = _modules()
+        q = quantization
+        feeds = {"x": x, "x_scale": np.asarray(q["x_scale"], dtype=np.float32),
+                 "x_zero_point": np.asarray(q["x_zero_point"], dtype=x.dtype), "w": weight,
+                 "w_scale": np.asarray(q["weight_scale"], dtype=np.float32),
+                 "w_zero_point": np.asarray(q["weight_zero_point"], dtype=weight.dtype),
+                 "y_scale": np.asarray(q["y_scale"], dtype=np.float32),
+                 "y_zero_point": np.asarray(q["y_zero_point"], dtype=x.dtype)}
+        if bias is not None:
+            feeds["b"] = np.asarray(bias, dtype=np.int32)
+        node = onnx.helper.make_node(
+            "QLinearConv", list(feeds), ["y"], kernel_shape=list(weight.shape[2:]),
+            pads=_onnx_pads(layer.padding), strides=list(layer.stride),
+            dilations=list(layer.dilation), group=layer.groups)
+        return self._run([node], [], feeds=feeds, output=x.dtype)
+
+    @staticmethod
+    def _check_quantized(x: np.ndarray, weight: np.ndarray, layer: Layer) -> None:
+        if layer.padding_mode != "zeros":
+            raise NotImplementedError("ONNX's ConvInteger and QLinearConv pad with the zero "
+                                      "point only (padding_mode='zeros')")
+        if x.dtype not in (np.uint8, np.int8) or weight.dtype not in (np.uint8, np.int8):
+            raise NotImplementedError(f"ONNX's quantized convolutions take uint8/int8 data; "
+                                      f"got {x.dtype} and {weight.dtype}")
+
+    def _run(self, nodes: list[Any], initializers: list[Any], x: np.ndarray | None = None,
+             weight: np.ndarray | None = None, bias: np.ndarray | None = None, *,
+             feeds: dict[str, np.ndarray] | None = None,
+             output: np.dtype | None = None) -> np.ndarray:
         onnx, ort = _modules()
-        helper, elem = onnx.helper, onnx.TensorProto.FLOAT
-        feeds = {"x": x, "w": weight} | ({} if bias is None else {"b": bias})
+        helper = onnx.helper
+        if feeds is None:
+            assert x is not None and weight is not None
+            feeds = {"x": x, "w": weight}
+            if bias is not None:
+                feeds["b"] = bias
+        out = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(output or np.float32))
         graph = helper.make_graph(
             nodes, "convop_check",
-            [helper.make_tensor_value_info(name, elem, list(value.shape))
+            [helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
              for name, value in feeds.items()],
-            [helper.make_tensor_value_info("y", elem, None)], initializer=initializers)
+            [helper.make_tensor_value_info("y", out, None)], initializer=initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = 10
         options = ort.SessionOptions()
@@ -180,4 +238,5 @@ class OnnxRuntimeBridge(Bridge):
 
 #: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
 bridge = OnnxRuntimeBridge()
-conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)
+(conv, conv_input_grad, conv_weight_grad, conv_transpose, conv_integer,
+ conv_quantized) = bridge_functions(bridge, __name__)

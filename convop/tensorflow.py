@@ -157,4 +157,4 @@ class TensorFlowBridge(AutodiffBridge):
 
 #: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
 bridge = TensorFlowBridge()
-conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)
+conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)[:4]

@@ -240,7 +240,7 @@ class TorchBridge(AutodiffBridge):
 
 #: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
 bridge = TorchBridge()
-conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)
+conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)[:4]
 
 
 def _functional(ndim: int, transposed: bool = False) -> Any:

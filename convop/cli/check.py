@@ -11,6 +11,7 @@ from .._optional import install_hint, missing
 from ..bridge import BRIDGES, bridge_functions
 from ..validation import KINDS, check_conv
 from ..validation.case import call_problem
+from ..validation.quantized import QUANTIZED_KINDS
 from .arguments import UsageError, import_target
 
 __all__ = ["add_parser", "run"]
@@ -32,9 +33,11 @@ def add_parser(sub: Any) -> None:
                        "default and 'all': every kind its bridge implements")
     check.add_argument("--configs", choices=("standard", "quick"), default="standard",
                        help="the battery: about 40 layers, or 8")
-    check.add_argument("--dtype", choices=("float64", "float32", "float16"), default=None,
+    check.add_argument("--dtype", choices=("float64", "float32", "float16", "uint8", "int8"),
+                       default=None,
                        help="default: float64, or the framework's only dtype "
-                       "(float32 for onnxruntime)")
+                       "(float32 for onnxruntime); uint8 for the quantized kinds "
+                       "(integer, quantized), which take uint8 or int8")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     check.add_argument("--reproducers", metavar="DIR", default=None,
                        help="write a standalone Python reproducer of every failing "
@@ -51,13 +54,31 @@ def framework_targets(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], 
     bridge = importlib.import_module(module_name).bridge
     functions = bridge_functions(bridge, module_name).by_kind()
     kinds = bridge.kinds() if args.kind in (None, "all") else (args.kind,)
-    return [(kind, functions[kind]) for kind in kinds], args.dtype or bridge.dtypes[0]
+    return [(kind, functions[kind]) for kind in kinds], bridge.dtypes[0]
+
+
+def kind_dtype(kind: str, asked: str | None, default: str, every_kind: bool) -> str:
+    """Return the dtype ``kind`` is checked in.
+
+    The quantized kinds take uint8 unless int8 is asked for; the float kinds the
+    asked float dtype or ``default``. An integer dtype asked for a float kind is
+    a usage error, unless every kind runs (then it is meant for the quantized ones).
+    """
+    integer = asked in ("uint8", "int8")
+    if kind in QUANTIZED_KINDS:
+        return asked if asked is not None and integer else "uint8"
+    if integer:
+        if every_kind:
+            return default
+        raise UsageError(f"argument --dtype: {asked} is for the quantized kinds (integer, "
+                         f"quantized), not {kind!r}")
+    return asked or default
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``convop check``; returns 0 when every configuration passes, else 1."""
     if args.target in BRIDGES:
-        targets, dtype = framework_targets(args)
+        targets, default = framework_targets(args)
     else:
         if args.kind == "all":
             raise UsageError("argument --kind: 'all' needs a framework target "
@@ -66,7 +87,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         problem = call_problem(targets[0][1], targets[0][0])
         if problem:
             raise UsageError(f"argument target: {args.target}: {problem}")
-        dtype = args.dtype or "float64"
+        default = "float64"
     if args.reproducers:
         try:
             os.makedirs(args.reproducers, exist_ok=True)
@@ -75,7 +96,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                              f"{err.strerror or err}") from err
     passed = True
     for kind, impl in targets:
-        report = check_conv(impl, kind=kind, configs=args.configs, dtype=dtype, rng=args.seed)
+        report = check_conv(impl, kind=kind, configs=args.configs,
+                            dtype=kind_dtype(kind, args.dtype, default,
+                                             args.kind in (None, "all")),
+                            rng=args.seed)
         print(report, file=out)
         if args.reproducers and report.failures:
             paths = report.write_reproducers(args.reproducers)

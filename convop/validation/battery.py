@@ -11,7 +11,7 @@ from .._validation import (
     check_choice,
 )
 
-KINDS = ("forward", "input_grad", "weight_grad", "transpose")
+KINDS = ("forward", "input_grad", "weight_grad", "transpose", "integer", "quantized")
 #: Relative tolerance against ``|W| @ |x|`` per dtype (float16: see :func:`tolerance`).
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5, np.dtype(np.float16): 2.0**-10}
 #: Unit roundoffs of float16 and float32.
@@ -194,6 +194,26 @@ _TRANSPOSE = [
 ]
 
 
+# Quantized layers (zero padding: ONNX's ConvInteger and QLinearConv pad with the zero
+# point, the real value 0). Deep windows (64 and 144 products) make 16-bit pairs overflow.
+_QUANTIZED = [
+    LayerConfig("3x3 pad 1", (4, 3, 3, 3), (7, 8), padding=1),
+    LayerConfig("1x1 kernel", (5, 3, 1, 1), (6, 5)),
+    LayerConfig("stride 2", (4, 3, 3, 3), (9, 8), stride=2, padding=1),
+    LayerConfig("dilation 2 + padding 2", (3, 2, 3, 3), (8, 9), dilation=2, padding=2),
+    LayerConfig("asymmetric padding", (3, 2, 3, 3), (6, 7), padding=((1, 2), (0, 1))),
+    LayerConfig("groups 2", (4, 2, 3, 3), (6, 6), padding=1, groups=2),
+    LayerConfig("depthwise", (6, 1, 3, 3), (7, 7), padding=1, groups=6),
+    LayerConfig("non-square 1x5", (3, 2, 1, 5), (6, 9), padding=(0, 2)),
+    LayerConfig("1-D", (4, 3, 3), (11,), padding=1),
+    LayerConfig("3-D", (3, 2, 3, 3, 3), (5, 4, 6), padding=1),
+    LayerConfig("batch 3", (3, 2, 3, 3), (5, 6), padding=1, batch=3),
+    LayerConfig("no bias", (3, 3, 3, 3), (6, 6), padding=1, bias=False),
+    LayerConfig("deep 1x1: 64 -> 8", (8, 64, 1, 1), (5, 5)),
+    LayerConfig("16 -> 16", (16, 16, 3, 3), (8, 8), padding=1),
+]
+
+
 def standard_configs(kind: str = "forward", which: str = "standard") -> list[LayerConfig]:
     """Return the built-in battery of layers for ``kind`` (``"standard"`` or ``"quick"``).
 
@@ -211,6 +231,8 @@ def battery_configs(kind: str, which: str) -> list[LayerConfig]:
     """Return the battery ``which`` (standard or quick) for one kind, as a fresh list."""
     if kind == "transpose":
         return list(_TRANSPOSE if which == "standard" else _TRANSPOSE[:6])
+    if kind in ("integer", "quantized"):
+        return list(_QUANTIZED if which == "standard" else _QUANTIZED[:6])
     if which == "quick":
         return [c for c in _STANDARD if c.name in _QUICK_NAMES]
     return list(_STANDARD)

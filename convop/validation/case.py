@@ -14,6 +14,12 @@ from ..geometry import conv_geometry
 from ..transposed import conv_transpose, transposed_output_size
 from ..weight_grad import conv_weight_grad
 from .battery import RTOL, LayerConfig
+from .quantized import (
+    KEYWORDS,
+    QUANTIZED_KINDS,
+    quantized_exact,
+    quantized_inputs,
+)
 
 
 class Case(NamedTuple):
@@ -46,6 +52,12 @@ CALLS = {
                     ("stride", "padding", "dilation", "groups", "padding_mode")),
     "transpose": (("x", "weight", "bias"),
                   ("stride", "padding", "dilation", "groups", "output_padding")),
+    "integer": (("x", "weight"),
+                (*KEYWORDS["integer"], "stride", "padding", "dilation", "groups",
+                 "padding_mode")),
+    "quantized": (("x", "weight", "bias"),
+                  (*KEYWORDS["quantized"], "stride", "padding", "dilation", "groups",
+                   "padding_mode")),
 }
 
 
@@ -94,6 +106,10 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
                          padding_mode=cfg.padding_mode)
     if shapes_only:
         return {"bytes": _config_bytes(geom, batch)}
+    if kind in QUANTIZED_KINDS:
+        arrays = quantized_inputs(cfg, kind, dtype, gen, geom, batch)
+        arrays["x"] = laid_out(arrays["x"], cfg.layout)
+        return arrays
     weight = gen.standard_normal(shape).astype(dtype)
     x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
     dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
@@ -127,6 +143,8 @@ def exact_result(case: Case, weight: np.ndarray | None = None, bias: Any = "same
            absolute: bool = False, **override: Any) -> np.ndarray:
     """Convop's exact result in float64 (optionally on absolute values, or with changes)."""
     a = case.arrays
+    if case.kind in QUANTIZED_KINDS:
+        return quantized_exact(case.kind, a, case.dtype, case.layer(**override), weight, bias)
     cast = (lambda v: np.abs(v).astype(np.float64)) if absolute else (
         lambda v: v.astype(np.float64))
     w = cast(a["weight"] if weight is None else weight)
@@ -150,6 +168,11 @@ def call_impl(impl: Callable[..., Any], case: Case) -> Any:
     """
     a = case.arrays
     kw = case.layer()
+    if case.kind in QUANTIZED_KINDS:
+        quantization = {name: a[name] for name in KEYWORDS[case.kind]}
+        if case.kind == "integer":
+            return impl(a["x"], a["weight"], **quantization, **kw)
+        return impl(a["x"], a["weight"], a["bias"], **quantization, **kw)
     if case.kind == "forward":
         out = impl(a["x"], a["weight"], a["bias"], **kw)
     elif case.kind == "input_grad":

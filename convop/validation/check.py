@@ -19,6 +19,7 @@ from .._validation import (
 from .battery import KINDS, RTOL, LayerConfig, battery_configs
 from .case import case_inputs
 from .compare import implementation_label, run_config
+from .quantized import QUANTIZED_DTYPES, QUANTIZED_KINDS
 from .report import CheckReport
 
 
@@ -27,7 +28,7 @@ def check_conv(
     *,
     kind: str = "forward",
     configs: str | Sequence[LayerConfig] = "standard",
-    dtype: npt.DTypeLike = np.float64,
+    dtype: npt.DTypeLike | None = None,
     rng: Any = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
@@ -41,16 +42,21 @@ def check_conv(
         convop function: :func:`convop.conv` (``kind="forward"``),
         :func:`convop.conv_input_grad` (``"input_grad"``),
         :func:`convop.conv_weight_grad` (``"weight_grad"``) or
-        :func:`convop.conv_transpose` (``"transpose"``). Every layer argument is
-        passed by keyword.
-    kind : {"forward", "input_grad", "weight_grad", "transpose"}
-        What ``impl`` computes.
+        :func:`convop.conv_transpose` (``"transpose"``); for the quantized kinds
+        see :mod:`convop.validation.quantized`. Every layer argument is passed
+        by keyword.
+    kind : {"forward", "input_grad", "weight_grad", "transpose", "integer", "quantized"}
+        What ``impl`` computes. ``"integer"``: ONNX ``ConvInteger``'s int32 sums
+        of zero-point-shifted uint8/int8 inputs, held to exact equality;
+        ``"quantized"``: ``QLinearConv``'s (and PyTorch's quantized
+        convolution's) requantized output, exact up to a value next to a tie.
     configs : "standard", "quick" or sequence of LayerConfig
         The battery: about 40 layers covering the edge cases, 8 of them, or
         your own.
-    dtype : {float64, float32, float16}
-        Data type of the inputs, unless a configuration sets its own. float16
-        is held to a float32 accumulation rounded once
+    dtype : {float64, float32, float16, uint8, int8}, optional
+        Data type of the inputs, unless a configuration sets its own: float64
+        by default, uint8 for the quantized kinds (which take uint8 or int8;
+        weights int8). float16 is held to a float32 accumulation rounded once
         (:func:`convop.validation.battery.tolerance`).
     rng : None, int or numpy.random.Generator
         Source of the random inputs.
@@ -91,12 +97,7 @@ def check_conv(
     """
     check_callable(impl, "impl")
     check_choice(kind, "kind", KINDS)
-    try:
-        default = np.dtype(dtype)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`dtype` must be float32 or float64; got {dtype!r}.") from err
-    if default not in RTOL:
-        raise TypeError(f"`dtype` must be float32 or float64; got {default}.")
+    default = _check_dtype(dtype, kind)
     battery = _check_configs(configs, kind, check_max_bytes(max_bytes))
     gen = as_rng(rng)
     label = implementation_label(impl)
@@ -107,6 +108,23 @@ def check_conv(
             stage.update(f"configuration {index}/{len(battery)}: {cfg.name}")
             results.append(run_config(impl, kind, cfg, default, gen))
     return CheckReport(kind, label, str(default), tuple(results))
+
+
+def _check_dtype(dtype: Any, kind: str) -> np.dtype:
+    """Validate ``dtype`` for ``kind``: a float for the float kinds, uint8/int8 otherwise."""
+    quantized = kind in QUANTIZED_KINDS
+    if dtype is None:
+        return QUANTIZED_DTYPES[0] if quantized else np.dtype(np.float64)
+    allowed = QUANTIZED_DTYPES if quantized else tuple(RTOL)
+    rule = (f"uint8 or int8 for kind={kind!r}" if quantized
+            else "float64, float32 or float16 (uint8 and int8 are for the quantized kinds)")
+    try:
+        chosen = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`dtype` must be {rule}; got {dtype!r}.") from err
+    if chosen not in allowed:
+        raise TypeError(f"`dtype` must be {rule}; got {chosen}.")
+    return chosen
 
 
 def _check_configs(configs: Any, kind: str, max_bytes: int | None) -> list[LayerConfig]:

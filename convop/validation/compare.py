@@ -12,6 +12,7 @@ import numpy as np
 from .battery import LayerConfig, tolerance
 from .case import Case, call_impl, case_inputs, exact_result
 from .diagnose import diagnose_failure, localize
+from .quantized import QUANTIZED_KINDS, output_dtype, quantized_tolerance
 from .report import ConfigResult
 from .reproducer import reproducer
 
@@ -38,13 +39,14 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
                               where=f"shape {actual.shape}, expected {expected.shape}",
                               cause=diagnose_failure(case, actual, tol))
         return _with_reproducer(result, impl, case, expected, tol)
-    if actual.dtype != dtype:
+    if actual.dtype != output_dtype(kind, dtype):
         # A float32 layer computed and returned in float64 (or the reverse) is not the
-        # layer asked for, even when the numbers are close.
+        # layer asked for, even when the numbers are close; ConvInteger returns int32.
         result = compare_results(cfg, kind, actual, expected, tol)
         what = _returned(raw, actual)
         result = dataclasses.replace(
             result, status="fail", where=f"returned {what} for {dtype} inputs"
+            + (f" (expected {output_dtype(kind, dtype)})" if kind in QUANTIZED_KINDS else "")
             + (f"; {result.where}" if result.where else ""),
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
         return _with_reproducer(result, impl, case, expected, tol)
@@ -71,7 +73,12 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
 
 
 def case_tolerance(case: Case, expected: np.ndarray) -> np.ndarray:
-    """Return the elementwise tolerance of a case (float16's from its accumulation length)."""
+    """Return the elementwise tolerance of a case (float16's from its accumulation length).
+
+    Quantized kinds are exact (a requantized value next to a tie may round either way).
+    """
+    if case.kind in QUANTIZED_KINDS:
+        return quantized_tolerance(case.kind, case.arrays, case.dtype, case.layer())
     scale = exact_result(case, absolute=True)
     if case.dtype != np.float16:
         return tolerance(case.dtype, scale)

@@ -17,6 +17,7 @@ from ..modes import MODES
 from ..weight_grad import conv_weight_grad
 from .battery import RTOL
 from .case import Case, exact_result
+from .quantized import QUANTIZED_KINDS, quantized_causes
 
 
 def localize(bad: np.ndarray, kind: str) -> str:
@@ -91,6 +92,12 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
     there: it is never named.
     """
     expected = exact_result(case)
+    quantized = case.kind in QUANTIZED_KINDS
+    if quantized and actual.shape == expected.shape:
+        cause = quantized_causes(case.kind, case.arrays, case.dtype, case.layer(), actual,
+                                 expected, tol)
+        if cause:
+            return cause
     for label, candidate in _candidates(case):
         try:
             guess = candidate()
@@ -98,7 +105,8 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
             continue
         if guess.shape != actual.shape:
             continue
-        bound = tol if tol.shape == guess.shape else RTOL[case.dtype] * np.abs(guess) + 1e-300
+        bound = (tol if tol.shape == guess.shape else
+                 RTOL.get(case.dtype, 0.0) * np.abs(guess) + 1e-300)
         if guess.shape == expected.shape and np.all(np.abs(guess - expected) <= bound):
             continue  # indistinguishable from the right result: it cannot be the cause
         if np.all(np.abs(actual.astype(np.float64) - guess) <= 10 * bound):
@@ -107,7 +115,7 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
         perm = _channel_permutation(actual, expected, tol)
         if perm is not None:
             return f"output channels permuted: position i holds exact channel {perm}"
-    if actual.shape == tol.shape:
+    if actual.shape == tol.shape and not quantized:
         return _precision(case, actual, tol)
     return _size_cause(case, actual.shape)
 
@@ -191,7 +199,7 @@ def _candidates(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         out.append(("kernel flipped (convolution instead of cross-correlation)",
                      lambda: exact_result(case, weight=flipped)))
     if kind in ("forward", "transpose"):
-        if case.arrays["bias"] is not None:
+        if case.arrays.get("bias") is not None:
             out.append(("bias missing", lambda: exact_result(case, bias=None)))
         if w.shape[0] == w.shape[1] and case.cfg.groups == 1:
             out.append(("transposed channels (weight[c, m] for weight[m, c])",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .case import CALLS, Case
+from .quantized import KEYWORDS
 
 __all__ = ["reproducer", "snippet_name"]
 
@@ -51,6 +52,10 @@ def reproducer(impl: Callable[..., Any], label: str, case: Case, expected: np.nd
     lines.append(f"layer = {case.layer()!r}")
     call_args = ", ".join(name if name in case.arrays else repr(sizes[name])
                           for name in positional)
+    if case.kind in KEYWORDS:
+        lines.append("quantization = {" + ", ".join(
+            f"{name!r}: {_literal(case.arrays[name])}" for name in KEYWORDS[case.kind]) + "}")
+        call_args += ", **quantization"
     lines += ["", *_import(impl), f"actual = {_callable_name(impl)}({call_args}, **layer)",
               "actual = np.asarray(actual, dtype=np.float64)", "",
               f"expected = {_literal(expected)}", f"tolerance = {_literal(tol)}",
