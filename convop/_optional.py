@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnx", "ONNX Runtime"),
     "matplotlib": ("plot", "matplotlib"),
+    "ml_dtypes": ("bfloat16", "ml_dtypes"),
 }
 
 _EXTRA_MARKER = re.compile(r"""^(?P<req>[^;]+);\s*extra\s*==\s*['"](?P<extra>[\w.-]+)['"]\s*$""")

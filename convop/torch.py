@@ -19,12 +19,14 @@ Example: ``convop.check_conv(convop.torch.conv_input_grad, kind="input_grad")``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._optional import require
 from ._torch_layers import load_torch, module_layer
 from ._validation import as_rng
 from .bridge import AutodiffBridge, Layer, bridge_functions
@@ -47,6 +49,7 @@ __all__ = [
     "check_module",
     "conv",
     "conv_input_grad",
+    "conv_quantized",
     "conv_matrix_from_module",
     "conv_transpose",
     "conv_weight_grad",
@@ -197,11 +200,17 @@ class TorchBridge(AutodiffBridge):
     name = "PyTorch"
 
     def tensor(self, array: np.ndarray) -> Any:
-        """Wrap a numpy array without copying."""
-        return load_torch().from_numpy(np.ascontiguousarray(array))
+        """Wrap a numpy array without copying (bfloat16 through float32, exactly)."""
+        torch = load_torch()
+        if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: torch cannot wrap it
+            return torch.from_numpy(array.astype(np.float32)).to(torch.bfloat16)
+        return torch.from_numpy(np.ascontiguousarray(array))
 
     def numpy(self, tensor: Any) -> np.ndarray:
-        """Detach and return as numpy."""
+        """Detach and return as numpy (bfloat16 as ml_dtypes' bfloat16, exactly)."""
+        torch = load_torch()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.detach().float().numpy().astype(require("ml_dtypes").bfloat16)
         return tensor.detach().numpy()
 
     def pad(self, x: Any, layer: Layer) -> Any:
@@ -237,10 +246,46 @@ class TorchBridge(AutodiffBridge):
         (grad,) = torch.autograd.grad(function(primal), primal, cotangent, allow_unused=True)
         return torch.zeros_like(primal) if grad is None else grad
 
+    def quantized(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                  quantization: dict[str, Any], layer: Layer) -> np.ndarray:
+        """Run ``torch.ao.nn.quantized.functional.conv{n}d`` (quint8 data, qint8 weights)."""
+        torch = load_torch()
+        if x.dtype != np.uint8 or weight.dtype != np.int8:
+            raise NotImplementedError(f"PyTorch's quantized convolutions take quint8 data and "
+                                      f"qint8 weights; got {x.dtype} and {weight.dtype}")
+        if layer.padding_mode != "zeros" or any(lo != hi for lo, hi in layer.padding):
+            raise NotImplementedError("PyTorch's quantized convolutions pad symmetrically "
+                                      "with the zero point only")
+        import torch.ao.nn.quantized.functional as qF
 
-#: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad`` and ``conv_transpose``.
+        q = quantization
+        scales = np.asarray(q["weight_scale"], dtype=np.float64).reshape(-1)
+        out_channels = weight.shape[0]
+        with warnings.catch_warnings():  # quantized tensors are deprecated, not gone
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
+            qx = torch._make_per_tensor_quantized_tensor(
+                torch.from_numpy(np.ascontiguousarray(x)), float(q["x_scale"]),
+                int(q["x_zero_point"]))
+            qw = torch._make_per_channel_quantized_tensor(
+                torch.from_numpy(np.ascontiguousarray(weight)),
+                torch.from_numpy(np.broadcast_to(scales, (out_channels,)).copy()),
+                torch.full((out_channels,), int(q["weight_zero_point"]), dtype=torch.long), 0)
+            # The float bias PyTorch quantizes back with scale x_scale * weight_scale.
+            b = None if bias is None else torch.from_numpy(
+                bias.astype(np.float64) * float(q["x_scale"]) * scales).float()
+            function = {1: qF.conv1d, 2: qF.conv2d, 3: qF.conv3d}[layer.ndim]
+            y = function(qx, qw, bias=b, stride=layer.stride,
+                         padding=tuple(lo for lo, _ in layer.padding),
+                         dilation=layer.dilation, groups=layer.groups,
+                         scale=float(q["y_scale"]), zero_point=int(q["y_zero_point"]))
+        return y.int_repr().numpy()
+
+
+#: The bridge behind ``conv``, ``conv_input_grad``, ``conv_weight_grad``, ``conv_transpose``
+#: and ``conv_quantized``.
 bridge = TorchBridge()
-conv, conv_input_grad, conv_weight_grad, conv_transpose = bridge_functions(bridge, __name__)[:4]
+conv, conv_input_grad, conv_weight_grad, conv_transpose, _, conv_quantized = bridge_functions(
+    bridge, __name__)
 
 
 def _functional(ndim: int, transposed: bool = False) -> Any:

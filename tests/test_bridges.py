@@ -105,8 +105,8 @@ def test_bridge_passes_the_standard_battery_skipping_only_what_it_cannot_express
 def test_bridge_declares_its_kinds_and_dtypes(module):
     bridge = _load(module).bridge
     assert isinstance(bridge, Bridge)
-    expected = (("forward", "transpose", "integer", "quantized") if module == "convop.onnx"
-                else FLOAT_KINDS)
+    expected = {"convop.onnx": ("forward", "transpose", "integer", "quantized"),
+                "convop.torch": (*FLOAT_KINDS, "quantized")}.get(module, FLOAT_KINDS)
     assert set(bridge.kinds()) == set(expected)
     assert bridge.dtypes == (("float32",) if module == "convop.onnx" else DTYPES)
 

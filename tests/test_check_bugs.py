@@ -251,3 +251,112 @@ def test_asymmetric_same_exported_as_symmetric_pads_is_named():
     assert set(failed) == {"same, even kernel"}
     assert failed["same, even kernel"].cause.startswith(
         "padding made symmetric on the smaller side")
+
+
+def test_a_3d_grouped_weight_gradient_wrong_for_an_anisotropic_stride_is_caught():
+    # pytorch/pytorch#68868: oneDNN's Conv3d weight gradient with groups 3 and stride
+    # (4, 4, 1). Re-created: the last group's gradient reads the input one pixel off on the
+    # unit-stride axis, only for 3-D grouped layers whose strides differ.
+    def onednn_like(x, grad_output, kernel_size, *, stride=1, groups=1, **layer):
+        dw = convop.conv_weight_grad(x, grad_output, kernel_size, stride=stride,
+                                     groups=groups, **layer)
+        strides = stride if isinstance(stride, tuple) else (stride,) * (x.ndim - 2)
+        if x.ndim == 5 and groups > 1 and len(set(strides)) > 1:
+            per = x.shape[1] // groups
+            rolled = np.roll(x, 1, axis=-1)
+            wrong = convop.conv_weight_grad(rolled, grad_output, kernel_size, stride=stride,
+                                            groups=groups, **layer)
+            out_per = dw.shape[0] // groups
+            dw[-out_per:] = wrong[-out_per:]
+            assert per  # every group has input channels
+        return dw
+
+    report = convop.check_conv(onednn_like, kind="weight_grad", rng=0)
+    failed = {r.config.name: r for r in report.failures}
+    assert set(failed) == {"3-D groups 3 stride (4, 4, 1)"}
+    assert failed["3-D groups 3 stride (4, 4, 1)"].where.startswith("output channels 4-5 of 6")
+
+
+def test_an_adjoint_padded_for_the_undilated_kernel_is_named():
+    # jax-ml/jax#563: the adjoint of a dilated convolution was wrong. Re-created: the
+    # adjoint's padding from the undilated kernel, k - 1 instead of d (k - 1), which moves
+    # the gradient by (d - 1)(k - 1) along the dilated axes.
+    def undilated_adjoint(grad_output, weight, input_size, *, dilation=1, **layer):
+        g = convop.conv_input_grad(grad_output, weight, input_size, dilation=dilation, **layer)
+        ndim = grad_output.ndim - 2
+        dil = dilation if isinstance(dilation, tuple) else (dilation,) * ndim
+        out = np.zeros_like(g)
+        target, source = [slice(None)] * 2, [slice(None)] * 2
+        for d, k, n in zip(dil, weight.shape[2:], g.shape[2:]):
+            s = min((d - 1) * (k - 1), n)
+            target.append(slice(s, n))
+            source.append(slice(0, n - s))
+        out[tuple(target)] = g[tuple(source)]
+        return out
+
+    report = convop.check_conv(undilated_adjoint, kind="input_grad", rng=0)
+    dilated = {c.name for c in convop.standard_configs("input_grad")
+               if c.dilation != 1 and c.batch > 0}
+    failed = {r.config.name: r for r in report.failures}
+    assert set(failed) == dilated
+    for r in failed.values():
+        assert r.cause.startswith("input gradient shifted by (d - 1)(k - 1)"), r
+        assert r.cause.endswith("computed from the undilated kernel (jax-ml/jax#563)"), r
+
+
+def _accumulate_in(dtype):
+    """A forward pass whose every partial sum is rounded to ``dtype`` (products in float32)."""
+    def low_accumulation(x, weight, bias=None, **layer):
+        cols = convop.im2col(x.astype(np.float32), weight.shape[2:], stride=layer["stride"],
+                             padding=layer["padding"], dilation=layer["dilation"])
+        w = weight.reshape(weight.shape[0], -1).astype(np.float32)
+        y = np.zeros((w.shape[0], cols.shape[1]), dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for t in range(w.shape[1]):
+                y = (y.astype(np.float32) + w[:, t:t + 1] * cols[t]).astype(dtype)
+            if bias is not None:
+                y = (y.astype(np.float32) + bias[:, None].astype(np.float32)).astype(dtype)
+        out = convop.output_size(x.shape[2:], weight.shape[2:], stride=layer["stride"],
+                                 padding=layer["padding"], dilation=layer["dilation"])
+        return np.moveaxis(y.reshape(w.shape[0], *out, x.shape[0]), -1, 0)
+    return low_accumulation
+
+
+def _float32_then(x, weight, bias=None, **layer):
+    def f32(a):
+        return None if a is None else a.astype(np.float32)
+
+    with np.errstate(over="ignore"):
+        return convop.conv(f32(x), f32(weight), f32(bias), **layer).astype(x.dtype)
+
+
+def test_float16_overflow_in_the_accumulator_is_named_and_true_overflow_passes():
+    # pytorch/pytorch#44109, #153700: float16 accumulation overflowed where the output fits.
+    (large,) = [c for c in convop.standard_configs() if c.scale != 1.0]
+    right = convop.check_conv(_float32_then, configs=[large], dtype=np.float16, rng=0)
+    assert right.passed, right  # its infinities are where the exact output passes 65504
+    report = convop.check_conv(_accumulate_in(np.float16), configs=[large], dtype=np.float16,
+                               rng=0)
+    (failure,) = report.failures
+    assert failure.cause.startswith("float16 overflow: infinite where the exact output fits")
+
+
+def test_bfloat16_is_held_to_a_float32_accumulation():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bfloat16 = np.dtype(ml_dtypes.bfloat16)
+    configs = [convop.LayerConfig("16->8 3x3", (8, 16, 3, 3), (6, 6), padding=1),
+               convop.LayerConfig("8->8 3x3 stride 2", (8, 8, 3, 3), (7, 7), stride=2)]
+    right = convop.check_conv(_float32_then, configs=configs, dtype="bfloat16", rng=0)
+    assert right.passed and right.dtype == "bfloat16"
+    caught = convop.check_conv(_accumulate_in(bfloat16), configs=configs, dtype=bfloat16,
+                               rng=0)
+    assert len(caught.failures) == 2 and min(r.ratio for r in caught.failures) > 2
+
+
+def test_pytorch_passes_bfloat16_and_float16():
+    pytest.importorskip("ml_dtypes")
+    torch_bridge = pytest.importorskip("convop.torch")
+    pytest.importorskip("torch")
+    for dtype in ("bfloat16", "float16"):
+        report = convop.check_conv(torch_bridge.conv, configs="quick", dtype=dtype, rng=0)
+        assert report.passed, report

@@ -33,7 +33,8 @@ def add_parser(sub: Any) -> None:
                        "default and 'all': every kind its bridge implements")
     check.add_argument("--configs", choices=("standard", "quick"), default="standard",
                        help="the battery: about 40 layers, or 8")
-    check.add_argument("--dtype", choices=("float64", "float32", "float16", "uint8", "int8"),
+    check.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16", "uint8",
+                                           "int8"),
                        default=None,
                        help="default: float64, or the framework's only dtype "
                        "(float32 for onnxruntime); uint8 for the quantized kinds "

@@ -14,6 +14,10 @@ from .._validation import (
 KINDS = ("forward", "input_grad", "weight_grad", "transpose", "integer", "quantized")
 #: Relative tolerance against ``|W| @ |x|`` per dtype (float16: see :func:`tolerance`).
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5, np.dtype(np.float16): 2.0**-10}
+#: Unit roundoffs of the storage dtypes held to a float32 accumulation rounded once.
+LOW_PRECISION = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+#: The smallest magnitude float16 rounds to infinity (65504 is its largest finite value).
+FLOAT16_OVERFLOW = 65520.0
 #: Unit roundoffs of float16 and float32.
 _U16, _U32 = 2.0**-11, 2.0**-24
 
@@ -22,12 +26,13 @@ def tolerance(dtype: np.dtype, scale: np.ndarray, exact: np.ndarray | None = Non
               terms: np.ndarray | None = None) -> np.ndarray:
     """Return the elementwise tolerance of an output whose ``|W| @ |x|`` is ``scale``.
 
-    float16 (with the exact result ``exact`` and the number of products ``terms``
-    each output sums): ``u16 |exact| + terms * u32 * scale``, the rounding of a
+    float16 and bfloat16 (with the exact result ``exact`` and the number of
+    products ``terms`` each output sums; ``u`` their unit roundoff, 2**-11 and
+    2**-8): ``u |exact| + terms * u32 * scale``, the rounding of a
     sum accumulated in float32 and rounded once to float16. That is the length
     of the accumulation at float32's precision: an implementation that
-    accumulates in float16 rounds every partial sum, and its error, about
-    ``sqrt(terms) * u16`` of the output, exceeds it; one that accumulates in
+    accumulates in float16 (bfloat16) rounds every partial sum, and its error,
+    about ``sqrt(terms) * u`` of the output, exceeds it; one that accumulates in
     float32 never does. (Without ``exact`` and ``terms``, float16 falls back to
     the general rule with ``rtol = 2**-10``.)
 
@@ -43,12 +48,24 @@ def tolerance(dtype: np.dtype, scale: np.ndarray, exact: np.ndarray | None = Non
     ``eps * log2(N)`` for any size a battery uses, so such methods pass, while
     every deliberate error of the test suite is many orders larger.
     """
-    if np.dtype(dtype) == np.float16 and exact is not None and terms is not None:
-        # |fl16(s) - y| <= u16 |s| + |s - y|, |s - y| <= terms u32 scale; s is the float32 sum.
-        # And half a float16 subnormal (2**-25) where the output is tiny.
-        return _U16 * np.abs(exact) + (1 + _U16) * terms * _U32 * scale + _U32
-    rtol = RTOL[np.dtype(dtype)]
+    low = LOW_PRECISION.get(np.dtype(dtype).name)
+    if low is not None and exact is not None and terms is not None:
+        # |fl(s) - y| <= u |s| + |s - y|, |s - y| <= terms u32 scale; s is the float32 sum.
+        # And a float32 unit where the output is tiny (float16's subnormals are 2**-24).
+        return low * np.abs(exact) + (1 + low) * terms * _U32 * scale + _U32
+    rtol = rtol_for(dtype)
     return rtol * (scale + np.max(scale, initial=0.0)) + np.finfo(np.float64).tiny
+
+
+def rtol_for(dtype: Any) -> float:
+    """Return the general rule's relative tolerance of a dtype (bfloat16: 2**-7)."""
+    dt = np.dtype(dtype)
+    return RTOL[dt] if dt in RTOL else 2 * LOW_PRECISION[dt.name]
+
+
+def checkable_float(dtype: np.dtype) -> bool:
+    """Return whether a check runs in ``dtype``: float64, float32, float16 or bfloat16."""
+    return dtype in RTOL or dtype.name == "bfloat16"
 
 
 class LayerConfig(NamedTuple):
@@ -59,6 +76,8 @@ class LayerConfig(NamedTuple):
     ``layout`` is how the data arrays (input, output gradient) are laid out in
     memory: ``"contiguous"``, ``"channels_last"`` (the same values, channels
     fastest) or ``"strided"`` (a view with a step of 2 on the last axis).
+    ``scale`` multiplies the random data, weights and bias (standard normal):
+    100 takes float16 outputs and partial sums past its largest value, 65504.
 
     Examples
     --------
@@ -81,6 +100,7 @@ class LayerConfig(NamedTuple):
     bias: bool = True
     dtype: str | None = None
     layout: str = "contiguous"
+    scale: float = 1.0
 
 
 _STANDARD = [
@@ -156,6 +176,11 @@ _STANDARD = [
                 padding=1),
     LayerConfig("3-D anisotropic", (2, 2, 2, 3, 2), (6, 7, 5), stride=(1, 2, 1),
                 dilation=(2, 1, 2), padding=((1, 0), (0, 1), (1, 1))),
+    # Values of 100: products of 1e4, sums of 36 of them. In float16 about a third of the
+    # outputs overflow to inf, which is right; a float16 accumulator also overflows where
+    # the output fits (pytorch/pytorch#44109, #153700).
+    LayerConfig("large values (float16 overflow)", (4, 4, 3, 3), (6, 6), padding=1,
+                scale=100.0),
 ]
 
 _QUICK_NAMES = ("3x3 pad 1", "stride 2", "asymmetric padding", "groups 2", "reflect", "1-D",

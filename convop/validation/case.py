@@ -88,6 +88,7 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
         raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
     if cfg.layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {', '.join(LAYOUTS)}; got {cfg.layout!r}.")
+    scale = _check_scale(cfg.scale)
     if kind == "transpose":
         out = transposed_output_size(shape, cfg.input_size, stride=cfg.stride,
                                      padding=cfg.padding, output_padding=cfg.output_padding,
@@ -96,10 +97,10 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
             geom = conv_geometry(shape, out, stride=cfg.stride, padding=cfg.padding,
                                  dilation=cfg.dilation, groups=cfg.groups)
             return {"bytes": _config_bytes(geom, batch)}
-        weight = gen.standard_normal(shape).astype(dtype)
+        weight = (scale * gen.standard_normal(shape)).astype(dtype)
         c_in, c_out = shape[0], shape[1] * cfg.groups
-        x = gen.standard_normal((batch, c_in, *cfg.input_size)).astype(dtype)
-        bias = gen.standard_normal(c_out).astype(dtype) if cfg.bias else None
+        x = (scale * gen.standard_normal((batch, c_in, *cfg.input_size))).astype(dtype)
+        bias = (scale * gen.standard_normal(c_out)).astype(dtype) if cfg.bias else None
         return {"x": laid_out(x, cfg.layout), "weight": weight, "bias": bias}
     geom = conv_geometry(shape, cfg.input_size, stride=cfg.stride,
                          padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups,
@@ -110,12 +111,22 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
         arrays = quantized_inputs(cfg, kind, dtype, gen, geom, batch)
         arrays["x"] = laid_out(arrays["x"], cfg.layout)
         return arrays
-    weight = gen.standard_normal(shape).astype(dtype)
-    x = gen.standard_normal((batch, geom.in_channels, *geom.input_size)).astype(dtype)
-    dy = gen.standard_normal((batch, geom.out_channels, *geom.output_size)).astype(dtype)
-    bias = gen.standard_normal(geom.out_channels).astype(dtype) if cfg.bias else None
+    weight = (scale * gen.standard_normal(shape)).astype(dtype)
+    x = (scale * gen.standard_normal((batch, geom.in_channels, *geom.input_size))).astype(dtype)
+    dy = (scale * gen.standard_normal((batch, geom.out_channels, *geom.output_size))).astype(
+        dtype)
+    bias = (scale * gen.standard_normal(geom.out_channels)).astype(dtype) if cfg.bias else None
     return {"x": laid_out(x, cfg.layout), "weight": weight, "bias": bias,
             "grad_output": laid_out(dy, cfg.layout)}
+
+
+def _check_scale(scale: Any) -> float:
+    """Validate a configuration's ``scale``: a finite positive number."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`scale` must be a positive number; got {scale!r}.")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"`scale` must be a finite positive number; got {scale!r}.")
+    return float(scale)
 
 
 #: The memory layouts a configuration can give its data arrays.

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _memory
+from .._optional import require
 from .._progress import Progress, check_progress
 from .._validation import (
     as_rng,
@@ -16,7 +17,7 @@ from .._validation import (
     check_choice,
     check_max_bytes,
 )
-from .battery import KINDS, RTOL, LayerConfig, battery_configs
+from .battery import KINDS, LayerConfig, battery_configs, checkable_float
 from .case import case_inputs
 from .compare import implementation_label, run_config
 from .quantized import QUANTIZED_DTYPES, QUANTIZED_KINDS
@@ -53,10 +54,11 @@ def check_conv(
     configs : "standard", "quick" or sequence of LayerConfig
         The battery: about 40 layers covering the edge cases, 8 of them, or
         your own.
-    dtype : {float64, float32, float16, uint8, int8}, optional
+    dtype : {float64, float32, float16, bfloat16, uint8, int8}, optional
         Data type of the inputs, unless a configuration sets its own: float64
         by default, uint8 for the quantized kinds (which take uint8 or int8;
-        weights int8). float16 is held to a float32 accumulation rounded once
+        weights int8). float16 and bfloat16 (``"bfloat16"``, through the
+        ``ml_dtypes`` package) are held to a float32 accumulation rounded once
         (:func:`convop.validation.battery.tolerance`).
     rng : None, int or numpy.random.Generator
         Source of the random inputs.
@@ -115,14 +117,16 @@ def _check_dtype(dtype: Any, kind: str) -> np.dtype:
     quantized = kind in QUANTIZED_KINDS
     if dtype is None:
         return QUANTIZED_DTYPES[0] if quantized else np.dtype(np.float64)
-    allowed = QUANTIZED_DTYPES if quantized else tuple(RTOL)
-    rule = (f"uint8 or int8 for kind={kind!r}" if quantized
-            else "float64, float32 or float16 (uint8 and int8 are for the quantized kinds)")
+    rule = (f"uint8 or int8 for kind={kind!r}" if quantized else
+            "float64, float32, float16 or bfloat16 (uint8 and int8 are for the quantized "
+            "kinds)")
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        require("ml_dtypes", "bfloat16")  # numpy knows the name once ml_dtypes is imported
     try:
         chosen = np.dtype(dtype)
     except (TypeError, ValueError) as err:
         raise TypeError(f"`dtype` must be {rule}; got {dtype!r}.") from err
-    if chosen not in allowed:
+    if chosen not in QUANTIZED_DTYPES if quantized else not checkable_float(chosen):
         raise TypeError(f"`dtype` must be {rule}; got {chosen}.")
     return chosen
 

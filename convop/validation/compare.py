@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .battery import LayerConfig, tolerance
+from .battery import FLOAT16_OVERFLOW, LOW_PRECISION, LayerConfig, tolerance
 from .case import Case, call_impl, case_inputs, exact_result
 from .diagnose import diagnose_failure, localize
 from .quantized import QUANTIZED_KINDS, output_dtype, quantized_tolerance
@@ -42,7 +42,8 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
     if actual.dtype != output_dtype(kind, dtype):
         # A float32 layer computed and returned in float64 (or the reverse) is not the
         # layer asked for, even when the numbers are close; ConvInteger returns int32.
-        result = compare_results(cfg, kind, actual, expected, tol)
+        result = compare_results(cfg, kind, actual, expected, tol,
+                                 overflow_allowed(case, expected, tol))
         what = _returned(raw, actual)
         result = dataclasses.replace(
             result, status="fail", where=f"returned {what} for {dtype} inputs"
@@ -50,7 +51,8 @@ def run_config(impl: Callable[..., Any], kind: str, cfg: LayerConfig, default: n
             + (f"; {result.where}" if result.where else ""),
             cause="output dtype differs from the input dtype (silent promotion or demotion)")
         return _with_reproducer(result, impl, case, expected, tol)
-    result = compare_results(cfg, kind, actual, expected, tol)
+    result = compare_results(cfg, kind, actual, expected, tol, overflow_allowed(case, expected,
+                                                                             tol))
     sampled = cfg.batch >= BATCH_CHECK
     if result.passed:
         if not sampled:
@@ -80,7 +82,7 @@ def case_tolerance(case: Case, expected: np.ndarray) -> np.ndarray:
     if case.kind in QUANTIZED_KINDS:
         return quantized_tolerance(case.kind, case.arrays, case.dtype, case.layer())
     scale = exact_result(case, absolute=True)
-    if case.dtype != np.float16:
+    if case.dtype.name not in LOW_PRECISION:
         return tolerance(case.dtype, scale)
     ones = Case(case.cfg, case.kind, case.dtype,
                 {k: None if v is None else np.ones_like(v) for k, v in case.arrays.items()})
@@ -113,7 +115,8 @@ def _first_sample(impl: Callable[..., Any], case: Case
         result = (ConfigResult(one.cfg, "fail", math.inf, 0.0, math.inf,
                                where=f"shape {actual.shape}, expected {expected.shape}")
                   if actual.shape != expected.shape else
-                  compare_results(one.cfg, case.kind, actual, expected, tol))
+                  compare_results(one.cfg, case.kind, actual, expected, tol,
+                                  overflow_allowed(one, expected, tol)))
     return result, one, expected, tol
 
 
@@ -131,15 +134,30 @@ def implementation_label(impl: Callable[..., Any]) -> str:
     return f"{module}.{name}" if module else name
 
 
+def overflow_allowed(case: Case, expected: np.ndarray, tol: np.ndarray) -> np.ndarray | None:
+    """Where an output may be infinite: float16 outputs that round past 65504 (else None)."""
+    if case.dtype != np.float16 or case.kind in QUANTIZED_KINDS:
+        return None
+    return np.abs(expected) + tol >= FLOAT16_OVERFLOW
+
+
 def compare_results(cfg: LayerConfig, kind: str, actual: np.ndarray, expected: np.ndarray,
-             tol: np.ndarray) -> ConfigResult:
-    """Compare same-shaped results elementwise; a failure is localized (no cause)."""
-    err = np.abs(actual.astype(np.float64) - expected)
+                    tol: np.ndarray, overflow: np.ndarray | None = None) -> ConfigResult:
+    """Compare same-shaped results elementwise; a failure is localized (no cause).
+
+    Where ``overflow`` is set, an infinity of the exact value's sign is right.
+    """
+    got = actual.astype(np.float64)
+    right_inf = (np.zeros(got.shape, dtype=bool) if overflow is None else
+                 overflow & np.isinf(got) & (np.sign(got) == np.sign(expected)))
+    with np.errstate(invalid="ignore"):
+        err = np.where(right_inf, 0.0, np.abs(got - expected))
+    err[np.isnan(err)] = np.inf  # a NaN output (inf - inf in a sum) is as wrong as can be
     ratio = float(np.max(err / tol, initial=0.0))
     worst = int(np.argmax(err / tol)) if err.size else 0
     max_error = float(err.flat[worst]) if err.size else 0.0
     tolerance = float(tol.flat[worst]) if err.size else 0.0
-    if not np.isfinite(ratio) or ratio > 1.0 or not np.all(np.isfinite(actual)):
+    if not np.isfinite(ratio) or ratio > 1.0 or not np.all(np.isfinite(got) | right_inf):
         return ConfigResult(cfg, "fail", max_error, tolerance, ratio,
                             where=localize(err > tol, kind))
     return ConfigResult(cfg, "pass", max_error, tolerance, ratio)

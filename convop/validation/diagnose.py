@@ -15,7 +15,7 @@ from .._validation import (
 from ..adapters import same_padding_pairs
 from ..modes import MODES
 from ..weight_grad import conv_weight_grad
-from .battery import RTOL
+from .battery import FLOAT16_OVERFLOW, RTOL
 from .case import Case, exact_result
 from .quantized import QUANTIZED_KINDS, quantized_causes
 
@@ -92,6 +92,12 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
     there: it is never named.
     """
     expected = exact_result(case)
+    if case.dtype == np.float16 and actual.shape == expected.shape:
+        fits = np.abs(expected) + tol < FLOAT16_OVERFLOW
+        if np.any(np.isinf(actual) & fits):
+            return ("float16 overflow: infinite where the exact output fits in float16 "
+                    "(|y| < 65504): a partial sum passed 65504, as accumulating in float16 "
+                    "does; accumulate in float32 (pytorch/pytorch#44109, #153700)")
     quantized = case.kind in QUANTIZED_KINDS
     if quantized and actual.shape == expected.shape:
         cause = quantized_causes(case.kind, case.arrays, case.dtype, case.layer(), actual,
@@ -212,6 +218,7 @@ def _candidates(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
         out.extend(_ceil_mode(case))
     if kind == "input_grad":
         out.extend(_missing_output_padding(case))
+        out.extend(_undilated_adjoint_padding(case))
     if case.cfg.groups > 1 and kind == "weight_grad":
         out.append(("every group's weight gradient taken from the first group's input "
                     "channels (grouped weight gradients, as pytorch/pytorch#51430)",
@@ -287,6 +294,35 @@ def _missing_output_padding(case: Case) -> list[tuple[str, Callable[[], np.ndarr
     return [("input gradient missing output_padding: the size conv_transpose gives "
              "without it (the last rows the stride never reads are dropped)",
              lambda: exact_result(case)[(Ellipsis,) + tuple(slice(0, n) for n in short)])]
+
+
+def _undilated_adjoint_padding(case: Case) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """Return the input gradient shifted by ``(d - 1)(k - 1)`` along the dilated axes.
+
+    An adjoint whose padding is computed from the undilated kernel, ``k - 1``
+    instead of ``d (k - 1)`` (jax-ml/jax#563), places the gradient that far off.
+    """
+    kernel, _, dilation = _sizes(case)
+    shifts = tuple((d - 1) * (k - 1) for d, k in zip(dilation, kernel))
+    if not any(shifts):
+        return []
+
+    def shifted(sign: int) -> np.ndarray:
+        exact = exact_result(case)
+        out = np.zeros_like(exact)
+        source, target = [slice(None)] * 2, [slice(None)] * 2
+        for axis, s in enumerate(shifts):
+            n = exact.shape[2 + axis]
+            s = min(s, n)
+            source.append(slice(0, n - s) if sign > 0 else slice(s, n))
+            target.append(slice(s, n) if sign > 0 else slice(0, n - s))
+        out[tuple(target)] = exact[tuple(source)]
+        return out
+
+    return [(f"input gradient shifted by (d - 1)(k - 1) = {shifts} {way}: the adjoint's "
+             f"padding computed from the undilated kernel (jax-ml/jax#563)",
+             functools.partial(shifted, sign))
+            for sign, way in ((1, "toward the end"), (-1, "toward the start"))]
 
 
 def _first_group_weight_grad(case: Case) -> np.ndarray:

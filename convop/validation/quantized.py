@@ -181,6 +181,9 @@ def quantized_causes(kind: str, arrays: dict[str, Any], dtype: np.dtype, layer: 
         candidates += [
             ("rounds half away from zero (ONNX and PyTorch round half to even)",
              lambda: requantize(acc, arrays, dtype, rounding=_half_away)[0]),
+            ("rounds half up, toward +infinity, as fixed-point requantization adding "
+             "2**(shift - 1) before the shift does (ONNX rounds half to even)",
+             lambda: requantize(acc, arrays, dtype, rounding=_half_up)[0]),
             ("truncates toward zero instead of rounding to nearest",
              lambda: requantize(acc, arrays, dtype, rounding=np.trunc)[0]),
             ("wraps around instead of saturating to the dtype's range",
@@ -215,6 +218,10 @@ def _padded_with_zero(arrays: dict[str, Any], layer: dict[str, Any]) -> np.ndarr
 
 def _half_away(real: np.ndarray) -> np.ndarray:
     return np.sign(real) * np.floor(np.abs(real) + 0.5)
+
+
+def _half_up(real: np.ndarray) -> np.ndarray:
+    return np.floor(real + 0.5)
 
 
 def _saturated_pairs(arrays: dict[str, Any], layer: dict[str, Any], got: np.ndarray,
