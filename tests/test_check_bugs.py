@@ -275,6 +275,8 @@ def test_a_3d_grouped_weight_gradient_wrong_for_an_anisotropic_stride_is_caught(
     failed = {r.config.name: r for r in report.failures}
     assert set(failed) == {"3-D groups 3 stride (4, 4, 1)"}
     assert failed["3-D groups 3 stride (4, 4, 1)"].where.startswith("output channels 4-5 of 6")
+    assert failed["3-D groups 3 stride (4, 4, 1)"].cause.startswith(
+        "wrong in group 2 of 3 only, every channel of it, and right in the others")
 
 
 def test_an_adjoint_padded_for_the_undilated_kernel_is_named():

@@ -121,9 +121,32 @@ def diagnose_failure(case: Case, actual: np.ndarray, tol: np.ndarray) -> str:
         perm = _channel_permutation(actual, expected, tol)
         if perm is not None:
             return f"output channels permuted: position i holds exact channel {perm}"
+    if actual.shape == tol.shape:
+        groups = _wrong_groups(case, actual, expected, tol)
+        if groups:
+            return groups
     if actual.shape == tol.shape and not quantized:
         return _precision(case, actual, tol)
     return _size_cause(case, actual.shape)
+
+
+def _wrong_groups(case: Case, actual: np.ndarray, expected: np.ndarray, tol: np.ndarray) -> str:
+    """Name a result wrong in whole groups only, right in the others ('' otherwise)."""
+    groups = case.cfg.groups
+    if groups < 2 or case.kind == "transpose":
+        return ""
+    axis = 0 if case.kind == "weight_grad" else 1
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(actual.astype(np.float64) - expected) <= tol)
+    per_channel = bad.any(axis=tuple(a for a in range(bad.ndim) if a != axis))
+    blocks = per_channel.reshape(groups, -1)
+    wrong = [g for g in range(groups) if blocks[g].any()]
+    if not wrong or len(wrong) == groups or not all(blocks[g].all() for g in wrong):
+        return ""
+    return (f"wrong in group{'s' if len(wrong) > 1 else ''} {', '.join(map(str, wrong))} of "
+            f"{groups} only, every channel of {'them' if len(wrong) > 1 else 'it'}, and right "
+            f"in the others: a per-group kernel bug (as oneDNN's grouped Conv3d weight "
+            f"gradient with stride (4, 4, 1), pytorch/pytorch#68868)")
 
 
 def _size_cause(case: Case, shape: tuple[int, ...]) -> str:
