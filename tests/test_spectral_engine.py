@@ -493,3 +493,20 @@ def test_float32_asked_for_stays_im2col_and_reaches_float32s_finest_rtol(rng):
     low = convop.spectral_norm(weight, (56, 56), padding=1, rng=0, dtype=np.float32,
                                rtol=1.2e-6)
     assert abs(low - exact) <= 2e-6 * exact
+
+
+def test_superlu_out_of_memory_says_what_it_factored(monkeypatch):
+    # SuperLU's own MemoryError is bare ("Not enough memory", or empty) after a long run:
+    # convop's says what was being factored and what the budget check assumed.
+    import scipy.sparse.linalg as sla
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(sla, "splu", exhausted)
+    W = convop.conv_matrix(np.random.default_rng(0).standard_normal((3, 3, 3, 3)), (9, 9),
+                           padding=1, domain="input")
+    with pytest.raises(MemoryError, match=r"SuperLU ran out of memory factoring the "
+                                          r"\d+x\d+ (Gram|augmented) matrix") as err:
+        convop.singular_values(W, k=1, which="smallest", rng=0)
+    assert not isinstance(err.value, convop.BudgetError)  # a real failure, not a refusal

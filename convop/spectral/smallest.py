@@ -201,7 +201,8 @@ class _Tall:
         )
         shift = 1e-12 * float(abs(G).sum(axis=0).max())
         shifted = (G + shift * sp.eye_array(small, format="csc", dtype=G.dtype)).tocsc()
-        lu = sla.splu(shifted, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
+        lu = _splu(shifted, f"the {small}x{small} Gram matrix", _FILL * G.nnz,
+                   permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
         return lu.solve, shift
 
     def _block_solver(self, max_bytes: int | None, extra_bytes: int
@@ -243,6 +244,23 @@ class _Tall:
             return factor.solve(full)[index] / scale**2
 
         return solve, shift * scale**2
+
+
+def _splu(matrix: sp.csc_array, what: str, estimate: int, **options: Any) -> Any:
+    """SuperLU's factorization; its out-of-memory says what it factored and the estimate.
+
+    SuperLU reports a fill beyond what it could allocate as a bare ``MemoryError``
+    ("Not enough memory") after running for a while.
+    """
+    try:
+        return sla.splu(matrix, **options)
+    except MemoryError as err:
+        raise MemoryError(
+            f"SuperLU ran out of memory factoring {what} ({matrix.nnz} stored entries): its "
+            f"fill passed the {estimate} entries ({_FILL} times the matrix's) the budget "
+            f"check assumed. Pass a smaller `max_bytes` to be refused before trying, or "
+            f"compute the largest values only. (SuperLU: {err or 'not enough memory'})"
+        ) from err
 
 
 class _Solver:
@@ -348,7 +366,8 @@ class _Solver:
                 f"the sparse LU of the {rm + rn}x{rm + rn} augmented matrix ({K.nnz} stored "
                 f"entries)",
             )
-            self._lu = sla.splu(K, permc_spec="COLAMD")
+            self._lu = _splu(K, f"the {rm + rn}x{rm + rn} augmented matrix", _FILL * K.nnz,
+                             permc_spec="COLAMD")
         return self._lu
 
     def _subspace(self, count: int, side: str) -> np.ndarray:
