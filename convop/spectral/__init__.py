@@ -13,6 +13,8 @@
 - ``circular``: :func:`circular_singular_values` through the FFT, and the
   Lanczos warm start.
 - ``bounds``: :func:`gram_iteration_bound`, a fast certified upper bound.
+- ``certificate``: :func:`certify_spectrum`, "sigma_max <= a and sigma_min >= b"
+  proven, refuted or undecided within rounding.
 - ``density``: :func:`spectral_density`, the distribution of all singular
   values with its band (exact, or ``quadrature``: stochastic Lanczos quadrature).
 - ``products`` and ``winograd``: Gram products with reused buffers;
@@ -21,6 +23,7 @@
 """
 
 from .bounds import gram_iteration_bound
+from .certificate import SpectrumCertificate, certify_spectrum
 from .circular import circular_singular_values
 from .density import SpectralDensity, spectral_density
 from .report import SpectralReport, condition_number, spectrum_report
@@ -30,6 +33,8 @@ __all__ = [
     "DENSE_SVD_MAX_ENTRIES",
     "SpectralDensity",
     "SpectralReport",
+    "SpectrumCertificate",
+    "certify_spectrum",
     "circular_singular_values",
     "condition_number",
     "gram_iteration_bound",

@@ -18,6 +18,7 @@ grid, with no such factor.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ from ..modes import MODES
 from ..padding import source_index
 from .circular import circular_geometry, frequency_blocks, frequency_sizes
 
-__all__ = ["gram_iteration_bound"]
+__all__ = ["embedding_norm", "gram_iteration_bound"]
 
 #: Memory of one chunk of frequency blocks.
 CHUNK_BYTES = 2**26
@@ -88,6 +89,25 @@ def gram_iteration_bound(
     budget = check_max_bytes(max_bytes)
     geom = make_geometry(w.shape, input_size, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, padding_mode=padding_mode)
+    return _embedding_bound(w, geom, budget, lambda blocks: _log_gram_bound(blocks, steps))
+
+
+def embedding_norm(weight: np.ndarray, geom: ConvGeometry, max_bytes: int | None = None
+                   ) -> float:
+    """Return the exact norm of the circulant the layer is a part of, times ``||P||``.
+
+    An upper bound of the layer's spectral norm (the Gram-iteration bound's
+    limit), computed by an SVD of every frequency block: tight on clustered
+    spectra, where Gram iteration's Frobenius excess stays (64 equal values per
+    block: ``64**(1/2**7)``, 3% after 6 iterations). Exact to the SVD's rounding.
+    """
+    return _embedding_bound(weight, geom, max_bytes, lambda blocks: np.log(
+        np.linalg.svd(blocks, compute_uv=False)[:, 0]))
+
+
+def _embedding_bound(w: np.ndarray, geom: ConvGeometry, budget: int | None,
+                     log_norms: Any) -> float:
+    """Return the largest ``exp(log_norms(blocks))`` over the embedding's frequencies, times P."""
     same_circular = geom.padding_mode == "circular" and all(
         lo + hi == d * (k - 1) for (lo, hi), d, k in zip(geom.padding, geom.dilation,
                                                         geom.kernel_size))
@@ -104,7 +124,7 @@ def gram_iteration_bound(
     per_frequency = 16 * (4 * geom.out_channels * geom.in_channels
                           + 2 * geom.in_channels * geom.in_channels
                           + math.prod(geom.kernel_size)) + 16 * geom.ndim
-    _memory.check_budget(per_frequency, budget, "one frequency block of the Gram iteration")
+    _memory.check_budget(per_frequency, budget, "one frequency block of the circulant embedding")
     chunk = max(1, min(CHUNK_BYTES, budget or CHUNK_BYTES) // per_frequency)
     exact = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     log_bound = -math.inf
@@ -113,7 +133,7 @@ def gram_iteration_bound(
         freqs = np.stack(np.unravel_index(flat, sizes), axis=-1)
         blocks = frequency_blocks(circulant, exact, freqs)
         blocks = blocks.reshape(len(blocks), geom.out_channels, -1)
-        log_bound = max(log_bound, float(np.max(_log_gram_bound(blocks, steps))))
+        log_bound = max(log_bound, float(np.max(log_norms(blocks))))
     return math.exp(log_bound) * (1.0 if same_circular else _padding_norm(geom))
 
 

@@ -30,13 +30,15 @@ from .._validation import as_int, as_real, as_rng, check_bool, check_callable, c
 from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
-from .bounds import gram_iteration_bound
+from .bounds import embedding_norm
 from .circular import circular_singular_values, is_circulant
 from .largest import largest
 from .results import Callback, Singular, select
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
+#: Relative rounding of the circulant embedding's norm (SVDs of its FFT blocks).
+EMBEDDING_ACCURACY = 1e-12
 #: Largest matrix (entries) whose full SVD is computed densely.
 DENSE_SVD_MAX_ENTRIES = 2**24
 
@@ -301,16 +303,19 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
 def largest_bracket(target: Target, ritz: float) -> tuple[float, float]:
     """Return a certified interval holding sigma_max, from a Gram Ritz value that stopped.
 
-    The Ritz value's root is a lower bound; the upper bound is the layer's
-    Gram-iteration bound, or ``sqrt(||A||_1 ||A||_inf)`` of an explicit matrix
-    (inf for an operator without entries).
+    The Ritz value's root is a lower bound; the upper bound is the exact norm of
+    the circulant embedding (:func:`~convop.spectral.bounds.embedding_norm`), or
+    ``sqrt(||A||_1 ||A||_inf)`` of an explicit matrix (inf for an operator
+    without entries).
     """
     low = math.sqrt(max(ritz, 0.0)) if math.isfinite(ritz) else 0.0
     layer = target.layer
     if layer is not None:
         g = layer.geometry
-        high = gram_iteration_bound(layer.weight, g.input_size, max_bytes=target.max_bytes,
-                                    **g.layer_arguments())
+        # The exact norm of the circulant embedding, up to its SVDs' rounding: Gram
+        # iteration's limit, tight where the spectrum clusters (orthogonal layers).
+        high = embedding_norm(np.asarray(layer.weight), g, target.max_bytes) * (
+            1 + EMBEDDING_ACCURACY)
     elif target.explicit_matrix is not None:
         a = abs(target.explicit_matrix)
         high = math.sqrt(float(a.sum(axis=0).max(initial=0.0)) *

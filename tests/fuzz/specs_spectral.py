@@ -242,3 +242,37 @@ def spec_spectral_density() -> Spec:
 
     return Spec("spectral_density", convop.spectral_density, base, mutations, check,
                 spectral_problem)
+
+
+@register
+def spec_certify_spectrum() -> Spec:
+    def base(draw: Any) -> dict[str, Any]:
+        v = drawn_layer(draw)
+        v.update(sigma_max_at_most=draw(st.sampled_from([0.5, 2.0, 10.0])),
+                 sigma_min_at_least=draw(st.sampled_from([None, 1e-3, 0.5])), rtol=1e-8,
+                 rng=0, max_bytes=None)
+        return v
+
+    def mutations(v: dict[str, Any]) -> dict[str, list[Mutation]]:
+        return {"weight": array_mutations(v["weight"], finite=True),
+                "input_size": tuple_mutations(v["input_size"], 1, True), **layer_mutations(v),
+                "sigma_max_at_most": [Same(3, 3.0, "an int"), Bad(-1.0, "negative"),
+                                      Bad(float("nan"), "NaN"), Bad("1", "a string")],
+                "sigma_min_at_least": [Same(None, None, "None"), Bad(float("inf"), "inf")],
+                "rtol": rtol_mutations(), "rng": rng_mutations(),
+                "max_bytes": budget_mutations()}
+
+    def check(v: dict[str, Any], result: Any) -> None:
+        s = reference_values(v)
+        top, bottom = (float(s[0]), float(s[-1])) if s.size else (0.0, 0.0)
+        if result.sigma_max_holds is not None:
+            assert result.sigma_max_holds == (top <= v["sigma_max_at_most"]), (result, top)
+        if result.sigma_min_holds is not None:
+            assert result.sigma_min_holds == (bottom >= v["sigma_min_at_least"]), (
+                result, bottom)
+        low, high = result.sigma_max_bracket
+        assert low <= top * (1 + 1e-9) + 1e-12 and top <= high * (1 + 1e-9) + 1e-12, (
+            result, top)
+
+    return Spec("certify_spectrum", convop.certify_spectrum, base, mutations, check,
+                spectral_problem)
