@@ -1,0 +1,126 @@
+"""The spectra of the layers users really analyze (issue 21), in units of one torch Gram product.
+
+Unit: as ``bench_spectral.py`` (one ``A^T A x`` of the 64->64 3x3 layer at 56x56
+through PyTorch, float64, two threads, sampled through the run). Layers:
+
+- an orthogonal AOC layer (orthogonium's ``AdaptiveOrthoConv2d``) 64->64 3x3 at
+  32x32 with circular padding: ``sigma_max`` and ``sigma_min`` (target: at most
+  40 units each);
+- the same layer with zero padding: ``sigma_max`` to rtol 1e-8, or a certified
+  bracket of relative width 1e-8 (target: 1500 units), here the Lanczos value
+  beside the exact norm of the circulant embedding;
+- the one-call certificate ``sigma_max <= 1 + 1e-4 and sigma_min >= 1 - 1e-4`` of
+  an AOC layer 64->256 at 32x32, circular and zero-padded ("in seconds");
+- an ill-conditioned 64->64 3x3 layer at 16x16 (Kaiming weights whose output
+  channels are mixed by a matrix of condition 1e3): the exact ``sigma_min``
+  (target: 300 units).
+
+Run: ``python benchmarks/bench_real_layers.py`` (needs torch and orthogonium;
+``--skip-ill`` leaves out the ill-conditioned layer, which takes minutes today).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+from bench_spectral import Unit
+
+import convop
+
+TARGETS = {"circular": 40, "zero-padded": 1500, "ill-conditioned": 300}
+
+
+def aoc(torch, c_in: int, c_out: int, mode: str) -> np.ndarray:
+    """An orthogonium AOC layer's weights (float32 parameters, read exactly in float64)."""
+    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
+
+    torch.manual_seed(0)
+    layer = AdaptiveOrthoConv2d(c_in, c_out, 3, padding="same", padding_mode=mode)
+    return layer.weight.detach().float().double().numpy()
+
+
+def ill_conditioned(c: int = 64, cond: float = 1e3, seed: int = 0) -> np.ndarray:
+    """Kaiming 3x3 weights whose output channels are mixed by a matrix of condition ``cond``."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((c, c, 3, 3)) * math.sqrt(2 / (9 * c))
+    u, _ = np.linalg.qr(rng.standard_normal((c, c)))
+    v, _ = np.linalg.qr(rng.standard_normal((c, c)))
+    mixing = u @ np.diag(np.logspace(0, -math.log10(cond), c)) @ v.T
+    return np.einsum("om,mikl->oikl", mixing, w)
+
+
+def timed(unit: Unit, function):
+    unit.sample()
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-ill", action="store_true", help="skip the ill-conditioned layer")
+    args = parser.parse_args(argv)
+    try:
+        import orthogonium  # noqa: F401
+        import torch
+    except ImportError as err:
+        print(f"needs torch and orthogonium: {err}")
+        return 1
+    torch.set_num_threads(2)
+    unit = Unit(torch)
+    unit.sample(30)
+    rows = []
+
+    w = aoc(torch, 64, 64, "circular")
+    layer = dict(padding=1, padding_mode="circular")
+    for which in ("largest", "smallest"):
+        values, seconds = timed(unit, lambda which=which: convop.singular_values(
+            w, (32, 32), k=1, which=which, rng=0, progress=False, **layer))
+        rows.append((f"AOC circular 64->64 @32 sigma_{which[:3]}", f"{values[0]:.12f}",
+                     seconds, TARGETS["circular"]))
+
+    w = aoc(torch, 64, 64, "zeros")
+    unit.sample()
+    start = time.perf_counter()
+    try:
+        value = convop.spectral_norm(w, (32, 32), padding=1, rtol=1e-8, rng=0, progress=False)
+        what = f"{value:.12f} (rtol 1e-8)"
+    except convop.NoConvergence as err:  # the bracket it carries: Ritz value, embedding norm
+        low, high = err.bracket
+        what = f"[{low:.12f}, {high:.12f}] width {high / low - 1:.1e}"
+    rows.append(("AOC zeros 64->64 @32 sigma_max", what, time.perf_counter() - start,
+                 TARGETS["zero-padded"]))
+
+    for mode in ("circular", "zeros"):
+        w = aoc(torch, 64, 256, mode)
+        certificate, seconds = timed(unit, lambda w=w, mode=mode: convop.certify_spectrum(
+            w, (32, 32), sigma_max_at_most=1 + 1e-4, sigma_min_at_least=1 - 1e-4, padding=1,
+            padding_mode=mode, rng=0))
+        verdict = (f"sigma_max {certificate.sigma_max_holds}, "
+                   f"sigma_min {certificate.sigma_min_holds}")
+        rows.append((f"certify AOC {mode} 64->256 @32", verdict, seconds, None))
+
+    if not args.skip_ill:
+        w = ill_conditioned()
+        report, seconds = timed(unit, lambda: convop.spectrum_report(
+            w, (16, 16), padding=1, rng=0, progress=False))
+        rows.append(("ill-conditioned 64->64 @16 sigma_min",
+                     f"{report.sigma_min:.6e} (cond {report.condition_number:.3g})", seconds,
+                     TARGETS["ill-conditioned"]))
+
+    unit.sample(30)
+    print(f"unit = one torch Gram product of 64->64 3x3 @56 = {unit.seconds * 1e3:.2f} ms")
+    for name, what, seconds, target in rows:
+        units = seconds / unit.seconds if math.isfinite(seconds) else math.nan
+        verdict = "" if target is None else (
+            f"  target <= {target}: {'yes' if units <= target else 'NO'}")
+        print(f"{name:40} {what:48} {seconds:8.2f} s {units:8.0f} units{verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
