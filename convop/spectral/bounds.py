@@ -101,8 +101,11 @@ def embedding_norm(weight: np.ndarray, geom: ConvGeometry, max_bytes: int | None
     spectra, where Gram iteration's Frobenius excess stays (64 equal values per
     block: ``64**(1/2**7)``, 3% after 6 iterations). Exact to the SVD's rounding.
     """
-    return _embedding_bound(weight, geom, max_bytes, lambda blocks: np.log(
-        np.linalg.svd(blocks, compute_uv=False)[:, 0]))
+    def log_norms(blocks: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):  # a zero block: log 0 = -inf, as in Gram iteration
+            return np.log(np.linalg.svd(blocks, compute_uv=False)[:, 0])
+
+    return _embedding_bound(weight, geom, max_bytes, log_norms)
 
 
 def _embedding_bound(w: np.ndarray, geom: ConvGeometry, budget: int | None,
