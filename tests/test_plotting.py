@@ -204,6 +204,10 @@ def test_density_rejects_bad_marks():
         convop.plot_spectrum_density(np.ones((1, 1, 3, 3)), (6, 6), sigma_max=-1.0)
     with pytest.raises(ValueError, match="`sigma_min` must be a finite non-negative number"):
         convop.plot_spectrum_density(np.ones((1, 1, 3, 3)), (6, 6), sigma_min=float("nan"))
+    # Marks beside a density already computed are checked too.
+    d = convop.spectral_density(np.ones((1, 1, 3, 3)), (6, 6))
+    with pytest.raises(ValueError, match="`sigma_max` must be a finite non-negative number"):
+        convop.plot_spectrum_density(np.ones((1, 1, 3, 3)), (6, 6), sigma_max=-1.0, density=d)
 
 
 def test_density_counterpart_rounds_the_size_up_to_the_stride(plt):

@@ -18,7 +18,7 @@ from ..spectral.circular import (
     circular_geometry,
     spectrum_bytes,
 )
-from ..spectral.density import SMALLEST_LIMIT, SpectralDensity, spectral_density
+from ..spectral.density import SMALLEST_LIMIT, SpectralDensity, check_extreme, spectral_density
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ._backend import axes, check_text
 
@@ -256,17 +256,19 @@ def plot_spectrum_density(
     if density is not None and not isinstance(density, SpectralDensity):
         raise TypeError(f"`density` must be a SpectralDensity or None; got "
                         f"{type(density).__name__}.")
+    given_max, given_min = check_extreme(sigma_max, "sigma_max"), check_extreme(sigma_min,
+                                                                                 "sigma_min")
     budget = check_max_bytes(max_bytes)
     layer = layer_arguments(stride, padding, dilation, groups, padding_mode)
     geom = make_geometry(w.shape, input_size, **layer)
     if density is None:
-        density = spectral_density(w, geom.input_size, sigma_max=sigma_max, sigma_min=sigma_min,
+        density = spectral_density(w, geom.input_size, sigma_max=given_max, sigma_min=given_min,
                                    tol=tol, rng=rng, max_bytes=budget, **layer)
     elif density.count != min(geom.matrix_shape("input")):
         raise ValueError(f"`density` holds {density.count} singular values; this layer has "
                          f"{min(geom.matrix_shape('input'))}.")
-    top = density.sigma_max if sigma_max is None else float(sigma_max)
-    bottom = density.sigma_min if sigma_min is None else float(sigma_min)
+    top = density.sigma_max if given_max is None else given_max
+    bottom = density.sigma_min if given_min is None else given_min
     counterpart, label = (None, "") if density.method == "fft" else counterpart_singular_values(
         w, geom, budget)
     reshaped = reshaped_kernel_norm(w)

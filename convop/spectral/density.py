@@ -46,7 +46,7 @@ from .values import (
     dense_values,
 )
 
-__all__ = ["SMALLEST_LIMIT", "SpectralDensity", "spectral_density"]
+__all__ = ["SMALLEST_LIMIT", "SpectralDensity", "check_extreme", "spectral_density"]
 
 #: Up to this many matrix entries every singular value comes from a dense SVD.
 DENSE_DENSITY_MAX_ENTRIES = 2**22
@@ -299,8 +299,8 @@ def spectral_density(
                                                        maximum=100_000)
     wanted_steps = None if steps is None else as_int(steps, "steps", minimum=1)
     accuracy = check_rtol(rtol)
-    known_max = _check_extreme(sigma_max, "sigma_max")
-    known_min = _check_extreme(sigma_min, "sigma_min")
+    known_max = check_extreme(sigma_max, "sigma_max")
+    known_min = check_extreme(sigma_min, "sigma_min")
     enabled = check_progress(progress)
     generator = as_rng(rng)
     target = Target(weight, input_size, layer_arguments(stride, padding, dilation, groups,
@@ -402,7 +402,7 @@ def _quadrature(target: Target, count: int, tol: float, probes: int | None,
     return quadratures, total
 
 
-def _check_extreme(value: Any, name: str) -> float | None:
+def check_extreme(value: Any, name: str) -> float | None:
     """Validate a known extreme singular value: None or a finite non-negative number."""
     if value is None:
         return None
