@@ -362,3 +362,11 @@ def test_pytorch_passes_bfloat16_and_float16():
     for dtype in ("bfloat16", "float16"):
         report = convop.check_conv(torch_bridge.conv, configs="quick", dtype=dtype, rng=0)
         assert report.passed, report
+
+
+@pytest.mark.parametrize(("scale", "error"), [(0.0, ValueError), (float("nan"), ValueError),
+                                              (True, TypeError), ("2", TypeError)])
+def test_a_bad_scale_is_named(scale, error):
+    with pytest.raises(error, match="`scale` must be a finite positive number"):
+        convop.check_conv(convop.conv, configs=[convop.LayerConfig(
+            "bad", (2, 2, 3, 3), (5, 5), scale=scale)])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._dtypes import as_weight_shape
-from .._validation import as_int
+from .._validation import as_int, as_real
 from ..functional import conv, conv_input_grad
 from ..geometry import conv_geometry
 from ..transposed import conv_transpose, transposed_output_size
@@ -88,7 +89,8 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
         raise TypeError(f"`dtype` must be None, 'float32' or 'float64'; got {cfg.dtype!r}.")
     if cfg.layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {', '.join(LAYOUTS)}; got {cfg.layout!r}.")
-    scale = _check_scale(cfg.scale)
+    scale = as_real(cfg.scale, "scale", low=0.0, high=math.inf,
+                    rule="a finite positive number")
     if kind == "transpose":
         out = transposed_output_size(shape, cfg.input_size, stride=cfg.stride,
                                      padding=cfg.padding, output_padding=cfg.output_padding,
@@ -118,15 +120,6 @@ def case_inputs(cfg: LayerConfig, kind: str, dtype: np.dtype, gen: np.random.Gen
     bias = (scale * gen.standard_normal(geom.out_channels)).astype(dtype) if cfg.bias else None
     return {"x": laid_out(x, cfg.layout), "weight": weight, "bias": bias,
             "grad_output": laid_out(dy, cfg.layout)}
-
-
-def _check_scale(scale: Any) -> float:
-    """Validate a configuration's ``scale``: a finite positive number."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`scale` must be a positive number; got {scale!r}.")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"`scale` must be a finite positive number; got {scale!r}.")
-    return float(scale)
 
 
 #: The memory layouts a configuration can give its data arrays.
