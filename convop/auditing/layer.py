@@ -15,7 +15,7 @@ from ..geometry import ConvGeometry, make_geometry
 from ..norms import absolute_sums
 from ..spectral.bounds import gram_iteration_bound
 from ..spectral.circular import is_circulant
-from ..spectral.density import spectral_density
+from ..spectral.density import SMALLEST_LIMIT, spectral_density
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
 from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
@@ -28,8 +28,6 @@ Norms = dict[tuple[str, tuple[int, ...]], dict[str, float]]
 #: From the audited norms, the network's bound per field (or None) and a note.
 Bounds = Callable[[Norms], tuple[dict[str, float] | None, str]]
 
-#: The smallest singular value is computed up to this many unknowns (a sparse Cholesky).
-SMALLEST_LIMIT = 20_000
 
 
 @dataclass

@@ -42,7 +42,7 @@ from ..geometry import layer_arguments
 from ._target import Target
 from .bounds import embedding_norm
 from .cholesky import BlockCholesky, NotPositiveDefinite
-from .gram import block_gram
+from .gram import scaled_block_gram
 from .largest import largest
 from .values import EMBEDDING_ACCURACY, circulant_layer, circulant_values
 
@@ -232,11 +232,8 @@ def _sigma_min(target: Target, claim: float, stage: Progress, evidence: list[str
     g = layer.geometry
     m, n = target.shape
     side = "input" if n <= m else "output"
-    peak = float(np.abs(layer.weight).max())
-    scale = 2.0 ** round(math.log2(peak)) if peak > 0 else 1.0  # exact: no over/underflow
     stage.update("the Gram matrix")
-    gram = block_gram(g, np.asarray(layer.weight) / scale, side, target.dtype,
-                      target.max_bytes)
+    gram, scale = scaled_block_gram(g, layer.weight, side, target.dtype, target.max_bytes)
     groups, pixels, c = gram.groups, gram.pattern.shape[0], gram.channels
     size = groups * pixels * c
     rows = np.repeat(np.arange(pixels), np.diff(gram.pattern.indptr))

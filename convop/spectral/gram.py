@@ -187,6 +187,19 @@ def block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,
     return BlockGram(pattern, blocks.astype(dtype, copy=False), tuple(shape))
 
 
+def scaled_block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,
+                      max_bytes: int | None = None) -> tuple[BlockGram, float]:
+    """Return the Gram matrix of ``weight / scale`` and ``scale``, a power of two.
+
+    Dividing by a power of two is exact, and squares of the scaled weights
+    neither overflow nor underflow: the Gram matrix of the layer is the one
+    returned times ``scale**2``.
+    """
+    peak = float(np.abs(weight).max())
+    scale = 2.0 ** round(math.log2(peak)) if peak > 0 else 1.0
+    return block_gram(g, np.asarray(weight) / scale, side, dtype, max_bytes), scale
+
+
 def touched(g: ConvGeometry, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return which columns and rows of the layer's matrix (input domain) a nonzero tap reaches.
 

@@ -39,7 +39,7 @@ from .. import _memory
 from ..errors import NoConvergence
 from ._target import Target
 from .cholesky import BlockCholesky, NotPositiveDefinite
-from .gram import block_gram, touched
+from .gram import scaled_block_gram, touched
 from .lanczos import basis_size, top_eigenpairs
 from .results import Singular
 from .tolerance import rank_tolerance, zero_below
@@ -211,11 +211,9 @@ class _Tall:
         assert layer is not None
         g = layer.geometry
         side = "output" if self.transposed else "input"
-        # Scaled by a power of two (exact) so that squares neither overflow nor underflow.
-        peak = float(np.abs(layer.weight).max())
-        scale = 2.0 ** round(math.log2(peak)) if peak > 0 else 1.0
-        gram = block_gram(g, np.asarray(layer.weight) / scale, side, self.dtype,
-                          max(0, max_bytes - extra_bytes) if max_bytes is not None else None)
+        gram, scale = scaled_block_gram(
+            g, layer.weight, side, self.dtype,
+            max(0, max_bytes - extra_bytes) if max_bytes is not None else None)
         c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
         # B's columns (channel-major, channel = group * c + local) in the Gram's
         # (group, pixel, local channel) order.
