@@ -216,3 +216,13 @@ def test_no_convergence_carries_a_certified_bracket(rng):
         low, high = caught.value.bracket
         assert 0 < low <= exact <= high
     assert high == np.inf  # an operator without entries has no cheap upper bound
+
+
+def test_the_report_carries_the_bracket_too(rng):
+    # The bracket is attached where the largest values are computed, not by one caller.
+    w = rng.standard_normal((4, 4, 3, 3))
+    exact = convop.spectral_norm(w, (24, 24), padding=1, rng=0)
+    with pytest.raises(convop.NoConvergence, match="certified in") as caught:
+        convop.spectrum_report(w, (24, 24), padding=1, maxiter=3, rng=0)
+    low, high = caught.value.bracket
+    assert 0 < low <= exact <= high

@@ -76,12 +76,14 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
         sigma = spectral_norm(weight, conv_size, rtol=rtol, rng=rng, progress=False,
                               **conv_layer)
     except NoConvergence as err:
-        # The Ritz value of the Gram operator is at most its top eigenvalue: sigma_max lies
-        # between its root and the certified Gram-iteration bound.
+        # The bracket spectral_norm attaches: the Ritz value's root below, the circulant
+        # embedding's exact norm above.
         sigma = math.nan
-        bracket = (math.sqrt(max(err.estimate, 0.0)), bound)
+        bracket = err.bracket
+        assert bracket is not None
         note = (f"sigma_max not converged to rtol {rtol:g} ({err.steps} products): certified "
-                f"in [{bracket[0]:.8g}, {bracket[1]:.8g}] (a Ritz value, the Gram bound)")
+                f"in [{bracket[0]:.8g}, {bracket[1]:.8g}] (a Ritz value, the norm of the "
+                f"circulant embedding)")
     reshaped = reshaped_kernel_norm(weight)
     values, _ = counterpart_singular_values(weight, geom)
     circular = float(values[0]) if values.size else 0.0

@@ -158,16 +158,9 @@ def singular_values(
     what = f"the {'largest' if which == 'largest' else 'smallest'} singular value" + (
         "s" if k != 1 else "")
     with target, single_threaded(), Progress(what, enabled=options["progress"]) as stage:
-        try:
-            result = compute(target, k, which, tol, as_rng(rng), maxiter=options["maxiter"],
-                             callback=reporting(stage, options["callback"]),
-                             vectors=options["return_vectors"])
-        except NoConvergence as err:
-            if which == "largest" and err.bracket is None:
-                err.bracket = largest_bracket(target, err.estimate)
-                err.args = (f"{err.args[0]} The largest singular value is certified in "
-                            f"[{err.bracket[0]:.12g}, {err.bracket[1]:.12g}].",)
-            raise
+        result = compute(target, k, which, tol, as_rng(rng), maxiter=options["maxiter"],
+                         callback=reporting(stage, options["callback"]),
+                         vectors=options["return_vectors"])
     if not options["return_vectors"]:
         return result.values
     return shaped_vectors(target, result, options["tensors"])
@@ -267,7 +260,25 @@ def compute(target: Target, k: int | None, which: str, rtol: float,
             rng: np.random.Generator, sigma_max: float | None = None, *,
             maxiter: int | None = None, callback: Callback | None = None,
             vectors: bool = False) -> Singular:
-    """Singular values of a validated target (all when ``k`` is None), descending."""
+    """Singular values of a validated target (all when ``k`` is None), descending.
+
+    A :class:`~convop.errors.NoConvergence` of the largest values carries its
+    certified bracket, whoever called (``singular_values``, ``spectrum_report``).
+    """
+    try:
+        return _dispatch(target, k, which, rtol, rng, sigma_max, maxiter=maxiter,
+                         callback=callback, vectors=vectors)
+    except NoConvergence as err:
+        if which == "largest" and err.bracket is None:
+            err.bracket = largest_bracket(target, err.estimate)
+            err.args = (f"{err.args[0]} The largest singular value is certified in "
+                        f"[{err.bracket[0]:.12g}, {err.bracket[1]:.12g}].",)
+        raise
+
+
+def _dispatch(target: Target, k: int | None, which: str, rtol: float,
+              rng: np.random.Generator, sigma_max: float | None, *,
+              maxiter: int | None, callback: Callback | None, vectors: bool) -> Singular:
     m, n = target.shape
     full = min(m, n)
     count = full if k is None else k
