@@ -12,11 +12,18 @@ through PyTorch, float64, two threads, sampled through the run). Layers:
 - the one-call certificate ``sigma_max <= 1 + 1e-4 and sigma_min >= 1 - 1e-4`` of
   an AOC layer 64->256 at 32x32, circular and zero-padded ("in seconds");
 - an ill-conditioned 64->64 3x3 layer at 16x16 (Kaiming weights whose output
-  channels are mixed by a matrix of condition 1e3): the exact ``sigma_min``
-  (target: 300 units).
+  channels are mixed by a matrix of condition 1e3), and a trained one (the second
+  convolution of a small CNN fitted on scikit-learn's digits, upsampled to
+  16x16): the exact ``sigma_min`` (target: 300 units);
+- with ``--resnet``, a Kaiming 64->64 3x3 layer at 56x56 (200 704 unknowns): the
+  exact ``sigma_min`` (target: 5 minutes and 16 GiB), checked against an
+  independent method where ``pypardiso`` is installed: MKL PARDISO's Cholesky of
+  the explicit ``A^T A``, inverse iteration, and ``||A v||`` of its vector (an
+  upper bound on ``sigma_min`` that the Gram matrix's rounding moves by about
+  ``eps ||A||^2 / (sigma_2^2 - sigma_1^2)`` squared, relative).
 
-Run: ``python benchmarks/bench_real_layers.py`` (needs torch and orthogonium;
-``--skip-ill`` leaves out the ill-conditioned layer, which takes minutes today).
+Run: ``python benchmarks/bench_real_layers.py`` (needs torch, orthogonium and
+scikit-learn; ``--skip-ill`` leaves out the ill-conditioned and trained layers).
 """
 
 from __future__ import annotations
@@ -53,6 +60,54 @@ def ill_conditioned(c: int = 64, cond: float = 1e3, seed: int = 0) -> np.ndarray
     return np.einsum("om,mikl->oikl", mixing, w)
 
 
+def trained_digits(torch, channels: int = 64, size: int = 16, epochs: int = 15,
+                   seed: int = 0) -> tuple[np.ndarray, float]:
+    """The second 3x3 convolution of a CNN fitted on the digits (8x8 upsampled to ``size``)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    repeat = size // 8
+    images = np.kron(digits.images / 16.0, np.ones((repeat, repeat)))
+    x = torch.tensor(images, dtype=torch.float32)[:, None]
+    y = torch.tensor(digits.target)
+    torch.manual_seed(seed)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        for batch in torch.split(torch.randperm(len(y)), 64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(1) == y).float().mean())
+    return model[2].weight.detach().double().numpy(), accuracy
+
+
+def pardiso_sigma_min(weight: np.ndarray, size: tuple[int, int], steps: int = 4) -> float:
+    """``||A v||`` for ``v`` from inverse iteration with PARDISO's Cholesky of ``A^T A``."""
+    import pypardiso
+    import scipy.sparse as sp
+
+    A = convop.conv_matrix(weight, size, padding=1, domain="input")
+    G = sp.triu(A.T @ A, format="csr")
+    solver = pypardiso.PyPardisoSolver(mtype=2)  # real symmetric positive definite
+    v = np.random.default_rng(1).standard_normal(A.shape[1])
+    for _ in range(steps):
+        v = solver.solve(G, v / np.linalg.norm(v))
+    v /= np.linalg.norm(v)
+    return float(np.linalg.norm(A @ v))
+
+
+def peak_rss() -> int:
+    """The process's peak resident memory in bytes (Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def timed(unit: Unit, function):
     unit.sample()
     start = time.perf_counter()
@@ -62,7 +117,10 @@ def timed(unit: Unit, function):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-ill", action="store_true", help="skip the ill-conditioned layer")
+    parser.add_argument("--skip-ill", action="store_true",
+                        help="skip the ill-conditioned and trained layers")
+    parser.add_argument("--resnet", action="store_true",
+                        help="also the Kaiming 64->64 layer at 56x56 (minutes, ~14 GiB)")
     args = parser.parse_args(argv)
     try:
         import orthogonium  # noqa: F401
@@ -111,6 +169,34 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("ill-conditioned 64->64 @16 sigma_min",
                      f"{report.sigma_min:.6e} (cond {report.condition_number:.3g})", seconds,
                      TARGETS["ill-conditioned"]))
+        start = time.perf_counter()
+        w, accuracy = trained_digits(torch)
+        print(f"trained the digits CNN in {time.perf_counter() - start:.1f} s "
+              f"(training accuracy {accuracy:.3f})")
+        report, seconds = timed(unit, lambda: convop.spectrum_report(
+            w, (16, 16), padding=1, rng=0, progress=False))
+        rows.append(("trained digits 64->64 @16 sigma_min",
+                     f"{report.sigma_min:.6e} (cond {report.condition_number:.3g})", seconds,
+                     TARGETS["ill-conditioned"]))
+
+    if args.resnet:
+        rng = np.random.default_rng(0)
+        w = rng.standard_normal((64, 64, 3, 3)) * math.sqrt(2 / 576)
+        values, seconds = timed(unit, lambda: convop.singular_values(
+            w, (56, 56), padding=1, k=1, which="smallest", rng=0, progress=False))
+        peak = peak_rss()
+        what = f"{values[0]:.12e}, peak {peak / 2**30:.1f} GiB"
+        rows.append(("Kaiming 64->64 @56 sigma_min", what, seconds, None))
+        print(f"Kaiming 64->64 @56: sigma_min {values[0]:.12e} in {seconds:.0f} s "
+              f"(target 300 s), peak resident {peak / 2**30:.1f} GiB (target 16)")
+        try:
+            start = time.perf_counter()
+            check = pardiso_sigma_min(w, (56, 56))
+            print(f"  PARDISO inverse iteration: ||A v|| = {check:.12e} "
+                  f"({time.perf_counter() - start:.0f} s), relative difference "
+                  f"{abs(check - values[0]) / values[0]:.1e}")
+        except ImportError:
+            print("  (no pypardiso: the independent check is skipped)")
 
     unit.sample(30)
     print(f"unit = one torch Gram product of 64->64 3x3 @56 = {unit.seconds * 1e3:.2f} ms")

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-import scipy.sparse.linalg as sla
 
 from .. import _memory
 from ..errors import NoConvergence
 from ._target import Target
+from .augmented import RefinedAugmented, RefinementFailed, augmented_lu, splu_explained
 from .cholesky import BlockCholesky, NotPositiveDefinite
 from .gram import scaled_block_gram, touched
 from .lanczos import basis_size, top_eigenpairs
@@ -46,8 +46,6 @@ from .tolerance import rank_tolerance, zero_below
 
 #: Below this smaller dimension a dense SVD is cheaper and safer than Lanczos.
 DENSE_SMALL = 64
-#: SuperLU's fill on these grids stays within about this multiple of the input's entries.
-_FILL = 12
 #: Relative accuracy of the shift-invert Lanczos. Tight: the singular vectors, and so
 #: the residual bounds reported, improve with it at a step or two per decade.
 GRAM_TOL = 1e-13
@@ -182,38 +180,38 @@ class _Tall:
             out[:, j] = self.target.apply(full, which)[outside]
         return out.reshape((outside.size,) + X.shape[1:])
 
-    def gram_solver(self, max_bytes: int | None, extra_bytes: int
-                    ) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
-        """Return ``b -> (B^H B + shift I)^{-1} b`` and the shift (``1e-12 ||G||_1``)."""
+    def gram_solver(self, max_bytes: int | None, extra_bytes: int, t: float
+                    ) -> tuple[Callable[[np.ndarray], np.ndarray], float, bool]:
+        """Return ``b -> (B^H B + shift I)^{-1} b``, the shift, and whether it is ``t**2``.
+
+        A layer's Gram matrix is factored with the shift ``t**2`` (the augmented
+        matrix's, so the factor also serves :class:`RefinedAugmented`), or where that
+        is not numerically positive definite with ``1e-12 ||B||**2``; an explicit
+        matrix goes through SuperLU with the latter.
+        """
         if self.target.layer is not None and self._explicit is None:
             try:
-                return self._block_solver(max_bytes, extra_bytes)
+                return self._block_solver(max_bytes, extra_bytes, t)
             except NotPositiveDefinite:
                 pass  # numerically singular: SuperLU's pivoting copes, and the caller
                 # certifies what falls below the floor through the augmented matrix
         B = self.sparse()
         small = B.shape[1]
         G = (B.conj().T @ B).tocsc()
-        _memory.check_budget(
-            _FILL * (G.data.nbytes + G.indices.nbytes) + G.indptr.nbytes + extra_bytes,
-            max_bytes,
-            f"the sparse LU of the {small}x{small} Gram matrix ({G.nnz} stored entries)",
-        )
-        shift = 1e-12 * float(abs(G).sum(axis=0).max())
+        shift = 1e-12 * self.sigma_max**2
         shifted = (G + shift * sp.eye_array(small, format="csc", dtype=G.dtype)).tocsc()
-        lu = _splu(shifted, f"the {small}x{small} Gram matrix", _FILL * G.nnz,
-                   permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
-        return lu.solve, shift
+        lu = splu_explained(shifted, f"the {small}x{small} Gram matrix", max_bytes,
+                            extra_bytes, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
+        return lu.solve, shift, False
 
-    def _block_solver(self, max_bytes: int | None, extra_bytes: int
-                      ) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    def _block_solver(self, max_bytes: int | None, extra_bytes: int, t: float
+                      ) -> tuple[Callable[[np.ndarray], np.ndarray], float, bool]:
         layer = self.target.layer
         assert layer is not None
         g = layer.geometry
         side = "output" if self.transposed else "input"
-        gram, scale = scaled_block_gram(
-            g, layer.weight, side, self.dtype,
-            max(0, max_bytes - extra_bytes) if max_bytes is not None else None)
+        budget = max(0, max_bytes - extra_bytes) if max_bytes is not None else None
+        gram, scale = scaled_block_gram(g, layer.weight, side, self.dtype, budget)
         c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
         # B's columns (channel-major, channel = group * c + local) in the Gram's
         # (group, pixel, local channel) order.
@@ -221,18 +219,19 @@ class _Tall:
         channel, pixel = np.divmod(kept, pixels)
         group, local = np.divmod(channel, c)
         index = (group * pixels + pixel) * c + local
-        rowsum = np.abs(gram.blocks).sum(axis=-1)  # (groups, entries, c)
-        starts = gram.pattern.indptr[:-1]
-        nonempty = np.diff(gram.pattern.indptr) > 0
-        norm = float(np.add.reduceat(rowsum, starts[nonempty], axis=1).max(initial=0.0))
-        shift = 1e-12 * norm
         # Unknowns B lacks get a diagonal far above the spectrum: decoupled, and never
         # among the smallest eigenvalues.
         extra = np.full(groups * pixels * c, 4.0 * (self.sigma_max / scale) ** 2 + 1.0)
-        extra[index] = shift
-        factor = BlockCholesky(gram, extra.reshape(groups, pixels, c),
-                               max(0, max_bytes - extra_bytes) if max_bytes is not None
-                               else None, pool=self.target.pool)
+        shifts = ((t / scale) ** 2, 1e-12 * (self.sigma_max / scale) ** 2)
+        for shift in shifts:
+            extra[index] = shift
+            try:
+                factor = BlockCholesky(gram, extra.reshape(groups, pixels, c), budget,
+                                       pool=self.target.pool)
+                break
+            except NotPositiveDefinite:
+                if shift == shifts[-1]:
+                    raise
         size = groups * pixels * c
         dtype = self.dtype
 
@@ -241,24 +240,7 @@ class _Tall:
             full[index] = b
             return factor.solve(full)[index] / scale**2
 
-        return solve, shift * scale**2
-
-
-def _splu(matrix: sp.csc_array, what: str, estimate: int, **options: Any) -> Any:
-    """SuperLU's factorization; its out-of-memory says what it factored and the estimate.
-
-    SuperLU reports a fill beyond what it could allocate as a bare ``MemoryError``
-    ("Not enough memory") after running for a while.
-    """
-    try:
-        return sla.splu(matrix, **options)
-    except MemoryError as err:
-        raise MemoryError(
-            f"SuperLU ran out of memory factoring {what} ({matrix.nnz} stored entries): its "
-            f"fill passed the {estimate} entries ({_FILL} times the matrix's) the budget "
-            f"check assumed. Pass a smaller `max_bytes` to be refused before trying, or "
-            f"compute the largest values only. (SuperLU: {err or 'not enough memory'})"
-        ) from err
+        return solve, shift * scale**2, shift == shifts[0]
 
 
 class _Solver:
@@ -273,7 +255,8 @@ class _Solver:
         self.maxiter = maxiter
         self.callback = callback
         self.steps = 0
-        self._lu: Any = None
+        self._gram_factor: Callable[[np.ndarray], np.ndarray] | None = None
+        self._K: Any = None
 
     def smallest(self, need: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
         """Return the ``need`` smallest values (ascending) and their right vectors (columns)."""
@@ -295,6 +278,14 @@ class _Solver:
             values = np.zeros(need)  # resolve everything through the augmented matrix
             vectors = np.zeros((rn, need), dtype=B.dtype)
             below = np.ones(need, dtype=bool)
+        if self._gram_factor is not None:
+            # The factor has the augmented matrix's shift: every value, not only those
+            # below the floor, gets K's accuracy from a start that has nearly converged
+            # (Lanczos's Ritz vectors lose digits to the inverse's dynamic range).
+            try:
+                return self._augmented(need, vectors)
+            except RefinementFailed:
+                self._gram_factor, self._K = None, None
         # Unresolved: the Gram matrix puts them below the floor (their Ritz values say so;
         # ||B v|| of an unconverged vector is only an upper bound), or ||B v|| does.
         unresolved = int(np.count_nonzero(below | (values <= floor)))
@@ -327,8 +318,10 @@ class _Solver:
         """
         B = self.B
         small = B.shape[1]
-        solve, shift = B.gram_solver(self.max_bytes,
-                                     basis_size(small, need) * small * B.dtype.itemsize)
+        solve, shift, exact = B.gram_solver(
+            self.max_bytes, basis_size(small, need) * small * B.dtype.itemsize, self.t)
+        if exact:
+            self._gram_factor = solve
         report = None
         if self.callback is not None:
             callback = self.callback
@@ -348,42 +341,50 @@ class _Solver:
         first = np.argsort(~below, kind="stable")
         return values[order][first], pairs.vectors[:, order][:, first], below[first]
 
-    def _factor(self) -> Any:
-        """Return the pivoted LU of ``K = [[t I, B], [B^H, -t I]]`` (built once)."""
-        if self._lu is None:
-            B, t = self.B.sparse(), self.t
-            rm, rn = B.shape
-            # bmat, not block_array: the PETSc path runs on Debian's scipy 1.10.
-            K = sp.csc_array(sp.bmat([[t * sp.identity(rm, dtype=B.dtype), B],
-                                      [B.conj().T, -t * sp.identity(rn, dtype=B.dtype)]],
-                                     format="csc"))
-            _memory.check_budget(
-                _FILL * (K.data.nbytes + K.indices.nbytes) + K.indptr.nbytes
-                + 4 * (rm + rn) * min(rn, 64) * K.dtype.itemsize,
-                self.max_bytes,
-                f"the sparse LU of the {rm + rn}x{rm + rn} augmented matrix ({K.nnz} stored "
-                f"entries)",
-            )
-            self._lu = _splu(K, f"the {rm + rn}x{rm + rn} augmented matrix", _FILL * K.nnz,
-                             permc_spec="COLAMD")
-        return self._lu
+    def _solver(self) -> Any:
+        """Return solves with ``K = [[t I, B], [B^H, -t I]]`` (built once).
 
-    def _subspace(self, count: int, side: str) -> np.ndarray:
+        Refinement on the Gram step's Cholesky factor when it has one with the shift
+        ``t**2``; SuperLU's LU of ``K`` otherwise, or once refinement has failed.
+        """
+        if self._K is None:
+            B = self.B
+            rm, rn = B.shape
+            if self._gram_factor is not None:
+                self._K = RefinedAugmented(B.matmat, B.rmatmat, self._gram_factor, self.t,
+                                           B.sigma_max, rm)
+            else:
+                self._K = augmented_lu(B.sparse(), self.t, self.max_bytes,
+                                       4 * (rm + rn) * min(rn, 64) * B.dtype.itemsize)
+        return self._K
+
+    def _subspace(self, count: int, side: str, start: np.ndarray | None = None) -> np.ndarray:
         """Block inverse iteration with ``(B^H B + t^2)^{-1}`` (``"right"``) or ``B B^H``."""
-        B = self.B.sparse()
+        try:
+            return self._iterate(count, side, start)
+        except RefinementFailed:
+            if start is not None:
+                raise  # the caller keeps what it had
+            self._gram_factor, self._K = None, None  # too ill-conditioned: SuperLU's LU
+            return self._iterate(count, side)
+
+    def _iterate(self, count: int, side: str, start: np.ndarray | None = None) -> np.ndarray:
+        B = self.B
         rm, rn = B.shape
         size = rn if side == "right" else rm
-        lu = self._factor()
+        K = self._solver()
         width = min(size, count + max(2, min(10, count)))  # extra vectors speed convergence
         X = self.rng.standard_normal((size, width)).astype(B.dtype)
+        if start is not None and np.any(start):
+            X[:, :start.shape[1]] = start
         values = np.full(count, np.inf)
         for _ in range(_MAX_SUBSPACE_ITERATIONS):
             zero = np.zeros((rm if side == "right" else rn, width), B.dtype)
             rhs = np.vstack([zero, X]) if side == "right" else np.vstack([X, zero])
-            solved = lu.solve(rhs)
+            solved = K.solve(rhs)
             self.steps += width
             X, _ = np.linalg.qr(solved[rm:] if side == "right" else solved[:rm])
-            applied = B @ X if side == "right" else B.conj().T @ X
+            applied = B.matmat(X) if side == "right" else B.rmatmat(X)
             found = np.sort(scipy.linalg.svdvals(applied))
             # A wide `applied` has width - rows more zero singular values than svdvals lists.
             found = np.concatenate([np.zeros(max(0, width - found.size)), found])
@@ -392,9 +393,14 @@ class _Solver:
                 break
         return X
 
-    def _augmented(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return the ``count`` smallest values through ``K``, with right vectors, ascending."""
-        X = self._subspace(count, "right")
+    def _augmented(self, count: int, start: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``count`` smallest values through ``K``, with right vectors, ascending.
+
+        ``start``: right vectors to start from (columns); with one, a refinement
+        that fails raises :class:`RefinementFailed` instead of turning to SuperLU.
+        """
+        X = self._subspace(count, "right", start)
         # Rayleigh-Ritz on B itself: B (X w) = s u for the SVD of B X.
         _, s, wh = np.linalg.svd(self.B.matmat(X), full_matrices=False)
         order = np.argsort(s)[:count]
@@ -408,5 +414,5 @@ class _Solver:
             u, s, _ = scipy.linalg.svd(B.toarray(), full_matrices=True)
             return u[:, -count:]
         X = self._subspace(count, "left")
-        u, s, _ = np.linalg.svd(X.conj().T @ (B @ (B.conj().T @ X)))
+        u, s, _ = np.linalg.svd(X.conj().T @ self.B.matmat(self.B.rmatmat(X)))
         return X @ u[:, np.argsort(s)[:count]]
