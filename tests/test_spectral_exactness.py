@@ -264,6 +264,51 @@ def test_circular_layers_any_which_and_k_equal_the_dense_svd(layer, complex_weig
     assert report.sigma_min == pytest.approx(dense[-1], abs=1e-12 * scale)
 
 
+CIRCULAR = [
+    dict(weight_shape=(4, 3, 3, 3), size=(6, 6), padding=1),
+    dict(weight_shape=(4, 2, 3, 3), size=(8, 6), padding=1, stride=2, groups=2),
+    dict(weight_shape=(3, 3, 3), size=(9,), padding=2, dilation=2),
+    dict(weight_shape=(2, 2, 3, 3, 3), size=(4, 4, 4), padding=1),
+    dict(weight_shape=(2, 6, 3, 3), size=(6, 6), padding=1),  # wide
+]
+
+
+@pytest.mark.parametrize("layer", CIRCULAR, ids=["2-D", "strided grouped", "1-D dilated", "3-D",
+                                                 "wide"])
+@pytest.mark.parametrize("complex_weight", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_circular_singular_vectors_come_from_the_fft(layer, complex_weight, order, rng,
+                                                      monkeypatch):
+    from convop.spectral import values as values_module
+
+    layer = dict(layer)
+    shape, size = layer.pop("weight_shape"), layer.pop("size")
+    w = rng.standard_normal(shape)
+    if complex_weight:
+        w = w + 1j * rng.standard_normal(shape)
+    kw = dict(padding_mode="circular", **layer)
+    op = convop.LayerOperator(w, size, order=order, **kw)
+    A = op @ np.eye(op.shape[1], dtype=w.dtype)  # in the operator's own order
+    dense = np.linalg.svd(A, compute_uv=False)
+    scale = dense[0]
+
+    def no_iteration(*args, **kwargs):
+        raise AssertionError("a circular layer's vectors need no iteration")
+
+    monkeypatch.setattr(values_module, "largest", no_iteration)
+    monkeypatch.setattr(values_module, "smallest_singular_values", no_iteration)
+    monkeypatch.setattr(values_module, "dense_values", no_iteration)
+    for which, k in (("largest", 3), ("smallest", 4), ("largest", min(A.shape))):
+        u, s, vt = convop.singular_values(op, k=k, which=which, return_vectors=True)
+        expected = dense[:k] if which == "largest" else dense[-k:]
+        np.testing.assert_allclose(s, expected, rtol=0, atol=1e-12 * scale)
+        assert u.dtype == vt.dtype == np.result_type(w, np.float64)
+        np.testing.assert_allclose(A @ vt.conj().T, u * s, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(A.conj().T @ u, vt.conj().T * s, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(u.conj().T @ u, np.eye(k), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(vt @ vt.conj().T, np.eye(k), rtol=0, atol=1e-12)
+
+
 def test_a_large_circular_layer_needs_no_factorization(rng):
     # 64->64 @32 (65 536 unknowns): both ends from the FFT, a couple of products for the top.
     w = rng.standard_normal((64, 64, 3, 3))

@@ -31,6 +31,7 @@ from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
 from .bounds import embedding_norm
+from .circulant_vectors import circulant_triplets
 from .circular import circular_singular_values, is_circulant
 from .largest import largest
 from .results import Callback, Singular, select
@@ -288,11 +289,14 @@ def _dispatch(target: Target, k: int | None, which: str, rtol: float,
         u = np.eye(m, count, dtype=target.dtype) if vectors else None
         vt = np.eye(count, n, dtype=target.dtype) if vectors else None
         return Singular(np.zeros(count), np.zeros(count), u, vt)
-    if not vectors and circulant_layer(target) is not None:
+    circulant = circulant_layer(target)
+    if circulant is not None:
         # Block circulant: every value from the FFT blocks, exact. Lanczos from the FFT's
         # start would take a product or two for the largest, but inside a cluster (an
         # orthogonal layer's values all near 1) a Ritz value with a small residual can lie
-        # below the largest value: the FFT's cannot.
+        # below the largest value: the FFT's cannot. Vectors: the blocks' own, as waves.
+        if vectors:
+            return circulant_triplets(circulant, count, which, target.max_bytes)
         result = circulant_values(target)
         if which == "largest":
             return select(result, slice(0, count))
