@@ -32,11 +32,12 @@ from .. import _memory
 FILL = 12
 #: Refinement steps at most.
 MAX_REFINEMENTS = 30
-#: Each refinement step must shrink the residual at least this much, or it stops.
+#: Each refinement step must shrink the residual at least this much, or it stops
+#: (benchmarks/TUNING.md#refinement).
 CONTRACTION = 0.9
 #: A refined solve is accepted when its relative residual
 #: ``||b - K z|| / (||B|| ||z|| + ||b||)`` is at most this many eps: a backward-stable
-#: LU's, give or take the rounding of the residual itself.
+#: LU's, give or take the rounding of the residual itself (benchmarks/TUNING.md#refinement).
 ACCEPTED_RESIDUAL = 1000.0
 
 Apply = Callable[[np.ndarray], np.ndarray]
