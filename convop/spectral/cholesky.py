@@ -36,6 +36,10 @@ class NotPositiveDefinite(np.linalg.LinAlgError):
     """A pivot block was not numerically positive definite."""
 
 
+class CostlyFactor(RuntimeError):
+    """The factor's arithmetic exceeds ``max_flops`` (raised before any numeric work)."""
+
+
 @dataclass
 class _Node:
     """A supernode of the dissection: its own pixels and its children."""
@@ -58,15 +62,20 @@ class BlockCholesky:
         Budget for the factor and the work buffers.
     pool : convop._blas.Pool, optional
         Worker threads: independent subtrees are factored on them side by side.
+    max_flops : float, optional
+        Most multiply-adds the numeric factorization may take (``flops``).
 
     Raises
     ------
     NotPositiveDefinite
         When a pivot block fails (the matrix is numerically singular).
+    CostlyFactor
+        When the factorization would take more than ``max_flops``.
     """
 
     def __init__(self, gram: BlockGram, extra: np.ndarray, max_bytes: int | None = None,
-                 leaf: int = LEAF, pool: Pool | None = None) -> None:
+                 leaf: int = LEAF, pool: Pool | None = None,
+                 max_flops: float | None = None) -> None:
         self.channels = c = gram.channels
         self.groups = gram.groups
         self.pixels = gram.pattern.shape[0]
@@ -91,6 +100,11 @@ class BlockCholesky:
         self._row_starts = np.searchsorted(self._rows, np.arange(self.pixels + 1))
         self.structs = self._structure(parent)
         self._check_memory(max_bytes)
+        #: Multiply-adds of the numeric factorization, from the symbolic one (an upper estimate).
+        self.flops = float(self._flops().sum()) * c**3 * self.groups
+        if max_flops is not None and self.flops > max_flops:
+            raise CostlyFactor(f"the factor takes {self.flops:.2e} multiply-adds, more than "
+                               f"{max_flops:.2e}")
         self.diagonal: list[np.ndarray] = []
         self.coupling: list[np.ndarray] = []  # X = L11^{-1} F12, i.e. L21^H
         self._factor(gram.blocks, extra[:, self.perm], parent, pool)

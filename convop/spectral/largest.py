@@ -20,12 +20,14 @@ import numpy as np
 from .. import _memory
 from ..errors import NoConvergence
 from ._target import Target
+from .cholesky import CostlyFactor, NotPositiveDefinite
 from .circular import POWER_STEPS as START_POWER_STEPS
 from .circular import circular_start, frequency_sizes
 from .lanczos import Eigenpairs, basis_size, top_eigenpair, top_eigenpairs
 from .mixed_precision import TWINS, refine_top_eigenpair
 from .results import Callback, Singular
 from .tolerance import rank_tolerance, zero_below
+from .top_shift import top_by_shift_invert
 
 #: Noise added to a zero-padded layer's warm start, so it is never orthogonal to the top.
 ZEROS_NOISE = 1e-3
@@ -42,6 +44,14 @@ NOISE_MARGIN = 30.0
 #: Lanczos aims at rtol / RTOL_MARGIN: a start with little of the top eigenvector can
 #: stop next to a near-degenerate second value (benchmarks/TUNING.md#rtol-margin).
 RTOL_MARGIN = 4.0
+#: Float64 Lanczos products on a layer before its top value is taken as clustered and
+#: found by shift-invert above the spectrum (:mod:`convop.spectral.top_shift`).
+CLUSTER_PRODUCTS = 600
+#: ... when the factor's multiply-adds are at most this many times those of the
+#: products already spent: dense BLAS 3 runs about twice as many a second as the
+#: sparse products, so this is about 8 times the time spent
+#: (benchmarks/TUNING.md#cluster-shift-invert).
+CLUSTER_FLOP_RATIO = 16.0
 #: A zero-padded layer gets the FFT warm start when the start's flops are at most this
 #: many times the layer's nnz (about one Gram product; benchmarks/TUNING.md#warm-start).
 START_GATE = 4
@@ -102,9 +112,34 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         # (benchmarks/TUNING.md#float32-accept): a true residual of 2 rtol lambda, which
         # still puts sigma within rtol, is accepted at a restart.
         accept = 2 * rtol if target.eps > 1e-10 else tol
-        pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
-                              start=start, maxiter=left, callback=report, max_basis=basis_cap,
-                              accept=accept)
+        # A layer's top value inside a cluster (zero-padded orthogonal layers) stalls
+        # Lanczos: after CLUSTER_PRODUCTS, shift-invert just above the spectrum.
+        cluster = (maxiter is None and target.layer is not None and not exact
+                   and target.eps < 1e-10)  # shifts 1e-10 above the top need float64
+        try:
+            pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
+                                  start=start, maxiter=CLUSTER_PRODUCTS if cluster else left,
+                                  callback=report, max_basis=basis_cap, accept=accept)
+        except NoConvergence as err:
+            if not cluster:
+                raise
+            done[0] += err.steps
+            assert target.layer is not None
+            spent = done[0] * 2 * target.layer.geometry.nnz("input")  # multiply-adds so far
+            try:
+                pairs = top_by_shift_invert(target, side, 1, rng, tol=tol,
+                                            max_flops=CLUSTER_FLOP_RATIO * spent)
+            except (MemoryError, NotPositiveDefinite, CostlyFactor):  # Lanczos goes on
+                pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
+                                      start=start, callback=report, max_basis=basis_cap,
+                                      accept=accept)
+            else:
+                if pairs.residuals[0] > tol * pairs.values[0]:  # certified, or the bracket
+                    raise NoConvergence(
+                        f"shift-invert above the spectrum stopped at the relative residual "
+                        f"{pairs.residuals[0] / pairs.values[0]:.1e}, above {tol:.1e}; pass a "
+                        f"larger `rtol`.", float(pairs.values[0]), float(pairs.residuals[0]),
+                        done[0] + pairs.steps)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
                            pairs.steps + done[0])
     else:

@@ -1,0 +1,98 @@
+"""The largest singular value inside a cluster: shift-invert just above the spectrum.
+
+Lanczos on ``G = A^H A`` separates the top eigenvalue from the rest at a rate set
+by its gap relative to the whole spectrum's width; a zero-padded orthogonal
+layer has thousands of values within 1e-6 of its largest and its smallest far
+below, so that rate is about 1e-8 and Lanczos stalls. The circulant embedding's
+exact norm ``U`` (:func:`~convop.spectral.bounds.embedding_norm`) lies above every
+eigenvalue's root, so ``mu I - G`` with ``mu`` at or just above ``U**2`` is positive
+definite: its Cholesky factor (the multifrontal one of the smallest values, on
+the negated Gram blocks) turns the top of ``G`` into the top of
+``(mu I - G)^{-1}``, where it stands apart by the ratio of its distances to
+``mu``, and Lanczos converges in tens of steps. The eigenpair is then taken
+with the true Gram product (Rayleigh quotient and residual), so the factor's
+rounding moves only the vector, and the value is a certified lower bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._target import Target
+from .bounds import embedding_norm
+from .cholesky import BlockCholesky, NotPositiveDefinite
+from .gram import BlockGram, scaled_block_gram
+from .lanczos import Eigenpairs, top_eigenpairs
+
+#: ``mu`` is the embedding's squared norm times ``1 + SHIFT_MARGIN`` (and ten times
+#: more where the factor is not positive definite).
+SHIFT_MARGIN = 1e-10
+#: Relative accuracy of the inverse's top eigenvalue: it is ``1 / (mu - lambda)``, so
+#: this is relative to the distance from ``mu``, far finer than to ``lambda``.
+INVERSE_TOL = 1e-10
+
+
+def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Generator,
+                        start: np.ndarray | None = None, tol: float = INVERSE_TOL,
+                        max_flops: float | None = None) -> Eigenpairs:
+    """Return the ``k`` largest eigenpairs of the layer's Gram matrix on ``side``.
+
+    ``tol`` is the inverse's relative residual (at most ``INVERSE_TOL``); the
+    Gram matrix's own residual comes out near ``tol * mu``.
+
+    Raises
+    ------
+    MemoryError
+        When the factor does not fit ``target.max_bytes`` (before factoring).
+    CostlyFactor
+        When the factor takes more than ``max_flops`` multiply-adds (before factoring).
+    NotPositiveDefinite
+        When no shift up to ``1e-4`` above the embedding's norm factors.
+    """
+    layer = target.layer
+    assert layer is not None
+    g = layer.geometry
+    weight = np.asarray(layer.weight)
+    gram, scale = scaled_block_gram(g, weight, side, target.dtype, target.max_bytes)
+    upper = embedding_norm(weight, g, target.max_bytes) / scale
+    negated = BlockGram(gram.pattern, -gram.blocks, gram.shape)
+    c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
+    margin = SHIFT_MARGIN
+    while True:
+        mu = upper**2 * (1 + margin)
+        try:
+            factor = BlockCholesky(negated, np.full((groups, pixels, c), mu),
+                                   target.max_bytes, pool=target.pool, max_flops=max_flops)
+            break
+        except NotPositiveDefinite:
+            if margin >= 1e-4:
+                raise
+            margin *= 10
+    del negated
+    # Row-major vectors (channel, pixel), channel = group * c + local, in the factor's
+    # (group, pixel, local) order.
+    channel, pixel = np.divmod(np.arange(groups * c * pixels), pixels)
+    group, local = np.divmod(channel, c)
+    index = (group * pixels + pixel) * c + local
+    size = index.size
+
+    def solve(v: np.ndarray) -> np.ndarray:
+        full = np.empty(size, dtype=np.result_type(v, target.dtype))
+        full[index] = v
+        return factor.solve(full)[index]
+
+    pairs = top_eigenpairs(solve, size, k, dtype=target.dtype, tol=min(tol, INVERSE_TOL), rng=rng,
+                           start=start, deflate=False)
+    # The pair of G itself, from its true products.
+    product = target.gram(target.dtype, side)
+    vectors = pairs.vectors
+    values = np.empty(vectors.shape[1])
+    residuals = np.empty(vectors.shape[1])
+    for i in range(vectors.shape[1]):
+        y = vectors[:, i]
+        gy = np.asarray(product(y))
+        values[i] = float(np.vdot(y, gy).real)
+        residuals[i] = float(np.linalg.norm(gy - values[i] * y))
+    order = np.argsort(values)[::-1]
+    return Eigenpairs(values[order], vectors[:, order], residuals[order],
+                      pairs.steps + vectors.shape[1])
