@@ -248,7 +248,7 @@ def _sigma_min(target: Target, claim: float, stage: Progress, evidence: list[str
     def completes(shift: float) -> bool:
         extra = np.full((groups, pixels, c), -shift)
         try:
-            BlockCholesky(gram, extra, target.max_bytes, pool=target.pool)
+            BlockCholesky(gram, extra, target.max_bytes)
         except NotPositiveDefinite:
             return False
         return True

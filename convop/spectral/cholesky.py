@@ -17,7 +17,6 @@ arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +24,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .. import _memory
-from .._blas import Pool, blas_threads, cores
+from .._blas import blas_threads, cores
 from .gram import BlockGram
 
 #: Most unknowns (pixels x channels) in a leaf of the dissection.
@@ -60,8 +59,6 @@ class BlockCholesky:
         large value on unknowns the layer never couples).
     max_bytes : int, optional
         Budget for the factor and the work buffers.
-    pool : convop._blas.Pool, optional
-        Worker threads: independent subtrees are factored on them side by side.
     max_flops : float, optional
         Most multiply-adds the numeric factorization may take (``flops``).
 
@@ -74,8 +71,7 @@ class BlockCholesky:
     """
 
     def __init__(self, gram: BlockGram, extra: np.ndarray, max_bytes: int | None = None,
-                 leaf: int = LEAF, pool: Pool | None = None,
-                 max_flops: float | None = None) -> None:
+                 leaf: int = LEAF, max_flops: float | None = None) -> None:
         self.channels = c = gram.channels
         self.groups = gram.groups
         self.pixels = gram.pattern.shape[0]
@@ -106,8 +102,8 @@ class BlockCholesky:
             raise CostlyFactor(f"the factor takes {self.flops:.2e} multiply-adds, more than "
                                f"{max_flops:.2e}")
         self.diagonal: list[np.ndarray] = []
-        self.coupling: list[np.ndarray] = []  # X = L11^{-1} F12, i.e. L21^H
-        self._factor(gram.blocks, extra[:, self.perm], parent, pool)
+        self.coupling: list[np.ndarray] = []  # L21 = F21 L11^{-H}
+        self._factor(gram.blocks, extra[:, self.perm], parent)
 
     # Symbolic ------------------------------------------------------------------------------
 
@@ -143,36 +139,18 @@ class BlockCholesky:
             if self._parent[i] >= 0:
                 waiting[self._parent[i]] += int(s) ** 2
         self._stack = peak
-        _memory.check_budget(  # a work buffer and a stack for each of two threads at most
-            c2 * (self._factor_entries + 2 * (self._front**2 + peak)), max_bytes,
+        _memory.check_budget(  # the factor, the front's buffer and the stack
+            c2 * (self._factor_entries + self._front**2 + peak), max_bytes,
             f"the Cholesky factor of the {self.groups * self.pixels * self.channels}-unknown "
             f"Gram matrix ({self._factor_entries * self.channels**2 * self.groups} entries)")
 
     # Numeric -------------------------------------------------------------------------------
 
-    def _factor(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray,
-                pool: Pool | None) -> None:
+    def _factor(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray) -> None:
         count = len(self.structs)
         self.diagonal = [np.empty(0)] * count
         self.coupling = [np.empty(0)] * count
-        work = self._flops()
-        tasks, top = _split(parent, work, 2 if pool is not None and pool.workers > 1 else 1)
-        incoming: list[tuple[int, np.ndarray, np.ndarray]] = []
-        if pool is not None and len(tasks) > 1:
-            bins = _balance(tasks, work, pool.workers)
-
-            def run(subtrees: list[range]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-                out = []
-                for nodes in subtrees:
-                    out += self._factor_nodes(nodes, blocks, extra, parent, [], threaded=False)
-                return out
-
-            for result in pool.map([run] * len(bins), bins):
-                incoming += result
-            rest = top
-        else:
-            rest = list(range(count))
-        self._factor_nodes(rest, blocks, extra, parent, incoming, threaded=True)
+        self._factor_nodes(blocks, extra, parent)
         c = self.channels
         self._scalar = [(s[:, None] * c + np.arange(c)).reshape(-1) for s in self.structs]
 
@@ -182,25 +160,26 @@ class BlockCholesky:
         struct = np.array([s.size for s in self.structs], dtype=np.float64)
         return own**3 / 3 + own**2 * struct + own * struct**2
 
-    def _factor_nodes(self, nodes: Sequence[int], blocks: np.ndarray, extra: np.ndarray,
-                      parent: np.ndarray, incoming: list[tuple[int, np.ndarray, np.ndarray]],
-                      threaded: bool) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Factor ``nodes`` (postorder; whole subtrees, or what remains above them).
+    def _factor_nodes(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray) -> None:
+        """Factor every supernode in postorder, each front with threaded LAPACK and BLAS.
 
-        ``incoming`` holds Schur complements from outside (``(parent, update, pixels)``);
-        the ones for parents outside ``nodes`` are returned.
+        Factoring independent subtrees side by side on single-threaded BLAS measured
+        slower than this at every size tried (benchmarks/TUNING.md#cholesky-threads).
         """
         c, bt = self.channels, self.groups
-        members = set(nodes)
         front = max((self.starts[i + 1] - self.starts[i] + self.structs[i].size
-                     for i in nodes), default=0)
+                     for i in range(len(self.structs))), default=0)
         work = np.empty(bt * (front * c) ** 2, dtype=self.dtype)
         stack = np.empty(bt * self._stack * c * c, dtype=self.dtype)
         waiting: list[tuple[int, int, np.ndarray]] = []  # (parent, offset, struct)
-        outgoing: list[tuple[int, np.ndarray, np.ndarray]] = []
         top = 0
         local = np.full(self.pixels, -1, dtype=np.intp)
-        for i in nodes:
+        complex_ = self.dtype.kind == "c"
+        probe = np.empty((1, 1), dtype=self.dtype)
+        potrf, = scipy.linalg.get_lapack_funcs(("potrf",), (probe,))
+        trsm, rank_k = scipy.linalg.get_blas_funcs(("trsm", "herk" if complex_ else "syrk"),
+                                                   (probe,))
+        for i in range(len(self.structs)):
             s = self.structs[i]
             a, b = int(self.starts[i]), int(self.starts[i + 1])
             own, nf = b - a, b - a + s.size
@@ -225,41 +204,42 @@ class BlockCholesky:
                 _extend_add(F, stack[offset: offset + bt * m * m].reshape(bt, m, m),
                             local[cs] * c, c)
                 top = offset
-            for _, update, cs in (item for item in incoming if item[0] == i):
-                _extend_add(F, update, local[cs] * c, c)
-            n_own = own * c
-            L11 = np.empty((bt, n_own, n_own), dtype=self.dtype)
-            X = np.empty((bt, n_own, s.size * c), dtype=self.dtype)
-            for g in range(bt):
-                try:
-                    L11[g] = scipy.linalg.cholesky(F[g, :n_own, :n_own], lower=True,
-                                                   check_finite=False)
-                    X[g] = scipy.linalg.solve_triangular(
-                        L11[g], F[g, n_own:, :n_own].conj().T, lower=True, check_finite=False)
-                except np.linalg.LinAlgError as err:
-                    raise NotPositiveDefinite(str(err)) from None
-            self.diagonal[i] = L11
-            self.coupling[i] = X
+            n_own, m = own * c, s.size * c
+            # Partial factorization in place, on row-major blocks read by LAPACK as their
+            # Fortran transposes: a row-major lower triangle is a Fortran upper one, and
+            # a Hermitian block's transpose is its conjugate, whose upper factor U has
+            # U^T = L. Only lower triangles are read or written.
+            L11 = F[:, :n_own, :n_own].copy()  # copies: F is the next front's buffer
+            Y = F[:, n_own:, :n_own].copy()  # F21, then L21 = F21 L11^{-H}
+            update = None
             if s.size and parent[i] >= 0:
-                m = s.size * c
-                inside = int(parent[i]) in members
-                update = (stack[top: top + bt * m * m].reshape(bt, m, m) if inside
-                          else np.empty((bt, m, m), dtype=self.dtype))
-                # Both cores for large products only (and only when no other thread
-                # factors): after a threaded GEMM OpenBLAS's threads spin and slow the
-                # small single-threaded work that follows.
-                big = threaded and X.size * m > 2**24
-                with blas_threads(cores() if big else 1):
-                    np.matmul(np.swapaxes(X, -1, -2).conj(), X, out=update)  # numpy: syrk
-                np.subtract(F[:, n_own:, n_own:], update, out=update)
-                if inside:
-                    waiting.append((int(parent[i]), top, s))
-                    top += bt * m * m
-                else:
-                    outgoing.append((int(parent[i]), update, s))
+                update = stack[top: top + bt * m * m].reshape(bt, m, m)
+                update[...] = F[:, n_own:, n_own:]
+            # Both cores for large blocks only: after threaded BLAS OpenBLAS's threads
+            # spin and slow the small single-threaded work that follows.
+            big = n_own * (n_own + m) ** 2 > 2**24
+            with blas_threads(cores() if big else 1):
+                for g in range(bt):
+                    out, info = potrf(L11[g].T, lower=0, clean=0, overwrite_a=1)
+                    if info != 0:
+                        raise NotPositiveDefinite(
+                            f"the {info}-th leading minor of a pivot block is not positive "
+                            f"definite")
+                    _in_place(out, L11[g])
+                    if m:  # L21^T = U^{-H} F21^T in Fortran terms
+                        _in_place(trsm(1.0, L11[g].T, Y[g].T, side=0, lower=0, trans_a=2,
+                                       overwrite_b=1), Y[g])
+                    if update is not None:  # S^T = F22^T - conj(L21) L21^T (upper part)
+                        _in_place(rank_k(-1.0, Y[g].T, beta=1.0, c=update[g].T,
+                                         trans=2 if complex_ else 1, lower=0, overwrite_c=1),
+                                  update[g])
+            self.diagonal[i] = L11
+            self.coupling[i] = Y
+            if update is not None:
+                waiting.append((int(parent[i]), top, s))
+                top += bt * m * m
             local[a:b] = -1
             local[s] = -1
-        return outgoing
 
     @property
     def nnz(self) -> int:
@@ -273,67 +253,40 @@ class BlockCholesky:
         c, bt = self.channels, self.groups
         x = b.reshape(bt, self.pixels, c, -1)[:, self.perm].astype(
             np.result_type(b, self.dtype)).reshape(bt, self.pixels * c, -1)
+        # The columns as rows: each coupling product is then (columns x n) @ (n x m), which
+        # BLAS runs near memory speed, where (m x n) @ (n x 3) ran at half of it.
+        r = np.ascontiguousarray(np.swapaxes(x, 1, 2))
         for i, s in enumerate(self._scalar):  # L y = b
             own = slice(self.starts[i] * c, self.starts[i + 1] * c)
-            L11, X = self.diagonal[i], self.coupling[i]
+            L11, Y = self.diagonal[i], self.coupling[i]
             for g in range(bt):
-                x[g, own] = scipy.linalg.solve_triangular(L11[g], x[g, own], lower=True,
-                                                          check_finite=False)
-            if s.size:
-                x[:, s] -= np.swapaxes(X, -1, -2).conj() @ x[:, own]
+                r[g, :, own] = scipy.linalg.solve_triangular(
+                    L11[g], r[g, :, own].T, lower=True, check_finite=False).T
+            if s.size:  # y_s -= L21 y_own, i.e. rows -= rows L21^T
+                r[:, :, s] -= r[:, :, own] @ np.swapaxes(Y, -1, -2)
         for i in range(len(self._scalar) - 1, -1, -1):  # L^H x = y
             own = slice(self.starts[i] * c, self.starts[i + 1] * c)
             s = self._scalar[i]
-            L11, X = self.diagonal[i], self.coupling[i]
-            if s.size:
-                x[:, own] -= X @ x[:, s]
+            L11, Y = self.diagonal[i], self.coupling[i]
+            if s.size:  # x_own -= L21^H x_s, i.e. rows -= conj(conj(rows) L21)
+                r[:, :, own] -= (r[:, :, s].conj() @ Y).conj()
             for g in range(bt):
-                x[g, own] = scipy.linalg.solve_triangular(L11[g], x[g, own], lower=True,
-                                                          trans="C", check_finite=False)
-        out = np.empty_like(x).reshape(bt, self.pixels, c, -1)
+                # trans="T" of a C-ordered factor runs on its memory as the upper factor;
+                # trans="C" would copy it to Fortran order first (five times the time).
+                # L^H x = y is L^T conj(x) = conj(y).
+                r[g, :, own] = scipy.linalg.solve_triangular(
+                    L11[g], r[g, :, own].T.conj(), lower=True, trans="T", check_finite=False
+                ).T.conj()
+        x = np.swapaxes(r, 1, 2)
+        out = np.empty(x.shape, dtype=x.dtype).reshape(bt, self.pixels, c, -1)
         out[:, self.perm] = x.reshape(bt, self.pixels, c, -1)
         return out.reshape(b.shape[:1] + columns)
 
 
-def _split(parent: np.ndarray, work: np.ndarray, parts: int) -> tuple[list[range], list[int]]:
-    """Cut the tree into independent subtrees (postorder ranges) and the nodes above them.
-
-    Starting from the roots, the largest subtree is replaced by its children (its
-    root joins the nodes above) until there are ``parts`` subtrees and none
-    holds more than half the work, or nothing is left to split.
-    """
-    count = parent.size
-    children: list[list[int]] = [[] for _ in range(count)]
-    first = np.arange(count)  # the first node (postorder) of each subtree
-    total = work.copy()
-    for i in range(count):
-        if parent[i] >= 0:
-            children[parent[i]].append(i)
-            first[parent[i]] = min(first[parent[i]], first[i])
-            total[parent[i]] += total[i]
-    tasks = [i for i in range(count) if parent[i] < 0]
-    above: list[int] = []
-    if parts > 1:
-        while True:
-            biggest = max(tasks, key=lambda t: total[t])
-            if (len(tasks) >= parts and total[biggest] <= 0.5 * sum(total[t] for t in tasks)
-                    or not children[biggest]):
-                break
-            tasks.remove(biggest)
-            above.append(biggest)
-            tasks += children[biggest]
-    return [range(first[t], t + 1) for t in tasks], sorted(above)
-
-
-def _balance(tasks: list[range], work: np.ndarray, bins: int) -> list[list[range]]:
-    """Deal subtrees to ``bins`` workers, largest first, to the least loaded."""
-    load = [0.0] * bins
-    dealt: list[list[range]] = [[] for _ in range(bins)]
-    for task in sorted(tasks, key=lambda r: -float(work[r.start:r.stop].sum())):
-        at = int(np.argmin(load))
-        dealt[at].append(task)
-        load[at] += float(work[task.start:task.stop].sum())
-    return [d for d in dealt if d]
+def _in_place(result: np.ndarray, target: np.ndarray) -> None:
+    """Copy a LAPACK wrapper's Fortran-order ``result`` into ``target`` unless it is there."""
+    if not np.may_share_memory(result, target):  # the wrapper had to copy its input
+        target[...] = result.T
 
 
 def _extend_add(F: np.ndarray, update: np.ndarray, starts: np.ndarray, c: int) -> None:

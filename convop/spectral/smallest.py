@@ -226,8 +226,7 @@ class _Tall:
         for shift in shifts:
             extra[index] = shift
             try:
-                factor = BlockCholesky(gram, extra.reshape(groups, pixels, c), budget,
-                                       pool=self.target.pool)
+                factor = BlockCholesky(gram, extra.reshape(groups, pixels, c), budget)
                 break
             except NotPositiveDefinite:
                 if shift == shifts[-1]:

@@ -55,20 +55,21 @@ def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Genera
     weight = np.asarray(layer.weight)
     gram, scale = scaled_block_gram(g, weight, side, target.dtype, target.max_bytes)
     upper = embedding_norm(weight, g, target.max_bytes) / scale
-    negated = BlockGram(gram.pattern, -gram.blocks, gram.shape)
+    # In place: the blocks are this call's own, and a copy is as large as the factor's input.
+    negated = BlockGram(gram.pattern, np.negative(gram.blocks, out=gram.blocks), gram.shape)
     c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
     margin = SHIFT_MARGIN
     while True:
         mu = upper**2 * (1 + margin)
         try:
             factor = BlockCholesky(negated, np.full((groups, pixels, c), mu),
-                                   target.max_bytes, pool=target.pool, max_flops=max_flops)
+                                   target.max_bytes, max_flops=max_flops)
             break
         except NotPositiveDefinite:
             if margin >= 1e-4:
                 raise
             margin *= 10
-    del negated
+    del negated, gram
     # Row-major vectors (channel, pixel), channel = group * c + local, in the factor's
     # (group, pixel, local) order.
     channel, pixel = np.divmod(np.arange(groups * c * pixels), pixels)
