@@ -15,8 +15,12 @@ The paths are module attributes so that tests can point them at fake trees.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import BudgetError
 
@@ -168,4 +172,50 @@ def _read_keyed(path: Path, key: str) -> int | None:
                     return int(line[len(key):].split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return None
+
+
+_pages_lock = threading.Lock()
+_pages_depth = 0
+_pages_saved = True
+
+
+@contextlib.contextmanager
+def base_pages() -> Iterator[None]:
+    """Allocate arrays in the block without numpy's transparent-huge-page advice.
+
+    numpy asks the kernel for huge pages on large arrays; where the first touch of
+    a huge page is slow (virtual machines whose memory the host backs lazily: 10
+    times the base pages' cost here, benchmarks/TUNING.md#base-pages) a
+    factorization that fills fresh gigabytes spends more time faulting than
+    computing. numpy's setting is restored on exit; without the (private)
+    switch this does nothing.
+    """
+    global _pages_depth, _pages_saved
+    switch = _madvise_switch()
+    if switch is None:
+        yield
+        return
+    with _pages_lock:
+        if _pages_depth == 0:
+            _pages_saved = bool(switch(False))
+        _pages_depth += 1
+    try:
+        yield
+    finally:
+        with _pages_lock:
+            _pages_depth -= 1
+            if _pages_depth == 0:
+                switch(_pages_saved)
+
+
+def _madvise_switch() -> Any:
+    """Return numpy's ``_set_madvise_hugepage`` (numpy 2 and 1 place it apart), or None."""
+    import numpy as np
+
+    for name in ("_core", "core"):
+        module = getattr(np, name, None)
+        switch = getattr(getattr(module, "multiarray", None), "_set_madvise_hugepage", None)
+        if switch is not None:
+            return switch
     return None

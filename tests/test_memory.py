@@ -149,3 +149,26 @@ def test_benchmark_layer_matches_torch():
     expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight),
                                           padding=1).numpy()
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_base_pages_turn_numpy_huge_page_advice_off_and_restore_it(monkeypatch):
+    switch = _memory._madvise_switch()
+    if switch is None:
+        pytest.skip("this numpy has no madvise switch")
+    before = switch(True)
+    try:
+        with _memory.base_pages():
+            assert switch(False) is False  # off inside (and setting it again keeps it so)
+            with _memory.base_pages():  # nested: still off, and the outer restores
+                pass
+            assert switch(False) is False
+        assert switch(True) is True  # restored to what it was
+    finally:
+        switch(before)
+
+
+def test_base_pages_do_nothing_without_the_switch(monkeypatch):
+    monkeypatch.setattr(_memory, "_madvise_switch", lambda: None)
+    with _memory.base_pages():
+        a = np.ones(10)
+    assert a.sum() == 10

@@ -103,7 +103,8 @@ class BlockCholesky:
                                f"{max_flops:.2e}")
         self.diagonal: list[np.ndarray] = []
         self.coupling: list[np.ndarray] = []  # L21 = F21 L11^{-H}
-        self._factor(gram.blocks, extra[:, self.perm], parent)
+        with _memory.base_pages():  # fresh gigabytes: see _memory.base_pages
+            self._factor(gram.blocks, extra[:, self.perm], parent)
 
     # Symbolic ------------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class BlockCholesky:
         own = np.diff(self.starts)
         sizes = np.array([s.size for s in self.structs])
         self._factor_entries = int(np.sum(own * (own + sizes)))
-        self._front = int(np.max(own + sizes, initial=0))
+        self._update = int(np.max(sizes, initial=0))  # pixels of the largest F22
         # The stack of Schur complements waiting for their parents, simulated.
         depth, peak, waiting = 0, 0, [0] * len(sizes)
         for i, s in enumerate(sizes):
@@ -139,8 +140,8 @@ class BlockCholesky:
             if self._parent[i] >= 0:
                 waiting[self._parent[i]] += int(s) ** 2
         self._stack = peak
-        _memory.check_budget(  # the factor, the front's buffer and the stack
-            c2 * (self._factor_entries + self._front**2 + peak), max_bytes,
+        _memory.check_budget(  # the factor, the F22 buffer and the stack
+            c2 * (self._factor_entries + self._update**2 + peak), max_bytes,
             f"the Cholesky factor of the {self.groups * self.pixels * self.channels}-unknown "
             f"Gram matrix ({self._factor_entries * self.channels**2 * self.groups} entries)")
 
@@ -163,13 +164,14 @@ class BlockCholesky:
     def _factor_nodes(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray) -> None:
         """Factor every supernode in postorder, each front with threaded LAPACK and BLAS.
 
-        Factoring independent subtrees side by side on single-threaded BLAS measured
-        slower than this at every size tried (benchmarks/TUNING.md#cholesky-threads).
+        A front is assembled straight into its three parts: ``F11`` and ``F21`` in
+        the factor's own arrays (factored there), ``F22`` in a work buffer whose
+        Schur complement then moves to the stack. Factoring independent subtrees
+        side by side on single-threaded BLAS measured slower than this at every
+        size tried (benchmarks/TUNING.md#cholesky-threads).
         """
         c, bt = self.channels, self.groups
-        front = max((self.starts[i + 1] - self.starts[i] + self.structs[i].size
-                     for i in range(len(self.structs))), default=0)
-        work = np.empty(bt * (front * c) ** 2, dtype=self.dtype)
+        work = np.empty(bt * (self._update * c) ** 2, dtype=self.dtype)
         stack = np.empty(bt * self._stack * c * c, dtype=self.dtype)
         waiting: list[tuple[int, int, np.ndarray]] = []  # (parent, offset, struct)
         top = 0
@@ -183,38 +185,37 @@ class BlockCholesky:
             s = self.structs[i]
             a, b = int(self.starts[i]), int(self.starts[i + 1])
             own, nf = b - a, b - a + s.size
+            n_own, m = own * c, s.size * c
             local[a:b] = np.arange(own)
             local[s] = np.arange(own, nf)
-            F = work[: bt * (nf * c) ** 2].reshape(bt, nf * c, nf * c)
-            F.fill(0)
-            Fv = F.reshape(bt, nf, c, nf, c).transpose(0, 1, 3, 2, 4)  # (bt, nf, nf, c, c)
+            L11 = np.zeros((bt, n_own, n_own), dtype=self.dtype)
+            Y = np.zeros((bt, m, n_own), dtype=self.dtype)  # F21, then L21 = F21 L11^{-H}
+            S = work[: bt * m * m].reshape(bt, m, m)  # F22, then its Schur complement
+            S.fill(0)
             lo, hi = self._row_starts[a], self._row_starts[b]
             later = self._cols[lo:hi] >= a
             ri = local[self._rows[lo:hi][later]]
             ci = local[self._cols[lo:hi][later]]
             k = self._block[lo:hi][later]
-            Fv[:, ri, ci] = blocks[:, k]
-            outside = ci >= own
-            Fv[:, ci[outside], ri[outside]] = np.swapaxes(blocks[:, k[outside]], -1, -2).conj()
-            d = np.arange(own * c)
-            F[:, d, d] += extra[:, a:b].reshape(bt, -1)
+            inside = ci < own  # the pattern's rows here are own pixels, so F22 gets none
+            L11.reshape(bt, own, c, own, c).transpose(0, 1, 3, 2, 4)[
+                :, ri[inside], ci[inside]] = blocks[:, k[inside]]
+            Y.reshape(bt, s.size, c, own, c).transpose(0, 1, 3, 2, 4)[
+                :, ci[~inside] - own, ri[~inside]] = np.swapaxes(
+                    blocks[:, k[~inside]], -1, -2).conj()
+            d = np.arange(n_own)
+            L11[:, d, d] += extra[:, a:b].reshape(bt, -1)
             while waiting and waiting[-1][0] == i:  # children's updates are on top
                 _, offset, cs = waiting.pop()
-                m = cs.size * c
-                _extend_add(F, stack[offset: offset + bt * m * m].reshape(bt, m, m),
-                            local[cs] * c, c)
+                mc = cs.size * c
+                _extend_add((L11, Y, S), stack[offset: offset + bt * mc * mc].reshape(
+                    bt, mc, mc), local[cs] * c, c, n_own)
                 top = offset
-            n_own, m = own * c, s.size * c
             # Partial factorization in place, on row-major blocks read by LAPACK as their
             # Fortran transposes: a row-major lower triangle is a Fortran upper one, and
             # a Hermitian block's transpose is its conjugate, whose upper factor U has
             # U^T = L. Only lower triangles are read or written.
-            L11 = F[:, :n_own, :n_own].copy()  # copies: F is the next front's buffer
-            Y = F[:, n_own:, :n_own].copy()  # F21, then L21 = F21 L11^{-H}
-            update = None
-            if s.size and parent[i] >= 0:
-                update = stack[top: top + bt * m * m].reshape(bt, m, m)
-                update[...] = F[:, n_own:, n_own:]
+            update = s.size > 0 and parent[i] >= 0
             # Both cores for large blocks only: after threaded BLAS OpenBLAS's threads
             # spin and slow the small single-threaded work that follows.
             big = n_own * (n_own + m) ** 2 > 2**24
@@ -229,13 +230,14 @@ class BlockCholesky:
                     if m:  # L21^T = U^{-H} F21^T in Fortran terms
                         _in_place(trsm(1.0, L11[g].T, Y[g].T, side=0, lower=0, trans_a=2,
                                        overwrite_b=1), Y[g])
-                    if update is not None:  # S^T = F22^T - conj(L21) L21^T (upper part)
-                        _in_place(rank_k(-1.0, Y[g].T, beta=1.0, c=update[g].T,
+                    if update:  # S^T = F22^T - conj(L21) L21^T (upper part)
+                        _in_place(rank_k(-1.0, Y[g].T, beta=1.0, c=S[g].T,
                                          trans=2 if complex_ else 1, lower=0, overwrite_c=1),
-                                  update[g])
+                                  S[g])
             self.diagonal[i] = L11
             self.coupling[i] = Y
-            if update is not None:
+            if update:
+                stack[top: top + bt * m * m] = S.reshape(-1)
                 waiting.append((int(parent[i]), top, s))
                 top += bt * m * m
             local[a:b] = -1
@@ -289,22 +291,27 @@ def _in_place(result: np.ndarray, target: np.ndarray) -> None:
         target[...] = result.T
 
 
-def _extend_add(F: np.ndarray, update: np.ndarray, starts: np.ndarray, c: int) -> None:
+def _extend_add(front: tuple[np.ndarray, np.ndarray, np.ndarray], update: np.ndarray,
+                starts: np.ndarray, c: int, n_own: int) -> None:
     """Add a child's Schur complement to the lower triangle of its parent's front.
 
-    ``starts`` (increasing) are the front rows of the child's pixels, ``c`` rows
-    each; runs of adjacent pixels become slices, so the additions are a few
-    dense block operations rather than one scatter over every entry. Only the
-    lower triangle is kept (the upper one may hold anything).
+    ``front`` is ``(F11, F21, F22)``, split after front row ``n_own``; ``starts``
+    (increasing) are the front rows of the child's pixels, ``c`` rows each. Runs of
+    adjacent pixels (on one side of ``n_own``) become slices, so the additions are
+    a few dense block operations rather than one scatter over every entry. Only
+    the lower triangle is kept (the upper one may hold anything).
     """
-    breaks = np.flatnonzero(np.diff(starts) != c) + 1
+    breaks = np.flatnonzero((np.diff(starts) != c) | (starts[1:] == n_own)) + 1
     first = np.concatenate([[0], breaks]) * c  # run starts in the update
     last = np.concatenate([breaks, [starts.size]]) * c
     rows = starts[np.concatenate([[0], breaks])]  # run starts in the front
+    lower = rows >= n_own  # the run lies in F21/F22's rows (or F22's columns)
+    rows = np.where(lower, rows - n_own, rows)
     for i in range(first.size):
         target = slice(rows[i], rows[i] + last[i] - first[i])
         for j in range(i + 1):
-            F[:, target, rows[j]:rows[j] + last[j] - first[j]] += (
+            part = front[0] if not lower[i] else front[2] if lower[j] else front[1]
+            part[:, target, rows[j]:rows[j] + last[j] - first[j]] += (
                 update[:, first[i]:last[i], first[j]:last[j]])
 
 

@@ -180,7 +180,9 @@ def block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,
     c = products.shape[-1]
     flat = np.moveaxis(products, 0, 2).reshape(taps * taps, g.groups * c * c)
     # One product for every group; the result is viewed (not copied) group-first.
-    blocks = np.moveaxis(np.asarray(counts @ flat).reshape(keys.size, g.groups, c, c), 1, 0)
+    with _memory.base_pages():  # the blocks are the largest array: see _memory.base_pages
+        product = counts @ flat
+    blocks = np.moveaxis(np.asarray(product).reshape(keys.size, g.groups, c, c), 1, 0)
     indptr = np.searchsorted(keys // npix, np.arange(npix + 1))
     pattern = sp.csr_array((np.ones(keys.size), keys % npix, indptr), shape=(npix, npix))
     shape = g.input_size if side == "input" else g.output_size
