@@ -34,11 +34,15 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from bench_spectral import Unit
 
 import convop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from real_layers import mixed, trained_digits  # noqa: E402  (shared with the tests)
 
 TARGETS = {"circular": 40, "zero-padded": 1500, "ill-conditioned": 300}
 
@@ -50,42 +54,6 @@ def aoc(torch, c_in: int, c_out: int, mode: str) -> np.ndarray:
     torch.manual_seed(0)
     layer = AdaptiveOrthoConv2d(c_in, c_out, 3, padding="same", padding_mode=mode)
     return layer.weight.detach().float().double().numpy()
-
-
-def ill_conditioned(c: int = 64, cond: float = 1e3, seed: int = 0) -> np.ndarray:
-    """Kaiming 3x3 weights whose output channels are mixed by a matrix of condition ``cond``."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((c, c, 3, 3)) * math.sqrt(2 / (9 * c))
-    u, _ = np.linalg.qr(rng.standard_normal((c, c)))
-    v, _ = np.linalg.qr(rng.standard_normal((c, c)))
-    mixing = u @ np.diag(np.logspace(0, -math.log10(cond), c)) @ v.T
-    return np.einsum("om,mikl->oikl", mixing, w)
-
-
-def trained_digits(torch, channels: int = 64, size: int = 16, epochs: int = 15,
-                   seed: int = 0) -> tuple[np.ndarray, float]:
-    """The second 3x3 convolution of a CNN fitted on the digits (8x8 upsampled to ``size``)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    repeat = size // 8
-    images = np.kron(digits.images / 16.0, np.ones((repeat, repeat)))
-    x = torch.tensor(images, dtype=torch.float32)[:, None]
-    y = torch.tensor(digits.target)
-    torch.manual_seed(seed)
-    nn = torch.nn
-    model = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for batch in torch.split(torch.randperm(len(y)), 64):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
-    with torch.no_grad():
-        accuracy = float((model(x).argmax(1) == y).float().mean())
-    return model[2].weight.detach().double().numpy(), accuracy
 
 
 def pardiso_sigma_min(weight: np.ndarray, size: tuple[int, int], steps: int = 4) -> float:
@@ -133,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ill", action="store_true",
                         help="skip the ill-conditioned and trained layers")
     parser.add_argument("--resnet", action="store_true",
-                        help="also the Kaiming 64->64 layer at 56x56 (minutes, ~14 GiB)")
+                        help="also the Kaiming 64->64 layer at 56x56 (minutes, ~12.5 GiB)")
     args = parser.parse_args(argv)
     try:
         import orthogonium  # noqa: F401
@@ -176,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"certify AOC {mode} 64->256 @32", verdict, seconds, None))
 
     if not args.skip_ill:
-        w = ill_conditioned()
+        w = mixed(64, 1e3)
         report, seconds = timed(unit, lambda: convop.spectrum_report(
             w, (16, 16), padding=1, rng=0, progress=False))
         rows.append(("ill-conditioned 64->64 @16 sigma_min",
                      f"{report.sigma_min:.6e} (cond {report.condition_number:.3g})", seconds,
                      TARGETS["ill-conditioned"]))
         start = time.perf_counter()
-        w, accuracy = trained_digits(torch)
+        w, accuracy = trained_digits(torch, 64, size=16, epochs=15, batch=64)
         print(f"trained the digits CNN in {time.perf_counter() - start:.1f} s "
               f"(training accuracy {accuracy:.3f})")
         report, seconds = timed(unit, lambda: convop.spectrum_report(

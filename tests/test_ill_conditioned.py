@@ -14,19 +14,10 @@ import math
 
 import numpy as np
 import pytest
+from real_layers import mixed, trained_digits
 
 import convop
 from convop.spectral import augmented, smallest
-
-
-def mixed(channels: int, cond: float, seed: int = 0) -> np.ndarray:
-    """Kaiming 3x3 weights whose output channels are mixed by a matrix of condition ``cond``."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((channels, channels, 3, 3)) * math.sqrt(2 / (9 * channels))
-    u, _ = np.linalg.qr(rng.standard_normal((channels, channels)))
-    v, _ = np.linalg.qr(rng.standard_normal((channels, channels)))
-    mixing = u @ np.diag(np.logspace(0, -math.log10(cond), channels)) @ v.T
-    return np.einsum("om,mikl->oikl", mixing, w)
 
 
 def dense(weight, size, **layer):
@@ -115,27 +106,13 @@ def test_refinement_on_a_wrong_factor_says_so(rng):
 # Trained layers -----------------------------------------------------------------------------
 
 
-def train_digits(channels: int, epochs: int = 30, seed: int = 0) -> np.ndarray:
+def train_digits(channels: int) -> np.ndarray:
     """The second 3x3 convolution of a small CNN fitted on the 8x8 digits, float64."""
     torch = pytest.importorskip("torch")
-    datasets = pytest.importorskip("sklearn.datasets")
-    digits = datasets.load_digits()
-    x = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
-    y = torch.tensor(digits.target)
-    torch.manual_seed(seed)
-    nn = torch.nn
-    model = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for batch in torch.split(torch.randperm(len(y)), 128):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
-    accuracy = float((model(x).argmax(1) == y).float().mean())
+    pytest.importorskip("sklearn.datasets")
+    weight, accuracy = trained_digits(torch, channels)
     assert accuracy > 0.9  # it learned something: a trained layer, not an initial one
-    return model[2].weight.detach().double().numpy()
+    return weight
 
 
 def test_a_trained_layer_matches_the_dense_svd():
