@@ -219,3 +219,31 @@ def _madvise_switch() -> Any:
         if switch is not None:
             return switch
     return None
+
+
+#: Bytes below which :func:`zeros` fills in the calling thread alone.
+PARALLEL_FILL = 64 * 2**20
+
+
+def zeros(size: int, dtype: Any, workers: int) -> Any:
+    """Return a fresh zeroed 1-D array whose every page has been touched, by ``workers`` threads.
+
+    A fresh array's pages are faulted in on first touch; where the host backs a
+    virtual machine's memory lazily that costs more than the arithmetic done in
+    it, one core at a time (benchmarks/TUNING.md#parallel-touch). Touching the
+    whole array up front, in slices side by side, faults at the speed of every
+    core; ``numpy.zeros`` would instead fault page by page wherever the array is
+    first written.
+    """
+    import numpy as np
+
+    with base_pages():
+        out = np.empty(size, dtype=dtype)
+    parts = np.array_split(out, max(1, workers)) if out.nbytes >= PARALLEL_FILL else [out]
+    threads = [threading.Thread(target=part.fill, args=(0,)) for part in parts[1:]]
+    for thread in threads:
+        thread.start()
+    parts[0].fill(0)
+    for thread in threads:
+        thread.join()
+    return out

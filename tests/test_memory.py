@@ -172,3 +172,12 @@ def test_base_pages_do_nothing_without_the_switch(monkeypatch):
     with _memory.base_pages():
         a = np.ones(10)
     assert a.sum() == 10
+
+
+def test_parallel_zeros_are_zero_and_writable():
+    from convop import _memory
+
+    out = _memory.zeros(_memory.PARALLEL_FILL // 8 + 5, np.float64, workers=3)
+    assert out.shape == (_memory.PARALLEL_FILL // 8 + 5,) and not out.any()
+    out[-1] = 1.0
+    assert _memory.zeros(7, np.complex128, workers=2).tolist() == [0j] * 7

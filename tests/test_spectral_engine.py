@@ -515,3 +515,13 @@ def test_superlu_out_of_memory_says_what_it_factored(monkeypatch):
                                           r"\d+x\d+ (Gram|augmented) matrix") as err:
         convop.singular_values(W, k=1, which="smallest", rng=0)
     assert not isinstance(err.value, convop.BudgetError)  # a real failure, not a refusal
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect"])
+def test_gram_blocks_are_stored_once_per_distinct_block(rng, mode):
+    weight = rng.standard_normal((3, 2, 3, 3))
+    g = convop.conv_geometry(weight.shape, (24, 24), padding=1, padding_mode=mode)
+    gram = block_gram(g, weight, "input", np.float64)
+    every = gram.blocks().reshape(gram.pattern.nnz, -1)
+    # Random weights: distinct tap-pair counts give distinct blocks.
+    assert gram.table.shape[1] == np.unique(every, axis=0).shape[0] < gram.pattern.nnz // 50

@@ -26,7 +26,7 @@ def gram_rows(gram: BlockGram, first: int, stop: int
     :class:`convop.spectral.gram.BlockGram`; each rank builds its own rows with no
     communication. Pixels with the same number of neighbours are done at once.
     """
-    pattern, blocks, c = gram.pattern, gram.blocks, gram.channels
+    pattern, c = gram.pattern, gram.channels
     npix = pattern.shape[0]
     pairs = np.arange(first, stop)
     groups, pixels = pairs // npix, pairs % npix
@@ -35,12 +35,12 @@ def gram_rows(gram: BlockGram, first: int, stop: int
     row_lengths = np.repeat(neighbours * c, c)
     indptr = np.zeros(row_lengths.size + 1, dtype=np.int64)
     np.cumsum(row_lengths, out=indptr[1:])
-    data = np.empty(int(indptr[-1]), dtype=blocks.dtype)
+    data = np.empty(int(indptr[-1]), dtype=gram.dtype)
     indices = np.empty(int(indptr[-1]), dtype=np.int64)
     for count in np.unique(neighbours):
         sel = np.flatnonzero(neighbours == count)
         k = ptr[pixels[sel]][:, None] + np.arange(count)  # (S, K) pattern entries
-        block = blocks[groups[sel][:, None], k]  # (S, K, c, c)
+        block = gram.table[groups[sel][:, None], gram.index[k]]  # (S, K, c, c)
         cols = ((groups[sel][:, None] * npix + pattern.indices[k]) * c)[:, :, None] + np.arange(c)
         starts = indptr[:-1].reshape(-1, c)[sel]  # (S, c): where each row (pixel, a) starts
         where = starts[:, :, None] + np.arange(count * c)  # (S, c, K * c)

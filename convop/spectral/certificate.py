@@ -238,7 +238,7 @@ def _sigma_min(target: Target, claim: float, stage: Progress, evidence: list[str
     size = groups * pixels * c
     rows = np.repeat(np.arange(pixels), np.diff(gram.pattern.indptr))
     own = np.flatnonzero(rows == gram.pattern.indices)
-    diagonal = np.diagonal(gram.blocks[:, own], axis1=-2, axis2=-1)
+    diagonal = np.diagonal(gram.blocks(own), axis1=-2, axis2=-1)
     biggest = float(diagonal.real.max(initial=0.0))
     unit = float(np.finfo(target.dtype).eps) / 2
     gamma = (size + 1) * unit / (1 - (size + 1) * unit)

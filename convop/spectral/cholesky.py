@@ -75,7 +75,7 @@ class BlockCholesky:
         self.channels = c = gram.channels
         self.groups = gram.groups
         self.pixels = gram.pattern.shape[0]
-        self.dtype = gram.blocks.dtype
+        self.dtype = gram.dtype
         nodes = _postorder(_bisect(np.arange(self.pixels), gram.pattern, gram.points(),
                                    max(1, leaf // c)))
         self.perm = np.concatenate([node.pixels for node in nodes])
@@ -92,7 +92,7 @@ class BlockCholesky:
         cols = position[p.indices]
         by_row = np.lexsort((cols, rows))
         self._rows, self._cols = rows[by_row], cols[by_row]
-        self._block = by_row  # entry k of the pattern holds blocks[:, k]
+        self._block = by_row  # entry k of the pattern holds gram.blocks(k)
         self._row_starts = np.searchsorted(self._rows, np.arange(self.pixels + 1))
         self.structs = self._structure(parent)
         self._check_memory(max_bytes)
@@ -104,7 +104,7 @@ class BlockCholesky:
         self.diagonal: list[np.ndarray] = []
         self.coupling: list[np.ndarray] = []  # L21 = F21 L11^{-H}
         with _memory.base_pages():  # fresh gigabytes: see _memory.base_pages
-            self._factor(gram.blocks, extra[:, self.perm], parent)
+            self._factor(gram, extra[:, self.perm], parent)
 
     # Symbolic ------------------------------------------------------------------------------
 
@@ -147,11 +147,11 @@ class BlockCholesky:
 
     # Numeric -------------------------------------------------------------------------------
 
-    def _factor(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray) -> None:
+    def _factor(self, gram: BlockGram, extra: np.ndarray, parent: np.ndarray) -> None:
         count = len(self.structs)
         self.diagonal = [np.empty(0)] * count
         self.coupling = [np.empty(0)] * count
-        self._factor_nodes(blocks, extra, parent)
+        self._factor_nodes(gram, extra, parent)
         c = self.channels
         self._scalar = [(s[:, None] * c + np.arange(c)).reshape(-1) for s in self.structs]
 
@@ -161,7 +161,7 @@ class BlockCholesky:
         struct = np.array([s.size for s in self.structs], dtype=np.float64)
         return own**3 / 3 + own**2 * struct + own * struct**2
 
-    def _factor_nodes(self, blocks: np.ndarray, extra: np.ndarray, parent: np.ndarray) -> None:
+    def _factor_nodes(self, gram: BlockGram, extra: np.ndarray, parent: np.ndarray) -> None:
         """Factor every supernode in postorder, each front with threaded LAPACK and BLAS.
 
         A front is assembled straight into its three parts: ``F11`` and ``F21`` in
@@ -171,8 +171,13 @@ class BlockCholesky:
         size tried (benchmarks/TUNING.md#cholesky-threads).
         """
         c, bt = self.channels, self.groups
-        work = np.empty(bt * (self._update * c) ** 2, dtype=self.dtype)
-        stack = np.empty(bt * self._stack * c * c, dtype=self.dtype)
+        # The factor's arrays are views of one arena; it and the buffers are touched by
+        # every core before the first front (_memory.zeros).
+        workers = cores()
+        arena = _memory.zeros(bt * self._factor_entries * c * c, self.dtype, workers)
+        used = 0
+        work = _memory.zeros(bt * (self._update * c) ** 2, self.dtype, workers)
+        stack = _memory.zeros(bt * self._stack * c * c, self.dtype, workers)
         waiting: list[tuple[int, int, np.ndarray]] = []  # (parent, offset, struct)
         top = 0
         local = np.full(self.pixels, -1, dtype=np.intp)
@@ -188,8 +193,10 @@ class BlockCholesky:
             n_own, m = own * c, s.size * c
             local[a:b] = np.arange(own)
             local[s] = np.arange(own, nf)
-            L11 = np.zeros((bt, n_own, n_own), dtype=self.dtype)
-            Y = np.zeros((bt, m, n_own), dtype=self.dtype)  # F21, then L21 = F21 L11^{-H}
+            L11 = arena[used: used + bt * n_own * n_own].reshape(bt, n_own, n_own)
+            used += L11.size
+            Y = arena[used: used + bt * m * n_own].reshape(bt, m, n_own)  # F21, then L21
+            used += Y.size
             S = work[: bt * m * m].reshape(bt, m, m)  # F22, then its Schur complement
             S.fill(0)
             lo, hi = self._row_starts[a], self._row_starts[b]
@@ -199,10 +206,10 @@ class BlockCholesky:
             k = self._block[lo:hi][later]
             inside = ci < own  # the pattern's rows here are own pixels, so F22 gets none
             L11.reshape(bt, own, c, own, c).transpose(0, 1, 3, 2, 4)[
-                :, ri[inside], ci[inside]] = blocks[:, k[inside]]
+                :, ri[inside], ci[inside]] = gram.blocks(k[inside])
             Y.reshape(bt, s.size, c, own, c).transpose(0, 1, 3, 2, 4)[
                 :, ci[~inside] - own, ri[~inside]] = np.swapaxes(
-                    blocks[:, k[~inside]], -1, -2).conj()
+                    gram.blocks(k[~inside]), -1, -2).conj()
             d = np.arange(n_own)
             L11[:, d, d] += extra[:, a:b].reshape(bt, -1)
             while waiting and waiting[-1][0] == i:  # children's updates are on top

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 
 from .. import _memory
 from ..geometry import ConvGeometry
-from ..modes import MODES
 from ..padding import axis_sources
 
 
@@ -34,40 +33,59 @@ class BlockGram:
     """A Gram matrix as pixel pattern plus dense channel blocks, one set per group.
 
     The unknown ``(group, pixel, channel)`` is the entry ``channel`` of pixel
-    ``pixel`` (row-major over ``shape``) in group ``group``.
+    ``pixel`` (row-major over ``shape``) in group ``group``. Pixel pairs whose
+    tap pairs coincide (all pairs at one offset away from the border, for a
+    translation-invariant layer) share one block, so the blocks take the
+    memory of the distinct border cases rather than of every coupled pair.
 
     Attributes
     ----------
     pattern : scipy.sparse.csr_array
         ``(pixels, pixels)`` coupling pattern, sorted indices; entry ``k`` of its
-        ``indices`` couples row pixel and ``indices[k]`` through ``blocks[:, k]``.
-    blocks : numpy.ndarray
-        ``(groups, pattern.nnz, C, C)``.
+        ``indices`` couples row pixel and ``indices[k]`` through ``table[:, index[k]]``.
+    table : numpy.ndarray
+        ``(groups, distinct, C, C)``: the distinct blocks.
+    index : numpy.ndarray
+        ``(pattern.nnz,)``: the block of each pattern entry.
     shape : tuple of int
         The spatial grid of the side (input or output).
     """
 
     pattern: sp.csr_array
-    blocks: np.ndarray
+    table: np.ndarray
+    index: np.ndarray
     shape: tuple[int, ...]
 
     @property
     def channels(self) -> int:
         """Unknowns per pixel and group."""
-        return int(self.blocks.shape[-1])
+        return int(self.table.shape[-1])
 
     @property
     def groups(self) -> int:
         """Independent groups (the matrix is block diagonal over them)."""
-        return int(self.blocks.shape[0])
+        return int(self.table.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The blocks' data type."""
+        return self.table.dtype
+
+    def blocks(self, entries: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Return the blocks of pattern ``entries``, ``(groups, len(entries), C, C)`` (a copy)."""
+        return self.table[:, self.index[entries]]
+
+    def negated(self) -> BlockGram:
+        """Return the Gram matrix times -1 (sharing the pattern and the index)."""
+        return BlockGram(self.pattern, -self.table, self.index, self.shape)
 
     def diagonal(self) -> np.ndarray:
         """Return the diagonal, ``(groups, pixels, channels)``."""
         p = self.pattern
         rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
         at = np.flatnonzero(p.indices == rows)  # one per pixel: every pixel couples to itself
-        diag = np.zeros((self.groups, p.shape[0], self.channels), dtype=self.blocks.dtype)
-        diag[:, rows[at]] = np.diagonal(self.blocks[:, at], axis1=-2, axis2=-1)
+        diag = np.zeros((self.groups, p.shape[0], self.channels), dtype=self.dtype)
+        diag[:, rows[at]] = np.diagonal(self.blocks(at), axis1=-2, axis2=-1)
         return diag.real
 
     def points(self) -> np.ndarray:
@@ -79,12 +97,13 @@ class BlockGram:
         p = self.pattern.tocoo()
         c = self.channels
         npix = self.pattern.shape[0]
+        blocks = self.blocks()
         parts = []
         for g in range(self.groups):
             row = (g * npix + p.row)[:, None, None] * c + np.arange(c)[None, :, None]
             col = (g * npix + p.col)[:, None, None] * c + np.arange(c)[None, None, :]
             row, col = np.broadcast_arrays(row, col)
-            parts.append((self.blocks[g].reshape(-1), row.reshape(-1), col.reshape(-1)))
+            parts.append((blocks[g].reshape(-1), row.reshape(-1), col.reshape(-1)))
         data, rows, cols = (np.concatenate(x) for x in zip(*parts))
         n = self.groups * npix * c
         return sp.csr_array((data, (rows, cols)), shape=(n, n))
@@ -116,30 +135,25 @@ def tap_sources(g: ConvGeometry) -> np.ndarray:
 
 
 def gram_bytes(g: ConvGeometry, side: str, itemsize: int) -> int:
-    """Bound the bytes :func:`block_gram` allocates."""
+    """Bound the bytes :func:`block_gram` allocates before it knows its distinct blocks.
+
+    The index arrays over the tap pairs and the tap-pair products; the table of
+    distinct blocks is checked once counted (:func:`block_gram`).
+    """
     taps = math.prod(g.kernel_size)
     pairs = taps * taps * math.prod(g.output_size)  # tap pairs over the outputs
     if g.padding_mode == "reflect":
         pairs *= 2  # the output side pairs incidences per pixel; a mirror doubles them
     c = g.in_per_group if side == "input" else g.out_per_group
-    # Coupled pixels lie within a window's span of each other on every axis (wrapped or
-    # mirrored near the border, which at most doubles them).
-    reach = [(k - 1) * d if side == "input" else (k - 1) * d // s
-             for k, d, s in zip(g.kernel_size, g.dilation, g.stride)]
-    size = g.input_size if side == "input" else g.output_size
-    span = math.prod(min(n, 2 * r + 1) for n, r in zip(size, reach))
-    fold = 1 if not MODES[g.padding_mode].folds else 2**g.ndim
-    entries = min(pairs, math.prod(size) * min(math.prod(size), span * fold))
-    # Index arrays over the pairs (a few int64 each), the blocks, the tap products.
-    return 64 * pairs + g.groups * (entries + taps * taps) * c * c * itemsize
+    return 64 * pairs + g.groups * taps * taps * c * c * itemsize
 
 
 def block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,
                max_bytes: int | None = None) -> BlockGram:
     """Return ``A^H A`` (``side="input"``) or ``A A^H`` of the layer, in pixel blocks."""
     dtype = np.dtype(dtype)
-    _memory.check_budget(gram_bytes(g, side, dtype.itemsize), max_bytes,
-                         f"the {side}-side Gram matrix of {g.describe()}")
+    what = f"the {side}-side Gram matrix of {g.describe()}"
+    _memory.check_budget(gram_bytes(g, side, dtype.itemsize), max_bytes, what)
     src = tap_sources(g)
     taps, outputs = src.shape
     if side == "input":
@@ -171,22 +185,45 @@ def block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,
     counts = sp.csr_array((np.ones(pair.size), (pair.reshape(-1), t * taps + u)),
                           shape=(keys.size, taps * taps))
     counts.sum_duplicates()
+    del t, u, p, q, pair
+    distinct, index = _distinct_rows(counts, max_bytes, what)
+    c = g.in_per_group if side == "input" else g.out_per_group
+    _memory.check_budget(g.groups * distinct.shape[0] * c * c * dtype.itemsize, max_bytes,
+                         f"the {distinct.shape[0]} distinct blocks of {what}")
     w = weight.astype(dtype).reshape(g.groups, g.out_per_group, g.in_per_group, taps)
     w = np.moveaxis(w, -1, 1)  # (G, taps, Co/G, Ci/G)
     if side == "input":
         products = np.einsum("gtab,guac->gtubc", w.conj(), w)  # W_t^H W_u
     else:
         products = np.einsum("gtab,guvb->gtuav", w, w.conj())  # W_t W_u^H
-    c = products.shape[-1]
     flat = np.moveaxis(products, 0, 2).reshape(taps * taps, g.groups * c * c)
     # One product for every group; the result is viewed (not copied) group-first.
-    with _memory.base_pages():  # the blocks are the largest array: see _memory.base_pages
-        product = counts @ flat
-    blocks = np.moveaxis(np.asarray(product).reshape(keys.size, g.groups, c, c), 1, 0)
+    product = np.asarray(distinct @ flat).reshape(distinct.shape[0], g.groups, c, c)
+    table = np.ascontiguousarray(np.moveaxis(product, 1, 0)).astype(dtype, copy=False)
     indptr = np.searchsorted(keys // npix, np.arange(npix + 1))
     pattern = sp.csr_array((np.ones(keys.size), keys % npix, indptr), shape=(npix, npix))
     shape = g.input_size if side == "input" else g.output_size
-    return BlockGram(pattern, blocks.astype(dtype, copy=False), tuple(shape))
+    return BlockGram(pattern, table, index, tuple(shape))
+
+
+def _distinct_rows(counts: sp.csr_array, max_bytes: int | None, what: str
+                   ) -> tuple[sp.csr_array, np.ndarray]:
+    """Return the distinct rows of the tap-pair counts and each row's one among them.
+
+    Rows are compared exactly, as their (tap pair, count) lists padded to the
+    longest; the counts are whole numbers.
+    """
+    lengths = np.diff(counts.indptr)
+    width = int(lengths.max(initial=0))
+    rows = counts.shape[0]
+    _memory.check_budget(16 * rows * width, max_bytes, f"the tap-pair lists of {what}")
+    position = np.arange(counts.nnz) - np.repeat(counts.indptr[:-1], lengths)
+    row = np.repeat(np.arange(rows), lengths)
+    signature = np.full((rows, 2 * width), -1, dtype=np.int64)
+    signature[row, position] = counts.indices
+    signature[row, width + position] = counts.data.astype(np.int64)
+    _, first, index = np.unique(signature, axis=0, return_index=True, return_inverse=True)
+    return counts[first], index.reshape(-1).astype(np.intp)
 
 
 def scaled_block_gram(g: ConvGeometry, weight: np.ndarray, side: str, dtype: np.dtype,

@@ -21,7 +21,7 @@ import numpy as np
 from ._target import Target
 from .bounds import embedding_norm
 from .cholesky import BlockCholesky, NotPositiveDefinite
-from .gram import BlockGram, scaled_block_gram
+from .gram import scaled_block_gram
 from .lanczos import Eigenpairs, top_eigenpairs
 
 #: ``mu`` is the embedding's squared norm times ``1 + SHIFT_MARGIN`` (and ten times
@@ -55,8 +55,7 @@ def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Genera
     weight = np.asarray(layer.weight)
     gram, scale = scaled_block_gram(g, weight, side, target.dtype, target.max_bytes)
     upper = embedding_norm(weight, g, target.max_bytes) / scale
-    # In place: the blocks are this call's own, and a copy is as large as the factor's input.
-    negated = BlockGram(gram.pattern, np.negative(gram.blocks, out=gram.blocks), gram.shape)
+    negated = gram.negated()
     c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
     margin = SHIFT_MARGIN
     while True:
