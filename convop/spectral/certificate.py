@@ -236,10 +236,7 @@ def _sigma_min(target: Target, claim: float, stage: Progress, evidence: list[str
     gram, scale = scaled_block_gram(g, layer.weight, side, target.dtype, target.max_bytes)
     groups, pixels, c = gram.groups, gram.pattern.shape[0], gram.channels
     size = groups * pixels * c
-    rows = np.repeat(np.arange(pixels), np.diff(gram.pattern.indptr))
-    own = np.flatnonzero(rows == gram.pattern.indices)
-    diagonal = np.diagonal(gram.blocks(own), axis1=-2, axis2=-1)
-    biggest = float(diagonal.real.max(initial=0.0))
+    biggest = float(gram.diagonal().max(initial=0.0))
     unit = float(np.finfo(target.dtype).eps) / 2
     gamma = (size + 1) * unit / (1 - (size + 1) * unit)
     margin = 2 * size * gamma * biggest
