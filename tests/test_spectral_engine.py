@@ -119,6 +119,50 @@ def test_top_eigenpair_of_a_known_spectrum(rng):
     assert abs(abs(pair.vectors[:, 0] @ Q[:, 0]) - 1) < 1e-6
 
 
+def test_a_floor_ends_lanczos_at_the_first_rayleigh_quotient_above_it(rng):
+    values = np.concatenate([[10.0], 10.0 - np.geomspace(1e-4, 1e-1, 40), rng.uniform(0, 9, 400)])
+    Q, _ = np.linalg.qr(rng.standard_normal((values.size, values.size)))
+    M = (Q * values) @ Q.T
+    full = top_eigenpair(lambda v: M @ v, values.size, dtype=np.float64, tol=1e-8,
+                         rng=np.random.default_rng(1))
+    floor = 10.0 * (1 - 1e-3)
+    early = top_eigenpair(lambda v: M @ v, values.size, dtype=np.float64, tol=1e-8,
+                          rng=np.random.default_rng(1), floor=floor)
+    y = early.vectors[:, 0]
+    assert floor <= early.values[0] == pytest.approx(y @ M @ y, rel=1e-14)
+    assert early.values[0] <= 10.0 * (1 + 1e-14)  # a Rayleigh quotient: never above the top
+    assert early.steps < full.steps
+
+
+def test_a_stop_test_decides_after_the_floor(rng):
+    values = np.concatenate([[4.0, 3.9], rng.uniform(0, 3, 300)])
+    Q, _ = np.linalg.qr(rng.standard_normal((302, 302)))
+    M = (Q * values) @ Q.T
+    tested = []
+
+    def stop(y):  # refuses the first two vectors that reach the floor
+        tested.append(float(y @ M @ y))
+        return len(tested) > 2
+
+    pair = top_eigenpair(lambda v: M @ v, 302, dtype=np.float64, tol=1e-14, rng=rng,
+                         floor=3.0, stop=stop)
+    assert len(tested) == 3 and min(tested) >= 3.0 - 1e-9
+    assert pair.values[0] >= 3.0
+    assert np.linalg.norm(pair.vectors[:, 0]) == pytest.approx(1.0)
+
+
+def test_partial_returns_the_pair_reached_at_maxiter(rng):
+    values = np.concatenate([[1.0], 1.0 - np.geomspace(1e-9, 1e-3, 300)])
+    Q, _ = np.linalg.qr(rng.standard_normal((values.size, values.size)))
+    M = (Q * values) @ Q.T
+    pair = top_eigenpair(lambda v: M @ v, values.size, dtype=np.float64, tol=1e-14, rng=rng,
+                         maxiter=10, partial=True)
+    y = pair.vectors[:, 0]
+    assert pair.steps <= 11 and pair.residuals[0] > 1e-14  # ten, and the true residual
+    assert pair.residuals[0] == pytest.approx(np.linalg.norm(M @ y - pair.values[0] * y))
+    assert len(pair.history) > 0
+
+
 def test_top_eigenpairs_find_repeated_eigenvalues(rng):
     values = np.concatenate([[5.0, 5.0, 5.0, 4.0], rng.uniform(0, 3, 300)])
     Q, _ = np.linalg.qr(rng.standard_normal((304, 304)))

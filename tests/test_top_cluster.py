@@ -130,3 +130,67 @@ def test_a_shift_invert_pair_short_of_the_tolerance_raises_with_its_bracket(rng,
         convop.spectral_norm(w, (12, 12), padding=1, rng=0)
     low, high = info.value.bracket
     assert low <= top <= high
+
+
+def test_a_rayleigh_quotient_within_rtol_of_the_embedding_norm_is_certified(rng, monkeypatch):
+    from convop.spectral.largest import _ceiling, largest
+
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+
+    def refuse(*args, **kwargs):
+        raise MemoryError("the factor does not fit")
+
+    monkeypatch.setattr(largest_module, "top_by_shift_invert", refuse)
+    monkeypatch.setattr(largest_module, "CLUSTER_PRODUCTS", 2)
+    with Target(w, (12, 12), dict(padding=1), max_bytes=None) as target:
+        ceiling = np.sqrt(_ceiling(target))
+        result = largest(target, 1, 1e-4, np.random.default_rng(0))
+    value, bound = result.values[0], result.bounds[0]
+    assert top / (1 + 1e-4) <= value <= top * (1 + 1e-14)  # a lower bound within rtol
+    assert value + bound >= top and bound <= ceiling - value + 1e-15
+
+
+def test_shift_invert_stops_once_a_rayleigh_quotient_reaches_the_floor(rng):
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+    floor = (top / (1 + 1e-7)) ** 2
+    with Target(w, (12, 12), dict(padding=1), max_bytes=None) as target:
+        full = top_by_shift_invert(target, "input", 1, np.random.default_rng(0))
+        early = top_by_shift_invert(target, "input", 1, np.random.default_rng(0), floor=floor)
+    assert floor <= early.values[0] <= top**2 * (1 + 1e-14)
+    assert early.steps <= full.steps
+
+
+def test_a_top_at_the_circulant_bound_skips_the_float64_lanczos_phase(rng, monkeypatch):
+    from convop.spectral.lanczos import Eigenpairs
+
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+    calls, phases = [], []
+    original, lanczos = largest_module.top_by_shift_invert, largest_module.top_eigenpair
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs["max_flops"])
+        return original(*args, **kwargs)
+
+    def phase(*args, **kwargs):
+        phases.append(kwargs.get("maxiter"))
+        return lanczos(*args, **kwargs)
+
+    monkeypatch.setattr(largest_module, "top_by_shift_invert", recording)
+    monkeypatch.setattr(largest_module, "top_eigenpair", phase)
+    monkeypatch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)  # the mixed phase runs
+    monkeypatch.setattr(largest_module, "CLUSTER_GAP", 1.0)  # every top counts as flat
+    refine = largest_module.refine_top_eigenpair
+
+    def unresolved(*args, **kwargs):  # the mixed phase's pair, its residual unknown
+        pairs = refine(*args, **kwargs)[0]
+        return Eigenpairs(pairs.values, pairs.vectors, np.full_like(pairs.residuals, np.inf),
+                          pairs.steps), False
+
+    monkeypatch.setattr(largest_module, "refine_top_eigenpair", unresolved)
+    value = convop.spectral_norm(w, (12, 12), padding=1, rng=0)
+    assert largest_module.CLUSTER_PRODUCTS not in phases
+    assert len(calls) == 1  # weighed against the products Lanczos could still make
+    assert abs(value - top) <= 1e-13 * top

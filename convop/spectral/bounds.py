@@ -36,6 +36,8 @@ __all__ = ["embedding_norm", "gram_iteration_bound"]
 
 #: Memory of one chunk of frequency blocks.
 CHUNK_BYTES = 2**26
+#: Relative rounding of the circulant embedding's norm (SVDs of its FFT blocks).
+EMBEDDING_ACCURACY = 1e-12
 
 
 def gram_iteration_bound(
@@ -106,6 +108,12 @@ def embedding_norm(weight: np.ndarray, geom: ConvGeometry, max_bytes: int | None
             return np.log(np.linalg.svd(blocks, compute_uv=False)[:, 0])
 
     return _embedding_bound(weight, geom, max_bytes, log_norms)
+
+
+def embedding_ceiling(weight: np.ndarray, geom: ConvGeometry, max_bytes: int | None = None
+                      ) -> float:
+    """Return a certified upper bound of the layer's norm: :func:`embedding_norm`, rounded up."""
+    return embedding_norm(weight, geom, max_bytes) * (1 + EMBEDDING_ACCURACY)
 
 
 def _embedding_bound(w: np.ndarray, geom: ConvGeometry, budget: int | None,

@@ -40,11 +40,11 @@ from .._validation import as_real, as_rng
 from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
-from .bounds import embedding_norm
+from .bounds import EMBEDDING_ACCURACY, embedding_ceiling
 from .cholesky import BlockCholesky, NotPositiveDefinite
 from .gram import scaled_block_gram
 from .largest import largest
-from .values import EMBEDDING_ACCURACY, circulant_layer, circulant_values
+from .values import circulant_layer, circulant_values
 
 __all__ = ["SpectrumCertificate", "certify_spectrum"]
 
@@ -209,7 +209,7 @@ def _sigma_max(target: Target, claim: float, rtol: float, rng: np.random.Generat
     stage.update("the norm of the circulant embedding")
     # The exact norm of the circulant the layer is a part of (its FFT blocks' SVDs), up to
     # their rounding: tight where Gram iteration is not, on clustered spectra.
-    bound = embedding_norm(np.asarray(layer.weight), g, target.max_bytes) * (1 + EMBEDDING_ACCURACY)
+    bound = embedding_ceiling(np.asarray(layer.weight), g, target.max_bytes)
     if bound <= claim:
         evidence.append(f"sigma_max <= {bound:.12g}: the norm of the circulant embedding "
                         f"(its FFT blocks)")

@@ -197,8 +197,9 @@ class BlockCholesky:
             used += L11.size
             Y = arena[used: used + bt * m * n_own].reshape(bt, m, n_own)  # F21, then L21
             used += Y.size
-            S = work[: bt * m * m].reshape(bt, m, m)  # F22, then its Schur complement
-            S.fill(0)
+            # F22's Schur complement: written by the rank-k update (beta = 0), then the
+            # children's F22 parts added; never zeroed (that cost a quarter of the factor).
+            S = work[: bt * m * m].reshape(bt, m, m)
             lo, hi = self._row_starts[a], self._row_starts[b]
             later = self._cols[lo:hi] >= a
             ri = local[self._rows[lo:hi][later]]
@@ -212,11 +213,14 @@ class BlockCholesky:
                     gram.blocks(k[~inside]), -1, -2).conj()
             d = np.arange(n_own)
             L11[:, d, d] += extra[:, a:b].reshape(bt, -1)
+            children = []
             while waiting and waiting[-1][0] == i:  # children's updates are on top
                 _, offset, cs = waiting.pop()
                 mc = cs.size * c
-                _extend_add((L11, Y, S), stack[offset: offset + bt * mc * mc].reshape(
-                    bt, mc, mc), local[cs] * c, c, n_own)
+                child = (stack[offset: offset + bt * mc * mc].reshape(bt, mc, mc),
+                         local[cs] * c)
+                _extend_add((L11, Y, S), *child, c, n_own, tail=False)
+                children.append(child)
                 top = offset
             # Partial factorization in place, on row-major blocks read by LAPACK as their
             # Fortran transposes: a row-major lower triangle is a Fortran upper one, and
@@ -237,13 +241,15 @@ class BlockCholesky:
                     if m:  # L21^T = U^{-H} F21^T in Fortran terms
                         _in_place(trsm(1.0, L11[g].T, Y[g].T, side=0, lower=0, trans_a=2,
                                        overwrite_b=1), Y[g])
-                    if update:  # S^T = F22^T - conj(L21) L21^T (upper part)
-                        _in_place(rank_k(-1.0, Y[g].T, beta=1.0, c=S[g].T,
+                    if update:  # S^T = -conj(L21) L21^T (upper part)
+                        _in_place(rank_k(-1.0, Y[g].T, beta=0.0, c=S[g].T,
                                          trans=2 if complex_ else 1, lower=0, overwrite_c=1),
                                   S[g])
             self.diagonal[i] = L11
             self.coupling[i] = Y
             if update:
+                for child in children:  # before S overwrites them on the stack
+                    _extend_add((L11, Y, S), *child, c, n_own, tail=True)
                 stack[top: top + bt * m * m] = S.reshape(-1)
                 waiting.append((int(parent[i]), top, s))
                 top += bt * m * m
@@ -299,10 +305,11 @@ def _in_place(result: np.ndarray, target: np.ndarray) -> None:
 
 
 def _extend_add(front: tuple[np.ndarray, np.ndarray, np.ndarray], update: np.ndarray,
-                starts: np.ndarray, c: int, n_own: int) -> None:
+                starts: np.ndarray, c: int, n_own: int, tail: bool) -> None:
     """Add a child's Schur complement to the lower triangle of its parent's front.
 
-    ``front`` is ``(F11, F21, F22)``, split after front row ``n_own``; ``starts``
+    ``front`` is ``(F11, F21, F22)``, split after front row ``n_own``; the parts
+    that land in ``F22`` are added with ``tail``, the others without. ``starts``
     (increasing) are the front rows of the child's pixels, ``c`` rows each. Runs of
     adjacent pixels (on one side of ``n_own``) become slices, so the additions are
     a few dense block operations rather than one scatter over every entry. Only
@@ -317,6 +324,8 @@ def _extend_add(front: tuple[np.ndarray, np.ndarray, np.ndarray], update: np.nda
     for i in range(first.size):
         target = slice(rows[i], rows[i] + last[i] - first[i])
         for j in range(i + 1):
+            if tail != (lower[i] and lower[j]):
+                continue
             part = front[0] if not lower[i] else front[2] if lower[j] else front[1]
             part[:, target, rows[j]:rows[j] + last[j] - first[j]] += (
                 update[:, first[i]:last[i], first[j]:last[j]])

@@ -66,6 +66,8 @@ class Eigenpairs:
     vectors: np.ndarray  # (size, k)
     residuals: np.ndarray
     steps: int
+    #: Residual estimates of the last Lanczos cycle, one per step (where kept).
+    history: tuple[float, ...] = ()
 
 
 def basis_size(size: int, k: int) -> int:
@@ -88,7 +90,9 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
                   rng: np.random.Generator, start: np.ndarray | None = None,
                   maxiter: int | None = None, callback: Callback | None = None,
                   max_basis: int | None = None, stagnate: bool = False,
-                  twins: float = 0.0, accept: float | None = None) -> Eigenpairs:
+                  twins: float = 0.0, accept: float | None = None,
+                  floor: float | None = None, stop: Callable[[np.ndarray], bool] | None = None,
+                  partial: bool = False) -> Eigenpairs:
     """Return the largest eigenpair of a Hermitian PSD operator to relative accuracy ``tol``.
 
     ``start`` is a vector, or rows of vectors mixed with random weights (the
@@ -101,14 +105,22 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
     columns, the Ritz vectors whose values lie within ``twins`` (relative) of
     the top one (at most ``BLOCK - 1``). ``accept`` (default ``tol``) is the
     relative true residual that ends the iteration at a restart when the
-    estimate has not reached ``tol``.
+    estimate has not reached ``tol``. ``floor`` ends it too, whatever the
+    residual, once a Rayleigh quotient reaches it: a caller that knows an upper
+    bound of the top eigenvalue needs no more than a value that close to it.
+    With ``stop`` as well, reaching ``floor`` is only necessary: ``stop`` then
+    tests the Ritz vector (shift-invert's caller measures it with its own
+    operator), and when it passes the pair returns at once, its residual the
+    estimate's.
+    With ``partial``, running out of ``maxiter`` returns the pair reached (its
+    true residual says it did not converge) instead of raising.
 
     One vector, not a block: a block Krylov space of dimension 2j has polynomial
     degree j only, and on conv layers that cost more products than the
     near-degenerate top pairs it resolves faster (benchmarks/TUNING.md#single-vector).
     """
     dtype = np.dtype(dtype)
-    limit = maxiter if maxiter is not None else max(1000, 20 * int(math.sqrt(size)))
+    limit = maxiter if maxiter is not None else default_limit(size)
     cap = max(3, min(size, max_basis or limit, limit + 1))
     work = VectorOps(size, dtype)
     v = _start_vector(start, size, dtype, rng)
@@ -150,7 +162,15 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
             estimates.append(estimate)
             if callback is not None:
                 callback(steps, theta)
-            converged = estimate <= tol * max(theta, 0.0) or beta <= eps * max(theta, 1e-300)
+            reached = floor is not None and theta >= floor
+            if reached and stop is not None:
+                y = combine(basis, s, work)
+                if stop(y):
+                    return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([estimate]),
+                                      steps)
+                reached = False
+            converged = (estimate <= tol * max(theta, 0.0) or beta <= eps * max(theta, 1e-300)
+                         or reached)
             if (stagnate and len(estimates) > STAGNATION
                     and estimate <= STALL_NEAR_TOL * tol * theta):
                 # Low-precision products: near their rounding level the estimate may stop
@@ -179,14 +199,25 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
         residual = work.norm(gy)
         # The estimate is only a guide (rounding, or low-precision products, make it
         # optimistic): the true residual decides, or a stall of the low-precision phase.
-        if residual <= accept * theta or stalled or theta == 0.0:
+        if (residual <= accept * theta or stalled or theta == 0.0
+                or (floor is not None and theta >= floor)):
             return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([residual]), steps)
+        if reached:  # the estimate's rounding, not the vector's: the floor no longer stops it
+            floor = None
         if steps >= limit:
+            if partial:
+                return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([residual]),
+                                  steps, tuple(estimates))
             raise NoConvergence(
                 f"Lanczos did not reach the relative accuracy {tol:.1e} within {limit} operator "
                 f"applications; the estimate {theta:.12g} has residual {residual:.3g}. Pass a "
                 f"larger `maxiter` or `rtol`.", theta, residual, steps)
         v = y  # restart from the Ritz vector (memory cap, or an optimistic estimate)
+
+
+def default_limit(size: int) -> int:
+    """Return :func:`top_eigenpair`'s products without ``maxiter`` before it gives up."""
+    return max(1000, 20 * int(math.sqrt(size)))
 
 
 def writable(w: np.ndarray, source: np.ndarray) -> np.ndarray:

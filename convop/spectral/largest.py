@@ -20,10 +20,11 @@ import numpy as np
 from .. import _memory
 from ..errors import NoConvergence
 from ._target import Target
+from .bounds import embedding_ceiling
 from .cholesky import CostlyFactor, NotPositiveDefinite
 from .circular import POWER_STEPS as START_POWER_STEPS
 from .circular import circular_start, frequency_sizes
-from .lanczos import Eigenpairs, basis_size, top_eigenpair, top_eigenpairs
+from .lanczos import Eigenpairs, basis_size, default_limit, top_eigenpair, top_eigenpairs
 from .mixed_precision import TWINS, refine_top_eigenpair
 from .results import Callback, Singular
 from .tolerance import rank_tolerance, zero_below
@@ -45,16 +46,25 @@ NOISE_MARGIN = 30.0
 #: stop next to a near-degenerate second value (benchmarks/TUNING.md#rtol-margin).
 RTOL_MARGIN = 4.0
 #: Float64 Lanczos products on a layer before its top value is taken as clustered and
-#: found by shift-invert above the spectrum (:mod:`convop.spectral.top_shift`).
+#: found by shift-invert above the spectrum (:mod:`convop.spectral.top_shift`), unless
+#: ``CLUSTER_GAP`` sends it there at once.
 CLUSTER_PRODUCTS = 600
 #: ... when the factor's multiply-adds are at most this many times those of the
 #: products already spent: dense BLAS 3 runs about twice as many a second as the
 #: sparse products, so this is about 8 times the time spent
 #: (benchmarks/TUNING.md#cluster-shift-invert).
 CLUSTER_FLOP_RATIO = 16.0
+#: A top Ritz value this close (relative) to the circulant embedding's squared norm after
+#: the mixed-precision phase marks a flat symbol (orthogonal layers; Kaiming layers sit
+#: 1e-3 below): shift-invert at once, against the products Lanczos may still make
+#: (benchmarks/TUNING.md#cluster-shift-invert).
+CLUSTER_GAP = 1e-5
 #: A zero-padded layer gets the FFT warm start when the start's flops are at most this
 #: many times the layer's nnz (about one Gram product; benchmarks/TUNING.md#warm-start).
 START_GATE = 4
+#: Relative rounding allowed a Rayleigh quotient of float64 products before it is taken
+#: as a lower bound of the top eigenvalue.
+RAYLEIGH_ROUNDING = 1e-12
 
 
 def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
@@ -113,38 +123,65 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         # still puts sigma within rtol, is accepted at a restart.
         accept = 2 * rtol if target.eps > 1e-10 else tol
         # A layer's top value inside a cluster (zero-padded orthogonal layers) stalls
-        # Lanczos: after CLUSTER_PRODUCTS, shift-invert just above the spectrum.
+        # Lanczos; shift-invert just above the spectrum finds it. The circulant
+        # embedding's norm bounds the top from above, so a Rayleigh quotient within rtol
+        # of it is certified whatever its residual.
         cluster = (maxiter is None and target.layer is not None and not exact
                    and target.eps < 1e-10)  # shifts 1e-10 above the top need float64
-        try:
-            pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
-                                  start=start, maxiter=CLUSTER_PRODUCTS if cluster else left,
-                                  callback=report, max_basis=basis_cap, accept=accept)
-        except NoConvergence as err:
-            if not cluster:
-                raise
-            done[0] += err.steps
+
+        def lanczos(start: np.ndarray | None, floor: float | None,
+                    limit: int | None) -> Eigenpairs:
+            return top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng, start=start,
+                                 maxiter=limit, callback=report, max_basis=basis_cap,
+                                 accept=accept, floor=floor, partial=cluster)
+
+        if not cluster:
+            pairs = lanczos(start, None, left)
+            pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
+                               pairs.steps + done[0])
+            return _singular_from_gram(target, pairs, side, vectors)
+        # Mixed precision left the top unresolved: likely a cluster, worth the bound's FFT.
+        ceiling = None if pairs is None else _ceiling(target)
+        if pairs is None or ceiling is None or ceiling - pairs.values[0] > CLUSTER_GAP * ceiling:
+            # Float64 Lanczos, then the factor against the products it spent.
+            pairs = lanczos(start, _floor(ceiling, rtol), CLUSTER_PRODUCTS)
+            done[0] += pairs.steps
+            budget_products = done[0]
+        else:
+            # The top sits at the circulant's bound (a flat symbol: an orthogonal layer's
+            # cluster); the factor against the products Lanczos may still make.
+            budget_products = default_limit(size)
+        if ceiling is None:
+            ceiling = _ceiling(target)
+        floor = _floor(ceiling, rtol)
+        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, 0)  # counted in done
+        if not _settled(pairs, accept, floor):
             assert target.layer is not None
-            spent = done[0] * 2 * target.layer.geometry.nnz("input")  # multiply-adds so far
+            start = pairs.vectors[:, 0]
+            flops = CLUSTER_FLOP_RATIO * budget_products * 2 * target.layer.geometry.nnz("input")
             try:
-                pairs = top_by_shift_invert(target, side, 1, rng, tol=tol,
-                                            max_flops=CLUSTER_FLOP_RATIO * spent)
+                pairs = top_by_shift_invert(target, side, 1, rng, start=start, tol=tol,
+                                            floor=floor, max_flops=flops)
             except (MemoryError, NotPositiveDefinite, CostlyFactor):  # Lanczos goes on
-                pairs = top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng,
-                                      start=start, callback=report, max_basis=basis_cap,
-                                      accept=accept)
+                pairs = lanczos(start, floor, None)
+                if not _settled(pairs, accept, floor):
+                    raise NoConvergence(
+                        f"Lanczos did not reach the relative accuracy {tol:.1e} within "
+                        f"{done[0] + pairs.steps} operator applications; the estimate "
+                        f"{pairs.values[0]:.12g} has residual {pairs.residuals[0]:.3g}. "
+                        f"Pass a larger `maxiter` or `rtol`.", float(pairs.values[0]),
+                        float(pairs.residuals[0]), done[0] + pairs.steps) from None
             else:
-                if pairs.residuals[0] > tol * pairs.values[0]:  # certified, or the bracket
+                if not _settled(pairs, tol, floor):  # certified, or the bracket
                     raise NoConvergence(
                         f"shift-invert above the spectrum stopped at the relative residual "
                         f"{pairs.residuals[0] / pairs.values[0]:.1e}, above {tol:.1e}; pass a "
                         f"larger `rtol`.", float(pairs.values[0]), float(pairs.residuals[0]),
                         done[0] + pairs.steps)
-        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
-                           pairs.steps + done[0])
-    else:
-        pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
-                               maxiter=maxiter, callback=report)
+        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, pairs.steps + done[0])
+        return _singular_from_gram(target, pairs, side, vectors, ceiling)
+    pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
+                           maxiter=maxiter, callback=report)
     return _singular_from_gram(target, pairs, side, vectors)
 
 
@@ -253,9 +290,34 @@ def _start_probe(start: np.ndarray | None, size: int, dtype: np.dtype,
     return v / max(float(np.linalg.norm(v)), 1e-300)
 
 
+def _ceiling(target: Target) -> float:
+    """Return a certified upper bound of the Gram operator's top eigenvalue (``sigma_max^2``)."""
+    layer = target.layer
+    assert layer is not None
+    return embedding_ceiling(np.asarray(layer.weight), layer.geometry, target.max_bytes) ** 2
+
+
+def _floor(ceiling: float | None, rtol: float) -> float | None:
+    """Return the Rayleigh quotient from which ``sigma_max`` is certified to ``rtol``."""
+    if ceiling is None:
+        return None
+    return ceiling / (1 + rtol) ** 2 * (1 + RAYLEIGH_ROUNDING)
+
+
+def _settled(pairs: Eigenpairs, tol: float, floor: float | None) -> bool:
+    """Return whether the top pair's residual, or its value against ``floor``, certifies it."""
+    theta = float(pairs.values[0])
+    return (float(pairs.residuals[0]) <= tol * theta or theta == 0.0
+            or (floor is not None and theta >= floor))
+
+
 def _singular_from_gram(target: Target, pairs: Eigenpairs, side: str,
-                        vectors: bool) -> Singular:
-    """Singular values, bounds and (optionally) vectors from eigenpairs of a Gram operator."""
+                        vectors: bool, ceiling: float | None = None) -> Singular:
+    """Singular values, bounds and (optionally) vectors from eigenpairs of a Gram operator.
+
+    ``ceiling`` (an upper bound of the top eigenvalue) bounds the top value's error
+    as well as its residual does.
+    """
     m, n = target.shape
     theta = np.clip(pairs.values, 0.0, None)
     sigma = np.sqrt(theta)
@@ -264,6 +326,9 @@ def _singular_from_gram(target: Target, pairs: Eigenpairs, side: str,
     with np.errstate(divide="ignore", invalid="ignore"):
         bounds = np.where(sigma + low > 0, pairs.residuals / (sigma + low),
                           np.sqrt(pairs.residuals))
+    if ceiling is not None:
+        top = int(np.argmax(sigma))
+        bounds[top] = min(bounds[top], max(math.sqrt(ceiling) - sigma[top], 0.0))
     tolerance = rank_tolerance(m, n, float(sigma.max(initial=0.0)), target.eps)
     order = np.argsort(sigma)[::-1]
     sigma, bounds = sigma[order], bounds[order]

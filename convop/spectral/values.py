@@ -30,7 +30,7 @@ from .._validation import as_int, as_real, as_rng, check_bool, check_callable, c
 from ..errors import NoConvergence
 from ..geometry import layer_arguments
 from ._target import Target
-from .bounds import embedding_norm
+from .bounds import embedding_ceiling
 from .circulant_vectors import circulant_triplets
 from .circular import circular_singular_values, is_circulant
 from .largest import largest
@@ -38,8 +38,6 @@ from .results import Callback, Singular, select
 from .smallest import DENSE_SMALL, smallest_singular_values
 from .tolerance import rank_tolerance, zero_below
 
-#: Relative rounding of the circulant embedding's norm (SVDs of its FFT blocks).
-EMBEDDING_ACCURACY = 1e-12
 #: Largest matrix (entries) whose full SVD is computed densely.
 DENSE_SVD_MAX_ENTRIES = 2**24
 
@@ -329,8 +327,7 @@ def largest_bracket(target: Target, ritz: float) -> tuple[float, float]:
         g = layer.geometry
         # The exact norm of the circulant embedding, up to its SVDs' rounding: Gram
         # iteration's limit, tight where the spectrum clusters (orthogonal layers).
-        high = embedding_norm(np.asarray(layer.weight), g, target.max_bytes) * (
-            1 + EMBEDDING_ACCURACY)
+        high = embedding_ceiling(np.asarray(layer.weight), g, target.max_bytes)
     elif target.explicit_matrix is not None:
         a = abs(target.explicit_matrix)
         high = math.sqrt(float(a.sum(axis=0).max(initial=0.0)) *
