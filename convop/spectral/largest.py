@@ -62,6 +62,10 @@ CLUSTER_GAP = 1e-5
 #: A zero-padded layer gets the FFT warm start when the start's flops are at most this
 #: many times the layer's nnz (about one Gram product; benchmarks/TUNING.md#warm-start).
 START_GATE = 4
+#: The bound's FFT runs right after the mixed-precision rounds only where its SVDs
+#: (``_ceiling_flops``) cost at most this many Gram products: 2 on the AOC 64->64 layer
+#: at 32x32 (0.27 s), 26 at 512 channels @7 (3.9 s), which wait for the float64 phase.
+CEILING_GATE = 4
 #: Relative rounding allowed a Rayleigh quotient of float64 products before it is taken
 #: as a lower bound of the top eigenvalue.
 RAYLEIGH_ROUNDING = 1e-12
@@ -140,8 +144,11 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
             pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals,
                                pairs.steps + done[0])
             return _singular_from_gram(target, pairs, side, vectors)
-        # Mixed precision left the top unresolved: likely a cluster, worth the bound's FFT.
-        ceiling = None if pairs is None else _ceiling(target)
+        # Mixed precision left the top unresolved: likely a cluster, worth the bound's FFT
+        # where its SVDs cost a few products.
+        assert target.layer is not None
+        ceiling = None if pairs is None or _ceiling_flops(target.layer.geometry) > (
+            CEILING_GATE * 2 * target.layer.geometry.nnz("input")) else _ceiling(target)
         if pairs is None or ceiling is None or ceiling - pairs.values[0] > CLUSTER_GAP * ceiling:
             # Float64 Lanczos, then the factor against the products it spent.
             pairs = lanczos(start, _floor(ceiling, rtol), CLUSTER_PRODUCTS)
@@ -151,10 +158,10 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
             # The top sits at the circulant's bound (a flat symbol: an orthogonal layer's
             # cluster); the factor against the products Lanczos may still make.
             budget_products = default_limit(size)
-        if ceiling is None:
-            ceiling = _ceiling(target)
-        floor = _floor(ceiling, rtol)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, 0)  # counted in done
+        if ceiling is None and not _settled(pairs, accept, None):
+            ceiling = _ceiling(target)  # only now: dear on wide layers (3.9 s at 512 @7)
+        floor = _floor(ceiling, rtol)
         if not _settled(pairs, accept, floor):
             assert target.layer is not None
             start = pairs.vectors[:, 0]
@@ -295,6 +302,12 @@ def _ceiling(target: Target) -> float:
     layer = target.layer
     assert layer is not None
     return embedding_ceiling(np.asarray(layer.weight), layer.geometry, target.max_bytes) ** 2
+
+
+def _ceiling_flops(geom: Any) -> int:
+    """Return about the arithmetic of :func:`_ceiling`: an SVD per frequency of real weights."""
+    c_out, c_in = geom.out_channels // geom.groups, geom.in_channels // geom.groups
+    return (math.prod(geom.padded_size) // 2 + 1) * geom.groups * c_out * c_in * min(c_out, c_in)
 
 
 def _floor(ceiling: float | None, rtol: float) -> float | None:
