@@ -296,6 +296,19 @@ def test_pool_map_keeps_order_and_raises(rng):
             pool.map([slow, fail, slow], [1, 2, 3])
 
 
+@pytest.mark.parametrize("mode", ["circular", "zeros"])
+def test_the_warm_start_reports_its_counterparts_norm(mode, rng):
+    from convop.spectral.circular import circular_start
+
+    weight = rng.standard_normal((6, 4, 3, 3))
+    op = convop.LayerOperator(weight, (16, 16), padding=1, padding_mode=mode, order="C")
+    found = []
+    circular_start(op, np.random.default_rng(0), budget=2**30,
+                   noise=0.0 if mode == "circular" else 1e-3, estimates=found)
+    assert found == [pytest.approx(convop.circular_singular_values(weight, (16, 16))[0],
+                                   rel=1e-13)]
+
+
 @pytest.mark.parametrize("complex_data", [False, True])
 def test_circular_warm_start_holds_the_top_vector(complex_data, rng):
     from convop.spectral.circular import circular_start

@@ -204,3 +204,32 @@ def test_a_top_lanczos_resolves_never_pays_for_the_bound(rng, monkeypatch):
     w = rng.standard_normal((8, 8, 3, 3))
     value = convop.spectral_norm(w, (12, 12), padding=1, rng=0)
     assert abs(value - dense_top(w, (12, 12), padding=1)) <= 1e-9 * value
+
+
+def test_a_float32_ritz_value_at_the_counterparts_norm_goes_straight_to_shift_invert(
+        rng, monkeypatch):
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+    calls, rounds = [], []
+    original, refine = largest_module.top_by_shift_invert, largest_module.refine_top_eigenpair
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs["start"])
+        return original(*args, **kwargs)
+
+    def mixed(*args, **kwargs):
+        rounds.append(True)
+        return refine(*args, **kwargs)
+
+    monkeypatch.setattr(largest_module, "top_by_shift_invert", recording)
+    monkeypatch.setattr(largest_module, "refine_top_eigenpair", mixed)
+    monkeypatch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)  # a float32 phase here
+    monkeypatch.setattr(largest_module, "CLUSTER_GAP", 1e-3)  # this layer's top counts as flat
+    value = convop.spectral_norm(w, (12, 12), padding=1, rng=0)
+    assert len(calls) == 1 and not rounds  # no mixed-precision rounds, no float64 phase
+    assert abs(value - top) <= 1e-13 * top
+    # A Kaiming layer sits far below its counterpart's norm: no shift-invert.
+    calls.clear()
+    k = rng.standard_normal((8, 8, 3, 3)) * np.sqrt(2 / 72)
+    value = convop.spectral_norm(k, (12, 12), padding=1, rng=0)
+    assert not calls and abs(value - dense_top(k, (12, 12), padding=1)) <= 1e-9 * value

@@ -248,7 +248,8 @@ def frequency_blocks(geom: Any, w: np.ndarray, freqs: np.ndarray) -> np.ndarray:
 
 
 def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
-                   noise: float = 0.0) -> np.ndarray | None:
+                   noise: float = 0.0, estimates: list[float] | None = None
+                   ) -> np.ndarray | None:
     """Top right singular vectors of the layer's circular counterpart, as a Lanczos start block.
 
     Rows of row-major vectors (PyTorch's layout, whatever the operator's order):
@@ -259,6 +260,9 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
     solve it warms). For a circular layer the block holds its exact top singular
     vectors; for another layer (its circular counterpart's vectors) some
     ``noise`` keeps the start from being orthogonal to its true top vector.
+    ``estimates``, when given, receives the counterpart's top singular value as
+    found: the exact value of the blocks the power iterations put in front (it
+    is the counterpart's norm unless they misjudged the order).
     """
     g = op.geometry
     ndim = g.ndim
@@ -298,6 +302,11 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
         # saves (0.23 s of 0.54 s on a 512-channel layer at 7x7).
         freq = tuple(int(f) for f in freqs[leader[1]])
         v = leader[2] / np.linalg.norm(leader[2])
+        if estimates is not None:  # the leading blocks' exact values: power steps lag
+            candidates = np.argsort(top)[-min(_CANDIDATES, chunk):]
+            mats = frequency_blocks(circular, op.weight, freqs[candidates]).reshape(
+                -1, g.out_channels, width)
+            found = float(np.linalg.svd(mats, compute_uv=False)[:, 0].max())
     else:
         # Exact SVDs of the few frequencies that lead: the power estimates may not order
         # near-ties right, and the winner's vector must be exact for a circular layer.
@@ -308,6 +317,9 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
         best = int(np.argmax(values[:, 0]))
         freq = tuple(int(f) for f in freqs[candidates[best]])
         v = np.conj(vh[best, 0])
+        found = float(values[best, 0])
+    if estimates is not None:
+        estimates.append(found)
     grid = tuple(n // s for n, s in zip(g.input_size, g.stride))
     # x[c, j*s + p] = v[c, p] exp(-2 pi i <f, j> / q) gives y[:, j] = exp(-2 pi i <f, j> / q)
     # B(f) v, since B(f) sums each tap times exp(-2 pi i <f, t> / q): the right singular

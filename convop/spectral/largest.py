@@ -93,15 +93,35 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     # sigma within tol/2 * sigma of it; the margin resolves near-degenerate top pairs.
     tol = rtol / RTOL_MARGIN
     if k == 1:
-        start, exact = _warm_start(target, rng, side, budget=fixed + least)
+        counterpart: list[float] = []  # the circular counterpart's norm, from the start
+        start, exact = _warm_start(target, rng, side, budget=fixed + least,
+                                   estimates=counterpart)
+        # A layer's top value inside a cluster (zero-padded orthogonal layers) stalls
+        # Lanczos; shift-invert just above the spectrum finds it. The circulant
+        # embedding's norm bounds the top from above, so a Rayleigh quotient within rtol
+        # of it is certified whatever its residual.
+        cluster = (maxiter is None and target.layer is not None and not exact
+                   and target.eps < 1e-10)  # shifts 1e-10 above the top need float64
+        # A float32 Ritz value at the counterpart's norm signals a flat symbol (Kaiming
+        # layers stay 5e-4 to 5e-3 below it): the phase stops there, and the exact bound
+        # decides (where its SVDs are cheap).
+        signal = None
+        if cluster and counterpart and _ceiling_cheap(target):
+            signal = counterpart[0] ** 2 * (1 - CLUSTER_GAP)
         # An exact start (circular layers) needs a float64 step or two, no float32 phase.
         noise = None  # the float32 products' measured error, when they run
+        top = -math.inf  # the float32 phase's top Ritz value
         if size >= FLOAT32_PHASE_SIZE and not exact:
-            start, done[0], noise = _low_precision_phase(target, side, start, rng, room,
-                                                         report, maxiter)
+            start, done[0], noise, top = _low_precision_phase(target, side, start, rng, room,
+                                                              report, maxiter, signal)
         basis_cap = min(MAX_BASIS, max(20, room // (size * item)))
         pairs = None
-        if noise is not None and start is not None and (
+        ceiling = None
+        if signal is not None and start is not None and top >= signal:
+            ceiling = _ceiling(target)
+            if ceiling - top <= CLUSTER_GAP * ceiling:  # to shift-invert, no mixed rounds
+                pairs = Eigenpairs(np.array([top]), start[:, :1], np.array([math.inf]), 0)
+        if pairs is None and noise is not None and start is not None and (
                 maxiter is None or maxiter - done[0] > start.shape[1]):
             # Mixed precision: float32 corrections, float64 residuals that certify.
             low = target.gram(_low_dtype(target.dtype), side, target.dtype)
@@ -126,13 +146,6 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         # (benchmarks/TUNING.md#float32-accept): a true residual of 2 rtol lambda, which
         # still puts sigma within rtol, is accepted at a restart.
         accept = 2 * rtol if target.eps > 1e-10 else tol
-        # A layer's top value inside a cluster (zero-padded orthogonal layers) stalls
-        # Lanczos; shift-invert just above the spectrum finds it. The circulant
-        # embedding's norm bounds the top from above, so a Rayleigh quotient within rtol
-        # of it is certified whatever its residual.
-        cluster = (maxiter is None and target.layer is not None and not exact
-                   and target.eps < 1e-10)  # shifts 1e-10 above the top need float64
-
         def lanczos(start: np.ndarray | None, floor: float | None,
                     limit: int | None) -> Eigenpairs:
             return top_eigenpair(gram, size, dtype=target.dtype, tol=tol, rng=rng, start=start,
@@ -146,9 +159,8 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
             return _singular_from_gram(target, pairs, side, vectors)
         # Mixed precision left the top unresolved: likely a cluster, worth the bound's FFT
         # where its SVDs cost a few products.
-        assert target.layer is not None
-        ceiling = None if pairs is None or _ceiling_flops(target.layer.geometry) > (
-            CEILING_GATE * 2 * target.layer.geometry.nnz("input")) else _ceiling(target)
+        if ceiling is None and pairs is not None and _ceiling_cheap(target):
+            ceiling = _ceiling(target)
         if pairs is None or ceiling is None or ceiling - pairs.values[0] > CLUSTER_GAP * ceiling:
             # Float64 Lanczos, then the factor against the products it spent.
             pairs = lanczos(start, _floor(ceiling, rtol), CLUSTER_PRODUCTS)
@@ -192,8 +204,8 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
     return _singular_from_gram(target, pairs, side, vectors)
 
 
-def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
-                ) -> tuple[np.ndarray | None, bool]:
+def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int,
+                estimates: list[float] | None = None) -> tuple[np.ndarray | None, bool]:
     """Return a start block from the circular counterpart's top singular vectors (FFT).
 
     Also whether it is exact: the layer's own top vectors (circular padding).
@@ -213,7 +225,8 @@ def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int
     if not circular and (geom.padding_mode != "zeros" or _start_flops(geom) > START_GATE * (
             geom.nnz("input"))):
         return None, False
-    start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE)
+    start = circular_start(layer, rng, budget=budget, noise=0.0 if circular else ZEROS_NOISE,
+                           estimates=estimates)
     if start is not None and not circular:
         # Zero padding: the counterpart's wave under the lowest Dirichlet mode of each axis,
         # the envelope of a Toeplitz operator's top eigenvector.
@@ -242,7 +255,8 @@ def _start_flops(geom: Any) -> int:
 
 def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
                          rng: np.random.Generator, room: int, report: Callback | None,
-                         maxiter: int | None) -> tuple[np.ndarray | None, int, float | None]:
+                         maxiter: int | None, floor: float | None = None
+                         ) -> tuple[np.ndarray | None, int, float | None, float]:
     """Lanczos with float32 (complex64) products, float64 vectors: a start block.
 
     Products cost a third to a half of float64 ones; the recurrence stays in the
@@ -251,17 +265,18 @@ def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
     It hands over earlier, at ``NOISE_MARGIN`` times that noise, to the
     mixed-precision rounds (:func:`~convop.spectral.lanczos.refine_top_eigenpair`).
     Returns its top Ritz vector and the near twins of its value (columns), the
-    products used, and the products' measured relative error (None, with the
-    start unchanged, when the phase does not run).
+    products used, the products' measured relative error (None, with the
+    start unchanged, when the phase does not run) and the top Ritz value (-inf).
+    A Ritz value at ``floor`` ends the phase.
     """
     low = _low_dtype(target.dtype)
     if target.layer is None or target.dtype.itemsize <= low.itemsize:
-        return start, 0, None
+        return start, 0, None, -math.inf
     if maxiter is not None and maxiter <= _PROBE_PRODUCTS + 1:
-        return start, 0, None
+        return start, 0, None, -math.inf
     size = min(target.shape)
     if room < target.gram_bytes(low) + 40 * size * target.dtype.itemsize:
-        return start, 0, None
+        return start, 0, None, -math.inf
     work = target.dtype
     mixed = target.gram(low, side, work)  # float32 products, float64 vectors in and out
 
@@ -277,8 +292,9 @@ def _low_precision_phase(target: Target, side: str, start: np.ndarray | None,
     pairs = top_eigenpair(mixed, size, dtype=work, tol=tol, rng=rng, start=start,
                           callback=report, stagnate=True, twins=TWINS,
                           maxiter=None if maxiter is None else maxiter - _PROBE_PRODUCTS,
-                          max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))))
-    return pairs.vectors, pairs.steps + _PROBE_PRODUCTS, noise
+                          max_basis=min(MAX_BASIS, max(20, room // (size * work.itemsize))),
+                          floor=floor)
+    return pairs.vectors, pairs.steps + _PROBE_PRODUCTS, noise, float(pairs.values[0])
 
 
 def _low_dtype(dtype: np.dtype) -> np.dtype:
@@ -302,6 +318,13 @@ def _ceiling(target: Target) -> float:
     layer = target.layer
     assert layer is not None
     return embedding_ceiling(np.asarray(layer.weight), layer.geometry, target.max_bytes) ** 2
+
+
+def _ceiling_cheap(target: Target) -> bool:
+    """Return whether the bound's SVDs cost at most ``CEILING_GATE`` Gram products."""
+    assert target.layer is not None
+    geom = target.layer.geometry
+    return _ceiling_flops(geom) <= CEILING_GATE * 2 * geom.nnz("input")
 
 
 def _ceiling_flops(geom: Any) -> int:
