@@ -180,7 +180,8 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
             flops = CLUSTER_FLOP_RATIO * budget_products * 2 * target.layer.geometry.nnz("input")
             try:
                 pairs = top_by_shift_invert(target, side, 1, rng, start=start, tol=tol,
-                                            floor=floor, max_flops=flops)
+                                            floor=floor, max_flops=flops,
+                                            bound=None if ceiling is None else math.sqrt(ceiling))
             except (MemoryError, NotPositiveDefinite, CostlyFactor):  # Lanczos goes on
                 pairs = lanczos(start, floor, None)
                 if not _settled(pairs, accept, floor):

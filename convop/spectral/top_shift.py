@@ -39,15 +39,16 @@ INVERSE_TOL = 1e-10
 
 def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Generator,
                         start: np.ndarray | None = None, tol: float = INVERSE_TOL,
-                        max_flops: float | None = None, floor: float | None = None
-                        ) -> Eigenpairs:
+                        max_flops: float | None = None, floor: float | None = None,
+                        bound: float | None = None) -> Eigenpairs:
     """Return the ``k`` largest eigenpairs of the layer's Gram matrix on ``side``.
 
     ``tol`` is the inverse's relative residual (at most ``INVERSE_TOL``); the
     Gram matrix's own residual comes out near ``tol * mu``. With ``k = 1`` a
     ``floor`` (a Gram eigenvalue the caller accepts whatever the residual, as it
     knows an upper bound) ends the inverse's Lanczos as soon as a Ritz vector's
-    Rayleigh quotient for ``G`` reaches it.
+    Rayleigh quotient for ``G`` reaches it. ``bound``, a certified upper bound of
+    ``sigma_max`` the caller has (the embedding's norm), saves computing it again.
 
     Raises
     ------
@@ -63,7 +64,7 @@ def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Genera
     g = layer.geometry
     weight = np.asarray(layer.weight)
     gram, scale = scaled_block_gram(g, weight, side, target.dtype, target.max_bytes)
-    upper = embedding_norm(weight, g, target.max_bytes) / scale
+    upper = (embedding_norm(weight, g, target.max_bytes) if bound is None else bound) / scale
     negated = gram.negated()
     c, groups, pixels = gram.channels, gram.groups, gram.pattern.shape[0]
     margin = SHIFT_MARGIN
