@@ -29,6 +29,8 @@ from .gram import BlockGram
 
 #: Most unknowns (pixels x channels) in a leaf of the dissection.
 LEAF = 128
+#: Coupling blocks with this many entries get both cores in a solve of several columns.
+WIDE = 2**20
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
@@ -291,13 +293,15 @@ class BlockCholesky:
             for g in range(bt):
                 r[g, :, own] = _triangular(L11[g], r[g, :, own], transposed=False)
             if s.size:  # y_s -= L21 y_own, i.e. rows -= rows L21^T
-                r[:, :, s] -= r[:, :, own] @ np.swapaxes(Y, -1, -2)
+                with blas_threads(cores() if Y.size >= WIDE else 1):
+                    r[:, :, s] -= r[:, :, own] @ np.swapaxes(Y, -1, -2)
         for i in range(len(self._scalar) - 1, -1, -1):  # L^H x = y
             own = slice(self.starts[i] * c, self.starts[i + 1] * c)
             s = self._scalar[i]
             L11, Y = self.diagonal[i], self.coupling[i]
             if s.size:  # x_own -= L21^H x_s, i.e. rows -= conj(conj(rows) L21)
-                r[:, :, own] -= (r[:, :, s].conj() @ Y).conj()
+                with blas_threads(cores() if Y.size >= WIDE else 1):
+                    r[:, :, own] -= (r[:, :, s].conj() @ Y).conj()
             for g in range(bt):
                 # L^H x = y is L^T conj(x) = conj(y).
                 r[g, :, own] = _triangular(L11[g], r[g, :, own].conj(), transposed=True).conj()
