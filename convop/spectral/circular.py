@@ -296,23 +296,22 @@ def circular_start(op: LayerOperator, rng: np.random.Generator, budget: int,
         i = int(np.argmax(top[part]))
         if top[first + i] > leader[0]:
             leader = (float(top[first + i]), first + i, vectors[i])
+    if not noise or estimates is not None:
+        # Exact SVDs of the few frequencies that lead: the power estimates may not order
+        # near-ties right (nor reach the norm: estimates), and the winner's vector must be
+        # exact for a circular layer.
+        candidates = np.argsort(top)[-min(_CANDIDATES, chunk):]
+        mats = frequency_blocks(circular, op.weight, freqs[candidates]).reshape(
+            -1, g.out_channels, width)
     if noise:
         # Another layer's start: the power iteration's vector is close enough (noise is
         # added anyway), and exact SVDs of the leading blocks cost more than the start
         # saves (0.23 s of 0.54 s on a 512-channel layer at 7x7).
         freq = tuple(int(f) for f in freqs[leader[1]])
         v = leader[2] / np.linalg.norm(leader[2])
-        if estimates is not None:  # the leading blocks' exact values: power steps lag
-            candidates = np.argsort(top)[-min(_CANDIDATES, chunk):]
-            mats = frequency_blocks(circular, op.weight, freqs[candidates]).reshape(
-                -1, g.out_channels, width)
+        if estimates is not None:
             found = float(np.linalg.svd(mats, compute_uv=False)[:, 0].max())
     else:
-        # Exact SVDs of the few frequencies that lead: the power estimates may not order
-        # near-ties right, and the winner's vector must be exact for a circular layer.
-        candidates = np.argsort(top)[-min(_CANDIDATES, chunk):]
-        mats = frequency_blocks(circular, op.weight, freqs[candidates]).reshape(
-            -1, g.out_channels, width)
         _, values, vh = np.linalg.svd(mats)
         best = int(np.argmax(values[:, 0]))
         freq = tuple(int(f) for f in freqs[candidates[best]])

@@ -66,8 +66,6 @@ class Eigenpairs:
     vectors: np.ndarray  # (size, k)
     residuals: np.ndarray
     steps: int
-    #: Residual estimates of the last Lanczos cycle, one per step (where kept).
-    history: tuple[float, ...] = ()
 
 
 def basis_size(size: int, k: int) -> int:
@@ -207,7 +205,7 @@ def top_eigenpair(apply: Apply, size: int, *, dtype: np.dtype, tol: float,
         if steps >= limit:
             if partial:
                 return Eigenpairs(np.array([theta]), y[:, np.newaxis], np.array([residual]),
-                                  steps, tuple(estimates))
+                                  steps)
             raise NoConvergence(
                 f"Lanczos did not reach the relative accuracy {tol:.1e} within {limit} operator "
                 f"applications; the estimate {theta:.12g} has residual {residual:.3g}. Pass a "

@@ -54,10 +54,10 @@ CLUSTER_PRODUCTS = 600
 #: sparse products, so this is about 8 times the time spent
 #: (benchmarks/TUNING.md#cluster-shift-invert).
 CLUSTER_FLOP_RATIO = 16.0
-#: A top Ritz value this close (relative) to the circulant embedding's squared norm after
-#: the mixed-precision phase marks a flat symbol (orthogonal layers; Kaiming layers sit
-#: 1e-3 below): shift-invert at once, against the products Lanczos may still make
-#: (benchmarks/TUNING.md#cluster-shift-invert).
+#: A top Ritz value this close (relative) to the circulant embedding's squared norm, after
+#: the float32 phase or the mixed-precision rounds, marks a flat symbol (orthogonal
+#: layers; Kaiming layers sit 5e-4 to 5e-3 below): shift-invert at once, against the
+#: products Lanczos may still make (benchmarks/TUNING.md#cluster-shift-invert).
 CLUSTER_GAP = 1e-5
 #: A zero-padded layer gets the FFT warm start when the start's flops are at most this
 #: many times the layer's nnz (about one Gram product; benchmarks/TUNING.md#warm-start).
@@ -119,7 +119,7 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         ceiling = None
         if signal is not None and start is not None and top >= signal:
             ceiling = _ceiling(target)
-            if ceiling - top <= CLUSTER_GAP * ceiling:  # to shift-invert, no mixed rounds
+            if _flat(ceiling, top):  # to shift-invert, no mixed rounds
                 pairs = Eigenpairs(np.array([top]), start[:, :1], np.array([math.inf]), 0)
         if pairs is None and noise is not None and start is not None and (
                 maxiter is None or maxiter - done[0] > start.shape[1]):
@@ -161,7 +161,7 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         # where its SVDs cost a few products.
         if ceiling is None and pairs is not None and _ceiling_cheap(target):
             ceiling = _ceiling(target)
-        if pairs is None or ceiling is None or ceiling - pairs.values[0] > CLUSTER_GAP * ceiling:
+        if pairs is None or ceiling is None or not _flat(ceiling, float(pairs.values[0])):
             # Float64 Lanczos, then the factor against the products it spent.
             pairs = lanczos(start, _floor(ceiling, rtol), CLUSTER_PRODUCTS)
             done[0] += pairs.steps
@@ -332,6 +332,11 @@ def _ceiling_flops(geom: Any) -> int:
     """Return about the arithmetic of :func:`_ceiling`: an SVD per frequency of real weights."""
     c_out, c_in = geom.out_channels // geom.groups, geom.in_channels // geom.groups
     return (math.prod(geom.padded_size) // 2 + 1) * geom.groups * c_out * c_in * min(c_out, c_in)
+
+
+def _flat(ceiling: float, theta: float) -> bool:
+    """Return whether a Ritz value lies within ``CLUSTER_GAP`` of the squared bound."""
+    return ceiling - theta <= CLUSTER_GAP * ceiling
 
 
 def _floor(ceiling: float | None, rtol: float) -> float | None:
