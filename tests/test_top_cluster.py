@@ -1,9 +1,11 @@
 """The largest singular value inside a cluster: shift-invert just above the spectrum.
 
 Zero-padded orthogonal layers keep thousands of values within 1e-6 of their
-largest; Lanczos on the Gram operator stalls there, and after
-``CLUSTER_PRODUCTS`` products the top is found by Lanczos on
-``(mu I - A^H A)^{-1}`` with ``mu`` at the circulant embedding's squared norm.
+largest; Lanczos on the Gram operator stalls there. Lanczos on its compression
+to the pixels that see no padding reaches the circulant embedding's norm
+within a coarse ``rtol``; otherwise (and after ``CLUSTER_PRODUCTS`` products
+on a top that is not flat) the top is found by Lanczos on
+``(mu I - A^H A)^{-1}`` with ``mu`` at the embedding's squared norm.
 The reference is a dense SVD; the orthogonal layers come from orthogonium when
 it is installed, and otherwise from an orthogonal 1x1 mixing of a Haar-like
 2x2 kernel built here.
@@ -13,10 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import layers
 
 import convop
+from convop.geometry import make_geometry
 from convop.spectral import largest as largest_module
 from convop.spectral._target import Target
+from convop.spectral.interior import interior_mask
 from convop.spectral.top_shift import top_by_shift_invert
 
 
@@ -223,3 +230,70 @@ def test_a_float32_ritz_value_at_the_counterparts_norm_goes_straight_to_shift_in
     k = rng.standard_normal((8, 8, 3, 3)) * np.sqrt(2 / 72)
     value = convop.spectral_norm(k, (12, 12), padding=1, rng=0)
     assert not calls and abs(value - dense_top(k, (12, 12), padding=1)) <= 1e-9 * value
+
+
+@given(layer=layers(ndims=(1, 2), max_stride=1), side=st.sampled_from(["input", "output"]))
+def test_the_interior_mask_holds_exactly_the_pixels_that_see_no_padding(layer, side):
+    # All-ones filters store one entry per output/tap pair: a column (input pixel) has a
+    # full count when every tap lands on an output; a row (output) when none reads padding.
+    w = np.ones(layer.weight_shape)
+    A = convop.conv_matrix(w, layer.input_size, domain="input", order="C", **layer.kwargs())
+    taps = int(np.prod(layer.kernel_size))
+    if side == "input":
+        counts, full = np.diff(A.tocsc().indptr), layer.out_channels // layer.groups * taps
+    else:
+        counts, full = np.diff(A.tocsr().indptr), layer.weight_shape[1] * taps
+    geom = make_geometry(layer.weight_shape, layer.input_size, **layer.kwargs())
+    mask = interior_mask(geom, side)
+    expected = counts == full
+    if mask is None:
+        assert not expected.any()
+    else:
+        np.testing.assert_array_equal(mask, expected)
+
+
+def test_the_interior_mask_is_none_for_strides_and_other_padding_modes():
+    shape = (2, 2, 3, 3)
+    for layer in (dict(padding=1, stride=2), dict(padding=1, padding_mode="reflect"),
+                  dict(padding=1, padding_mode="circular")):
+        assert interior_mask(make_geometry(shape, (8, 8), **layer), "input") is None
+
+
+def test_a_flat_top_is_certified_away_from_the_border_without_a_factor(rng, monkeypatch):
+    from convop.spectral.largest import _ceiling, largest
+
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+    calls, inner = spy(monkeypatch, "top_by_shift_invert"), spy(monkeypatch, "interior_top")
+    monkeypatch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)  # a float32 phase here
+    monkeypatch.setattr(largest_module, "CLUSTER_GAP", 1e-3)  # this layer's top counts as flat
+    with Target(w, (12, 12), dict(padding=1), max_bytes=None) as target:
+        ceiling = np.sqrt(_ceiling(target))
+        result = largest(target, 1, 1e-4, np.random.default_rng(0))
+    value, bound = result.values[0], result.bounds[0]
+    assert len(inner) == 1 and not calls
+    assert top / (1 + 1e-4) <= value <= top * (1 + 1e-14)  # a lower bound within rtol
+    assert value + bound >= top and bound <= ceiling - value + 1e-15
+    # Finer than the border's pull: the compression's top stays below the floor, and the
+    # factor takes over from its vector.
+    inner.clear()
+    value = convop.spectral_norm(w, (12, 12), padding=1, rng=0)
+    assert len(inner) == 1 and len(calls) == 1
+    assert abs(value - top) <= 1e-13 * top
+
+
+def test_a_zero_padded_aoc_layer_away_from_the_border():
+    pytest.importorskip("orthogonium")
+    torch = pytest.importorskip("torch")
+    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
+
+    torch.manual_seed(0)
+    layer = AdaptiveOrthoConv2d(8, 8, 3, padding="same", padding_mode="zeros")
+    w = layer.weight.detach().float().double().numpy()
+    top = dense_top(w, (16, 16), padding=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)  # flat: seen by the float32 phase
+        calls = spy(patch, "top_by_shift_invert")
+        value = convop.spectral_norm(w, (16, 16), padding=1, rtol=1e-8, rng=0)
+    assert not calls
+    assert top / (1 + 1e-8) <= value <= top * (1 + 1e-14)

@@ -7,7 +7,10 @@ large layers the largest value runs in mixed precision: Lanczos with float32
 products first, then rounds of float32 corrections whose float64 residuals
 certify the answer (:mod:`convop.spectral.mixed_precision`); float64 Lanczos
 only where a top pair split between the tolerance and the float32 noise needs
-it.
+it. A top inside a cluster (zero-padded orthogonal layers) is certified against
+the circulant embedding's norm: by Lanczos away from the border
+(:mod:`convop.spectral.interior`), else by shift-invert above the spectrum
+(:mod:`convop.spectral.top_shift`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .bounds import embedding_ceiling
 from .cholesky import CostlyFactor, NotPositiveDefinite
 from .circular import POWER_STEPS as START_POWER_STEPS
 from .circular import circular_start, frequency_sizes
+from .interior import interior_mask, interior_top
 from .lanczos import Eigenpairs, basis_size, default_limit, top_eigenpair, top_eigenpairs
 from .mixed_precision import TWINS, refine_top_eigenpair
 from .results import Callback, Singular
@@ -161,7 +165,9 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         # where its SVDs cost a few products.
         if ceiling is None and pairs is not None and _ceiling_cheap(target):
             ceiling = _ceiling(target)
-        if pairs is None or ceiling is None or not _flat(ceiling, float(pairs.values[0])):
+        flat = pairs is not None and ceiling is not None and _flat(ceiling,
+                                                                   float(pairs.values[0]))
+        if not flat:
             # Float64 Lanczos, then the factor against the products it spent.
             pairs = lanczos(start, _floor(ceiling, rtol), CLUSTER_PRODUCTS)
             done[0] += pairs.steps
@@ -169,13 +175,23 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         else:
             # The top sits at the circulant's bound (a flat symbol: an orthogonal layer's
             # cluster); the factor against the products Lanczos may still make.
+            assert pairs is not None
             budget_products = default_limit(size)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, 0)  # counted in done
         if ceiling is None and not _settled(pairs, accept, None):
             ceiling = _ceiling(target)  # only now: dear on wide layers (3.9 s at 512 @7)
         floor = _floor(ceiling, rtol)
+        assert target.layer is not None
+        mask = interior_mask(target.layer.geometry, side) if flat else None
+        if mask is not None and floor is not None and not _settled(pairs, accept, floor):
+            # A flat symbol's top, away from the border: reaches the floor without a
+            # factor unless rtol is finer than the border's pull (1.8e-9 on AOC 64->64 @32).
+            pairs = interior_top(gram, mask, dtype=target.dtype, floor=floor, tol=tol, rng=rng,
+                                 start=pairs.vectors[:, 0], callback=report,
+                                 max_basis=basis_cap)
+            done[0] += pairs.steps
+            pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, 0)
         if not _settled(pairs, accept, floor):
-            assert target.layer is not None
             start = pairs.vectors[:, 0]
             flops = CLUSTER_FLOP_RATIO * budget_products * 2 * target.layer.geometry.nnz("input")
             try:

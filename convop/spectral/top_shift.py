@@ -96,7 +96,7 @@ def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Genera
     if k > 1:
         pairs = top_eigenpairs(solve, size, k, dtype=target.dtype, tol=inverse_tol, rng=rng,
                                start=start, deflate=False)
-        return _gram_pairs(product, pairs)
+        return gram_pairs(product, pairs)
     # rho = 1 / (mu - lambda) on the scaled Gram matrix. A Ritz vector's own Rayleigh
     # quotient for G lies below mu - 1/rho (Jensen), so reaching the floor there is only
     # necessary; one product of G, a fraction of a solve, decides.
@@ -106,12 +106,12 @@ def top_by_shift_invert(target: Target, side: str, k: int, rng: np.random.Genera
         assert floor is not None
         return float(np.vdot(y, product(y)).real) >= floor * float(np.vdot(y, y).real)
 
-    return _gram_pairs(product, top_eigenpair(solve, size, dtype=target.dtype, tol=inverse_tol,
+    return gram_pairs(product, top_eigenpair(solve, size, dtype=target.dtype, tol=inverse_tol,
                                               rng=rng, start=start, floor=reach,
                                               stop=None if reach is None else certified))
 
 
-def _gram_pairs(product: Any, pairs: Eigenpairs) -> Eigenpairs:
+def gram_pairs(product: Any, pairs: Eigenpairs) -> Eigenpairs:
     """Return the pairs of ``G`` itself for the inverse's vectors, from true products.
 
     The value is the Rayleigh quotient (so the factor's rounding moves only the
