@@ -92,6 +92,49 @@ def test_refinement_reaches_a_backward_stable_residual(rng):
     assert np.max(np.linalg.norm(b - K @ once, axis=0) / np.linalg.norm(once, axis=0)) > 1e-12
 
 
+def test_a_solve_at_the_rounding_floor_returns_without_a_confirming_step(rng):
+    # A well-conditioned B: the block elimination alone lands at the residual's rounding.
+    m, n, t = 120, 80, 1e-13
+    B = rng.standard_normal((m, n))
+    factor = np.linalg.cholesky(B.T @ B + t**2 * np.eye(n))
+    calls = []
+
+    def gram_solve(b):
+        calls.append(b.shape)
+        return np.linalg.solve(factor.T, np.linalg.solve(factor, b))
+
+    K = np.block([[t * np.eye(m), B], [B.T, -t * np.eye(n)]])
+    solver = augmented.RefinedAugmented(lambda x: B @ x, lambda y: B.T @ y, gram_solve, t,
+                                        np.linalg.norm(B, 2), m)
+    b = rng.standard_normal((m + n, 3))
+    z = solver.solve(b)
+    scale = np.linalg.norm(B, 2) * np.linalg.norm(z, axis=0) + np.linalg.norm(b, axis=0)
+    assert np.all(np.linalg.norm(b - K @ z, axis=0) / scale
+                  <= augmented.FLOOR_RESIDUAL * np.finfo(float).eps)
+    assert len(calls) == 1 and solver.steps == 0
+    # Unrefined: the elimination's one solve, whatever its residual.
+    calls.clear()
+    np.testing.assert_array_equal(solver.solve(b, refine=False), solver._precondition(b))
+    assert len(calls) == 2
+
+
+def test_the_first_subspace_step_uses_an_unrefined_solve(monkeypatch):
+    w = mixed(6, 1e5)
+    A = convop.conv_matrix(w, (10, 10), padding=1, domain="input").toarray()
+    reference = np.linalg.svd(A, compute_uv=False)
+    modes = []
+    original = augmented.RefinedAugmented.solve
+
+    def recording(self, b, refine=True):
+        modes.append(refine)
+        return original(self, b, refine)
+
+    monkeypatch.setattr(augmented.RefinedAugmented, "solve", recording)
+    got = convop.singular_values(w, (10, 10), k=1, which="smallest", padding=1, rng=0)
+    assert modes[0] is False and all(modes[1:]) and len(modes) >= 2
+    np.testing.assert_allclose(got, reference[-1:], rtol=0, atol=1e-13 * reference[0])
+
+
 def test_refinement_on_a_wrong_factor_says_so(rng):
     m, n, t = 60, 40, 1e-13
     B = rng.standard_normal((m, n)) @ np.diag(np.logspace(0, -6, n))

@@ -377,10 +377,12 @@ class _Solver:
         if start is not None and np.any(start):
             X[:, :start.shape[1]] = start
         values = np.full(count, np.inf)
-        for _ in range(_MAX_SUBSPACE_ITERATIONS):
+        for i in range(_MAX_SUBSPACE_ITERATIONS):
             zero = np.zeros((rm if side == "right" else rn, width), B.dtype)
             rhs = np.vstack([zero, X]) if side == "right" else np.vstack([X, zero])
-            solved = K.solve(rhs)
+            # The first step, from a start far from converged, needs no refined solve.
+            solved = (K.solve(rhs, refine=False) if i == 0 and isinstance(K, RefinedAugmented)
+                      else K.solve(rhs))
             self.steps += width
             X, _ = np.linalg.qr(solved[rm:] if side == "right" else solved[:rm])
             applied = B.matmat(X) if side == "right" else B.rmatmat(X)
