@@ -59,6 +59,12 @@ def test_arguments_are_validated():
         convop.gram_iteration_bound(np.full((2, 2, 3, 3), np.nan), (6, 6))
     with pytest.raises(MemoryError, match="one frequency block"):
         convop.gram_iteration_bound(w, (6, 6), max_bytes=10)
+    # More frequencies than one input could have in memory: days of SVDs, refused at once
+    # (a 1-D 2**40 input ran on; a 2-D one's grid overflowed numpy's index).
+    for size in (2**40, (2**40, 2**40)):
+        kernel = np.ones((1, 1) + (3,) * (1 if isinstance(size, int) else 2))
+        with pytest.raises(convop.BudgetError, match="frequencies.*needs an estimated"):
+            convop.gram_iteration_bound(kernel, size)
 
 
 def test_the_frequency_grid_is_never_laid_out_whole():

@@ -130,6 +130,12 @@ def _embedding_bound(w: np.ndarray, geom: ConvGeometry, budget: int | None,
                                       geom.groups, None)
     real = not np.iscomplexobj(w)
     sizes = frequency_sizes(circulant, real)
+    count = math.prod(sizes)
+    # Chunks bound the memory (a small `max_bytes` is fine), not the time: a grid with more
+    # frequencies than one input of the layer could have in this machine's memory would run
+    # for days, and is refused like any use of that layer.
+    _memory.check_budget(8 * count, None, f"the circulant embedding's {count} frequencies "
+                         f"(8 bytes each, as one input of the layer would take)")
     # A frequency's blocks, its work and its index row (the grid is never laid out whole:
     # a huge input has more frequencies than memory holds indices).
     per_frequency = 16 * (4 * geom.out_channels * geom.in_channels
@@ -139,8 +145,8 @@ def _embedding_bound(w: np.ndarray, geom: ConvGeometry, budget: int | None,
     chunk = max(1, min(CHUNK_BYTES, budget or CHUNK_BYTES) // per_frequency)
     exact = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     log_bound = -math.inf
-    for first in range(0, math.prod(sizes), chunk):
-        flat = np.arange(first, min(first + chunk, math.prod(sizes)), dtype=np.int64)
+    for first in range(0, count, chunk):
+        flat = np.arange(first, min(first + chunk, count), dtype=np.int64)
         freqs = np.stack(np.unravel_index(flat, sizes), axis=-1)
         blocks = frequency_blocks(circulant, exact, freqs)
         blocks = blocks.reshape(len(blocks), geom.out_channels, -1)
