@@ -299,3 +299,22 @@ def test_a_zero_padded_aoc_layer_away_from_the_border(c_in, c_out, size, rtol):
         value = convop.spectral_norm(w, (size, size), padding=1, rtol=rtol, rng=0)
     assert inner and not calls
     assert top / (1 + rtol) <= value <= top * (1 + 1e-14)
+
+
+def test_a_float32_ritz_value_never_certifies_the_top(rng, monkeypatch):
+    # A coarse rtol puts the floor below the float32 phase's value, which its products'
+    # rounding may put above every Rayleigh quotient (here 1e-6 above the top, on purpose):
+    # the value returned is a float64 one, a true lower bound.
+    w = near_orthogonal(8, rng)
+    top = dense_top(w, (12, 12), padding=1)
+    monkeypatch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)
+    monkeypatch.setattr(largest_module, "CLUSTER_GAP", 1e-3)
+    phase = largest_module._low_precision_phase
+
+    def inflated(*args, **kwargs):
+        start, done, noise, value = phase(*args, **kwargs)
+        return start, done, noise, top**2 * (1 + 1e-6)
+
+    monkeypatch.setattr(largest_module, "_low_precision_phase", inflated)
+    value = convop.spectral_norm(w, (12, 12), padding=1, rtol=1e-2, rng=0)
+    assert top / 1.01 <= value <= top * (1 + 1e-14)

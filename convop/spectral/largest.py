@@ -32,7 +32,7 @@ from .lanczos import Eigenpairs, basis_size, default_limit, top_eigenpair, top_e
 from .mixed_precision import TWINS, refine_top_eigenpair
 from .results import Callback, Singular
 from .tolerance import rank_tolerance, zero_below
-from .top_shift import top_by_shift_invert
+from .top_shift import gram_pairs, top_by_shift_invert
 
 #: Noise added to a zero-padded layer's warm start, so it is never orthogonal to the top.
 ZEROS_NOISE = 1e-3
@@ -123,8 +123,14 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         ceiling = None
         if signal is not None and start is not None and top >= signal:
             ceiling = _ceiling(target)
-            if _flat(ceiling, top):  # to shift-invert, no mixed rounds
-                pairs = Eigenpairs(np.array([top]), start[:, :1], np.array([math.inf]), 0)
+            if _flat(ceiling, top):  # no mixed rounds
+                # The float32 value may stand above the vector's true Rayleigh quotient, which
+                # alone may meet the floor: one float64 product.
+                vector = start[:, :1].astype(target.dtype)
+                vector /= np.linalg.norm(vector)
+                pairs = gram_pairs(gram, Eigenpairs(np.array([top]), vector,
+                                                    np.array([math.inf]), 0))
+                done[0] += pairs.steps
         if pairs is None and noise is not None and start is not None and (
                 maxiter is None or maxiter - done[0] > start.shape[1]):
             # Mixed precision: float32 corrections, float64 residuals that certify.
