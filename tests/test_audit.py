@@ -556,3 +556,26 @@ def test_a_layer_that_does_not_converge_is_a_row_with_its_bracket(monkeypatch):
     assert "certified upper bound stands in" in r.network_note
     with pytest.raises(TypeError, match="`progress`"):
         convop.audit(model, (3, 12, 12), progress="yes")
+
+
+def test_sigma_min_is_computed_where_its_predicted_factor_is_affordable(monkeypatch):
+    # The factor's arithmetic, predicted before any numeric work, decides (not the unknowns):
+    # here a limit between the two layers' factors.
+    import convop.auditing.layer as layer_module
+    from convop.geometry import make_geometry
+    from convop.spectral.smallest import predicted_factor_flops
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 8, 3, padding=1)).double()
+    weights = [model[i].weight.detach().numpy() for i in (0, 2)]
+    flops = [predicted_factor_flops(make_geometry(w.shape, (12, 12), padding=1), w)
+             for w in weights]
+    assert flops[0] < flops[1]
+    monkeypatch.setattr(layer_module, "SMALLEST_LIMIT", 0)
+    monkeypatch.setattr(layer_module, "SIGMA_MIN_FLOPS", (flops[0] + flops[1]) / 2)
+    first, second = convop.audit(model, (3, 12, 12), sigma_min=True, progress=False).layers
+    A = convop.torch.conv_matrix_from_module(model[0], (12, 12), domain="input")
+    assert first.sigma_min == pytest.approx(dense_norms(A)[1], rel=1e-9)
+    assert second.sigma_min is None and second.condition_number is None
+    assert f"{flops[1]:.1e} multiply-adds" in second.note and "which=\"smallest\"" in second.note

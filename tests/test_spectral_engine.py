@@ -21,6 +21,7 @@ from convop.spectral.cholesky import BlockCholesky, NotPositiveDefinite
 from convop.spectral.gram import block_gram, touched
 from convop.spectral.lanczos import NoConvergence, top_eigenpair, top_eigenpairs
 from convop.spectral.products import GramProduct
+from convop.spectral.smallest import predicted_factor_flops
 
 
 def layer_case(layer_mode, seed, complex_data=False):
@@ -79,6 +80,21 @@ def test_nested_dissection_cholesky_solves(layer_mode, seed, complex_data, side,
     expected = np.linalg.solve(G + shift * np.eye(G.shape[0]), b)
     np.testing.assert_allclose(factor.solve(b), expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(factor.solve(b[:, 0]), expected[:, 0], rtol=1e-10, atol=1e-12)
+
+
+@given(layer_mode=moded_layers(max_extra=4), seed=seeds())
+def test_the_predicted_factor_arithmetic_is_the_factors(layer_mode, seed):
+    # From a one-channel layer's pattern: what the layer's own factor counts.
+    g, weight, A, _ = layer_case(layer_mode, seed)
+    m, n = A.shape
+    side = "output" if m < n else "input"
+    gram = block_gram(g, weight, side, np.float64)
+    # A diagonal above every Gershgorin radius: positive definite whatever the weights.
+    radius = (np.diff(gram.pattern.indptr).max(initial=0) * gram.channels
+              * abs(gram.table).max(initial=0.0))
+    extra = np.full((gram.groups, gram.pattern.shape[0], gram.channels), 1.0 + radius)
+    factor = BlockCholesky(gram, extra)
+    assert predicted_factor_flops(g, weight) == factor.flops
 
 
 def test_a_singular_gram_matrix_is_not_factored(rng):

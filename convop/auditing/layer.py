@@ -17,12 +17,17 @@ from ..spectral.bounds import gram_iteration_bound
 from ..spectral.circular import is_circulant
 from ..spectral.density import SMALLEST_LIMIT, spectral_density
 from ..spectral.estimators import counterpart_singular_values, reshaped_kernel_norm
+from ..spectral.smallest import predicted_factor_flops
 from ..spectral.values import singular_values, spectral_norm
 from ..transposed import transposed_output_size
 from .report import LayerAudit
 
 __all__ = ["Bounds", "LayerRow", "Norms", "audit_layer", "refused_layer"]
 
+#: The most multiply-adds of the sparse Cholesky behind a layer's sigma_min in an audit:
+#: 7.9e11 for 64->64 3x3 at 32x32 (15 s with its solves), 1.6e12 for 512->512 at 7x7
+#: (32 s), 2.8e12 for 256->256 at 14x14 (44 s, skipped).
+SIGMA_MIN_FLOPS = 2e12
 #: Each convolution's audited values, by (row name, input size), then by field.
 Norms = dict[tuple[str, tuple[int, ...]], dict[str, float]]
 #: From the audited norms, the network's bound per field (or None) and a note.
@@ -91,13 +96,18 @@ def audit_layer(name: str, kind: str, weight: np.ndarray, input_size: tuple[int,
     m, n = geom.matrix_shape("input")
     circulant = is_circulant(geom)
     if sigma_min and bracket is None:
-        if min(m, n) <= SMALLEST_LIMIT or circulant:  # a circulant layer's is the FFT's
+        # A circulant layer's is the FFT's; another's costs a sparse Cholesky, predicted
+        # before any numeric work.
+        flops = 0.0 if circulant or min(m, n) <= SMALLEST_LIMIT else predicted_factor_flops(
+            geom, weight)
+        if flops <= SIGMA_MIN_FLOPS:
             low = float(singular_values(weight, conv_size, k=1, which="smallest", rng=rng,
                                         progress=False, **conv_layer)[0])
             cond = math.inf if low == 0 else sigma / low
         else:
-            note = (f"sigma_min skipped: {min(m, n)} unknowns > {SMALLEST_LIMIT} (a sparse "
-                    f"Cholesky of that size takes minutes)")
+            note = (f"sigma_min skipped: its sparse Cholesky takes {flops:.1e} multiply-adds, "
+                    f"more than the audit's {SIGMA_MIN_FLOPS:.0e} (about 30 s on two cores); "
+                    f"convop.singular_values(..., which=\"smallest\") computes it")
     spectrum = None
     if density:
         try:

@@ -74,10 +74,41 @@ class BlockCholesky:
 
     def __init__(self, gram: BlockGram, extra: np.ndarray, max_bytes: int | None = None,
                  leaf: int = LEAF, max_flops: float | None = None) -> None:
-        self.channels = c = gram.channels
-        self.groups = gram.groups
-        self.pixels = gram.pattern.shape[0]
         self.dtype = gram.dtype
+        parent = self._analyse(gram, gram.channels, gram.groups, leaf)
+        self._check_memory(max_bytes)
+        #: Multiply-adds of the numeric factorization, from the symbolic one (an upper estimate).
+        self.flops = self._total_flops()
+        if max_flops is not None and self.flops > max_flops:
+            raise CostlyFactor(f"the factor takes {self.flops:.2e} multiply-adds, more than "
+                               f"{max_flops:.2e}")
+        self.diagonal: list[np.ndarray] = []
+        self.coupling: list[np.ndarray] = []  # L21 = F21 L11^{-H}
+        with _memory.base_pages():  # fresh gigabytes: see _memory.base_pages
+            self._factor(gram, extra[:, self.perm], parent)
+
+    @classmethod
+    def predicted_flops(cls, pattern: BlockGram, channels: int, groups: int,
+                        leaf: int = LEAF) -> float:
+        """Return the multiply-adds of the factor of a Gram matrix (symbolic phase only).
+
+        ``pattern`` holds its pixel pattern (any channel count: a one-channel
+        layer's is cheap to build); ``channels`` and ``groups`` are the real ones.
+        """
+        symbolic = cls.__new__(cls)
+        symbolic._analyse(pattern, channels, groups, leaf)
+        return symbolic._total_flops()
+
+    # Symbolic ------------------------------------------------------------------------------
+
+    def _analyse(self, gram: BlockGram, channels: int, groups: int, leaf: int) -> np.ndarray:
+        """Order the pixels by nested dissection and find each supernode's structure.
+
+        Only ``gram``'s pattern is read. Returns the supernodes' parents (-1 for a root).
+        """
+        self.channels = c = channels
+        self.groups = groups
+        self.pixels = gram.pattern.shape[0]
         nodes = _postorder(_bisect(np.arange(self.pixels), gram.pattern, gram.points(),
                                    max(1, leaf // c)))
         self.perm = np.concatenate([node.pixels for node in nodes])
@@ -97,18 +128,7 @@ class BlockCholesky:
         self._block = by_row  # entry k of the pattern holds gram.blocks(k)
         self._row_starts = np.searchsorted(self._rows, np.arange(self.pixels + 1))
         self.structs = self._structure(parent)
-        self._check_memory(max_bytes)
-        #: Multiply-adds of the numeric factorization, from the symbolic one (an upper estimate).
-        self.flops = float(self._flops().sum()) * c**3 * self.groups
-        if max_flops is not None and self.flops > max_flops:
-            raise CostlyFactor(f"the factor takes {self.flops:.2e} multiply-adds, more than "
-                               f"{max_flops:.2e}")
-        self.diagonal: list[np.ndarray] = []
-        self.coupling: list[np.ndarray] = []  # L21 = F21 L11^{-H}
-        with _memory.base_pages():  # fresh gigabytes: see _memory.base_pages
-            self._factor(gram, extra[:, self.perm], parent)
-
-    # Symbolic ------------------------------------------------------------------------------
+        return parent
 
     def _structure(self, parent: np.ndarray) -> list[np.ndarray]:
         """Return each supernode's update pixels: later pixels coupled to its subtree."""
@@ -162,6 +182,9 @@ class BlockCholesky:
         own = np.diff(self.starts).astype(np.float64)
         struct = np.array([s.size for s in self.structs], dtype=np.float64)
         return own**3 / 3 + own**2 * struct + own * struct**2
+
+    def _total_flops(self) -> float:
+        return float(self._flops().sum()) * self.channels**3 * self.groups
 
     def _factor_nodes(self, gram: BlockGram, extra: np.ndarray, parent: np.ndarray) -> None:
         """Factor every supernode in postorder, each front with threaded LAPACK and BLAS.
