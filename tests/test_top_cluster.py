@@ -318,3 +318,17 @@ def test_a_float32_ritz_value_never_certifies_the_top(rng, monkeypatch):
     monkeypatch.setattr(largest_module, "_low_precision_phase", inflated)
     value = convop.spectral_norm(w, (12, 12), padding=1, rtol=1e-2, rng=0)
     assert top / 1.01 <= value <= top * (1 + 1e-14)
+
+
+def test_a_complex_flat_top_is_certified_away_from_the_border(rng, monkeypatch):
+    q, _ = np.linalg.qr(rng.standard_normal((8, 8)) + 1j * rng.standard_normal((8, 8)))
+    w = np.zeros((8, 8, 3, 3), complex)
+    w[:, :, 1, 1] = q
+    w += 1e-4 * (rng.standard_normal(w.shape) + 1j * rng.standard_normal(w.shape))
+    top = dense_top(w, (12, 12), padding=1)
+    calls, inner = spy(monkeypatch, "top_by_shift_invert"), spy(monkeypatch, "interior_top")
+    monkeypatch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)
+    monkeypatch.setattr(largest_module, "CLUSTER_GAP", 1e-3)
+    value = convop.spectral_norm(w, (12, 12), padding=1, rtol=1e-4, rng=0)
+    assert len(inner) == 1 and not calls
+    assert top / (1 + 1e-4) <= value <= top * (1 + 1e-14)
