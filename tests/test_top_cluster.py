@@ -320,7 +320,8 @@ def test_a_float32_ritz_value_never_certifies_the_top(rng, monkeypatch):
     assert top / 1.01 <= value <= top * (1 + 1e-14)
 
 
-def test_a_complex_flat_top_is_certified_away_from_the_border(rng, monkeypatch):
+def test_a_complex_flat_top_is_certified_away_from_the_border(monkeypatch):
+    rng = np.random.default_rng(0)  # a layer whose float32 phase stops at the flat signal
     q, _ = np.linalg.qr(rng.standard_normal((8, 8)) + 1j * rng.standard_normal((8, 8)))
     w = np.zeros((8, 8, 3, 3), complex)
     w[:, :, 1, 1] = q
