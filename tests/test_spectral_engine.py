@@ -186,6 +186,19 @@ def test_top_eigenpairs_find_repeated_eigenvalues(rng):
     np.testing.assert_allclose(pairs.values, [5, 5, 5, 4], rtol=1e-10)
 
 
+@pytest.mark.parametrize("maxiter", [6, 10, 25])
+def test_top_eigenpairs_cut_short_by_maxiter_raise(rng, maxiter):
+    # A limit inside the first basis: the unfilled columns once read as converged, and
+    # unconverged Ritz values came back as the answer.
+    values = np.concatenate([np.linspace(1.0, 0.999, 40), rng.uniform(0, 0.9, 260)])
+    Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    M = (Q * values) @ Q.T
+    with pytest.raises(NoConvergence) as caught:
+        top_eigenpairs(lambda v: M @ v, 300, 3, dtype=np.float64, tol=1e-12, rng=rng,
+                       maxiter=maxiter)
+    assert caught.value.steps == maxiter and caught.value.estimate <= 1.0 + 1e-12
+
+
 def test_maxiter_stops_with_the_estimate_reached(rng):
     weight = rng.standard_normal((8, 8, 3, 3))
     with pytest.raises(NoConvergence, match="maxiter") as caught:

@@ -358,6 +358,7 @@ def _krylov_schur(apply: Apply, size: int, k: int, dtype: np.dtype, tol: float,
     steps = 0
     scale = 0.0  # a running estimate of ||G|| for the invariant-subspace test
     while True:
+        filled = m  # columns of H filled in this cycle (fewer when the limit cuts it short)
         for j in range(first, m):
             w = apply(V[j])
             steps += 1
@@ -382,12 +383,14 @@ def _krylov_schur(apply: Apply, size: int, k: int, dtype: np.dtype, tol: float,
             if done and j + 1 >= k:
                 return _ritz(apply, V[: j + 1], H[: j + 1, : j + 1], k, steps, theta, S)
             if steps >= limit:
+                filled = j + 1
                 break
-        theta, S, done = _converged(H, m, k, tol, top, above)
-        if done or m >= size:
-            return _ritz(apply, V[:m], H[:m, :m], k, steps, theta, S)
+        # Only the filled columns: the empty rest would read as converged (a zero coupling).
+        theta, S, done = _converged(H, filled, k, tol, top, above)
+        if (done and filled >= k) or filled >= size:
+            return _ritz(apply, V[:filled], H[:filled, :filled], k, steps, theta, S)
         if steps >= limit:
-            estimate = float(abs(H[m, m - 1] * S[m - 1, 0]))
+            estimate = float(abs(H[filled, filled - 1] * S[filled - 1, 0]))
             raise NoConvergence(
                 f"Lanczos did not converge to the relative accuracy {tol:.1e} within {limit} "
                 f"operator applications; the largest estimate is {theta[0]:.12g} with residual "
