@@ -333,3 +333,49 @@ def test_a_complex_flat_top_is_certified_away_from_the_border(monkeypatch):
     value = convop.spectral_norm(w, (12, 12), padding=1, rtol=1e-4, rng=0)
     assert len(inner) == 1 and not calls
     assert top / (1 + 1e-4) <= value <= top * (1 + 1e-14)
+
+
+def test_several_values_of_a_cluster_come_from_shift_invert(rng, monkeypatch):
+    w = near_orthogonal(8, rng)
+    A = convop.conv_matrix(w, (12, 12), padding=1, domain="input").toarray()
+    top = np.linalg.svd(A, compute_uv=False)[:3]
+    calls = spy(monkeypatch, "top_by_shift_invert")
+    krylov = largest_module.top_eigenpairs
+
+    def stalled(*args, **kwargs):  # the cluster's stall, at the products allowed
+        if kwargs.get("maxiter") == largest_module.CLUSTER_PRODUCTS * 3:
+            raise convop.NoConvergence("stalled", np.nan, np.inf, kwargs["maxiter"])
+        return krylov(*args, **kwargs)
+
+    monkeypatch.setattr(largest_module, "top_eigenpairs", stalled)
+    values = convop.singular_values(w, (12, 12), k=3, padding=1, rng=0)
+    assert len(calls) == 1
+    np.testing.assert_allclose(values, top, rtol=1e-12)
+    # A factor refused: Lanczos goes on to convergence.
+    calls.clear()
+
+    def refuse(*args, **kwargs):
+        raise MemoryError("the factor does not fit")
+
+    monkeypatch.setattr(largest_module, "top_by_shift_invert", refuse)
+    np.testing.assert_allclose(convop.singular_values(w, (12, 12), k=3, padding=1, rng=0),
+                               top, rtol=1e-9)
+    # The caller's own maxiter is theirs: no factor, NoConvergence with the bracket.
+    with pytest.raises(convop.NoConvergence) as info:
+        convop.singular_values(w, (12, 12), k=3, padding=1, rng=0, maxiter=6)
+    low, high = info.value.bracket
+    assert low <= top[0] <= high
+
+
+def test_several_values_of_a_zero_padded_aoc_layer():
+    pytest.importorskip("orthogonium")
+    torch = pytest.importorskip("torch")
+    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
+
+    torch.manual_seed(0)
+    layer = AdaptiveOrthoConv2d(8, 8, 3, padding="same", padding_mode="zeros")
+    w = layer.weight.detach().float().double().numpy()
+    A = convop.conv_matrix(w, (16, 16), padding=1, domain="input").toarray()
+    top = np.linalg.svd(A, compute_uv=False)[:3]
+    np.testing.assert_allclose(convop.singular_values(w, (16, 16), k=3, padding=1, rng=0),
+                               top, rtol=1e-12)

@@ -222,8 +222,44 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
                         done[0] + pairs.steps)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, pairs.steps + done[0])
         return _singular_from_gram(target, pairs, side, vectors, ceiling)
-    pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
-                           maxiter=maxiter, callback=report)
+    return _several(target, gram, side, size, k, tol, rng, maxiter, report, vectors)
+
+
+def _several(target: Target, gram: Any, side: str, size: int, k: int, tol: float,
+             rng: np.random.Generator, maxiter: int | None, report: Callback | None,
+             vectors: bool) -> Singular:
+    """Return the ``k > 1`` largest values: Krylov-Schur, or shift-invert on a cluster.
+
+    A layer's Lanczos that has not converged after ``CLUSTER_PRODUCTS`` products a
+    value (a zero-padded orthogonal layer's top values sit in a cluster) turns to
+    the factor of ``mu I - A^H A`` when it costs at most ``CLUSTER_FLOP_RATIO``
+    times the products spent; otherwise Lanczos goes on from the start.
+    """
+    cluster = maxiter is None and target.layer is not None and target.eps < 1e-10
+    try:
+        pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
+                               maxiter=CLUSTER_PRODUCTS * k if cluster else maxiter,
+                               callback=report)
+    except NoConvergence as err:
+        if not cluster:
+            raise
+        assert target.layer is not None
+        spent = err.steps
+        flops = CLUSTER_FLOP_RATIO * spent * 2 * target.layer.geometry.nnz("input")
+        try:
+            pairs = top_by_shift_invert(target, side, k, rng, tol=tol, max_flops=flops)
+        except (MemoryError, NotPositiveDefinite, CostlyFactor):
+            pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
+                                   callback=report)
+        else:
+            worst = int(np.argmax(pairs.residuals / np.maximum(pairs.values, 1e-300)))
+            if pairs.residuals[worst] > tol * pairs.values[worst]:
+                raise NoConvergence(
+                    f"shift-invert above the spectrum stopped at the relative residual "
+                    f"{pairs.residuals[worst] / pairs.values[worst]:.1e}, above {tol:.1e}; "
+                    f"pass a larger `rtol`.", float(pairs.values[0]),
+                    float(pairs.residuals[0]), spent + pairs.steps) from None
+        pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, spent + pairs.steps)
     return _singular_from_gram(target, pairs, side, vectors)
 
 
