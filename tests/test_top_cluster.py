@@ -45,6 +45,17 @@ def spy(monkeypatch, name: str) -> list[dict]:
     return calls
 
 
+def aoc_weights(c_in: int, c_out: int) -> np.ndarray:
+    """An orthogonium AOC 3x3 layer's weights, zero padding (skips without orthogonium)."""
+    pytest.importorskip("orthogonium")
+    torch = pytest.importorskip("torch")
+    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
+
+    torch.manual_seed(0)
+    layer = AdaptiveOrthoConv2d(c_in, c_out, 3, padding="same", padding_mode="zeros")
+    return layer.weight.detach().float().double().numpy()
+
+
 def near_orthogonal(channels: int, rng) -> np.ndarray:
     """A 3x3 layer close to orthogonal with circular padding: a shifted orthogonal 1x1."""
     q, _ = np.linalg.qr(rng.standard_normal((channels, channels)))
@@ -102,13 +113,7 @@ def test_a_factor_over_the_budget_goes_on_with_lanczos(rng, monkeypatch):
 
 
 def test_a_zero_padded_aoc_layer():
-    pytest.importorskip("orthogonium")
-    torch = pytest.importorskip("torch")
-    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
-
-    torch.manual_seed(0)
-    layer = AdaptiveOrthoConv2d(8, 8, 3, padding="same", padding_mode="zeros")
-    w = layer.weight.detach().float().double().numpy()
+    w = aoc_weights(8, 8)
     top = dense_top(w, (16, 16), padding=1)
     with Target(w, (16, 16), dict(padding=1), max_bytes=None) as target:
         pairs = top_by_shift_invert(target, "input", 1, np.random.default_rng(0))
@@ -285,13 +290,7 @@ def test_a_flat_top_is_certified_away_from_the_border_without_a_factor(rng, monk
 @pytest.mark.parametrize(("c_in", "c_out", "size", "rtol"), [
     (8, 8, 16, 1e-8), (16, 8, 12, 1e-6), (8, 16, 12, 1e-6)])  # (16, 8): the output side
 def test_a_zero_padded_aoc_layer_away_from_the_border(c_in, c_out, size, rtol):
-    pytest.importorskip("orthogonium")
-    torch = pytest.importorskip("torch")
-    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
-
-    torch.manual_seed(0)
-    layer = AdaptiveOrthoConv2d(c_in, c_out, 3, padding="same", padding_mode="zeros")
-    w = layer.weight.detach().float().double().numpy()
+    w = aoc_weights(c_in, c_out)
     top = dense_top(w, (size, size), padding=1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(largest_module, "FLOAT32_PHASE_SIZE", 0)  # flat: seen by the float32 phase
@@ -368,13 +367,7 @@ def test_several_values_of_a_cluster_come_from_shift_invert(rng, monkeypatch):
 
 
 def test_several_values_of_a_zero_padded_aoc_layer():
-    pytest.importorskip("orthogonium")
-    torch = pytest.importorskip("torch")
-    from orthogonium.layers.conv.AOC import AdaptiveOrthoConv2d
-
-    torch.manual_seed(0)
-    layer = AdaptiveOrthoConv2d(8, 8, 3, padding="same", padding_mode="zeros")
-    w = layer.weight.detach().float().double().numpy()
+    w = aoc_weights(8, 8)
     A = convop.conv_matrix(w, (16, 16), padding=1, domain="input").toarray()
     top = np.linalg.svd(A, compute_uv=False)[:3]
     np.testing.assert_allclose(convop.singular_values(w, (16, 16), k=3, padding=1, rng=0),
