@@ -51,7 +51,7 @@ NOISE_MARGIN = 30.0
 RTOL_MARGIN = 4.0
 #: Float64 Lanczos products on a layer before its top value is taken as clustered and
 #: found by shift-invert above the spectrum (:mod:`convop.spectral.top_shift`), unless
-#: ``CLUSTER_GAP`` sends it there at once.
+#: ``CLUSTER_GAP`` sends it there at once; Krylov-Schur gets this many a value (k > 1).
 CLUSTER_PRODUCTS = 600
 #: ... when the factor's multiply-adds are at most this many times those of the
 #: products already spent: dense BLAS 3 runs about twice as many a second as the
