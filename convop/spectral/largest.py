@@ -191,7 +191,7 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
         mask = interior_mask(target.layer.geometry, side) if flat else None
         if mask is not None and floor is not None and not _settled(pairs, accept, floor):
             # A flat symbol's top, away from the border: reaches the floor without a
-            # factor unless rtol is finer than the border's pull (1.8e-9 on AOC 64->64 @32).
+            # factor unless rtol is finer than its distance to U (1.8e-9 on AOC 64->64 @32).
             pairs = interior_top(gram, mask, dtype=target.dtype, floor=floor, tol=tol, rng=rng,
                                  start=pairs.vectors[:, 0], callback=report,
                                  max_basis=basis_cap)
