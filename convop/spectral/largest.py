@@ -199,10 +199,10 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
             pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, 0)
         if not _settled(pairs, accept, floor):
             start = pairs.vectors[:, 0]
-            flops = CLUSTER_FLOP_RATIO * budget_products * 2 * target.layer.geometry.nnz("input")
             try:
                 pairs = top_by_shift_invert(target, side, 1, rng, start=start, tol=tol,
-                                            floor=floor, max_flops=flops,
+                                            floor=floor,
+                                            max_flops=_factor_allowance(target, budget_products),
                                             bound=None if ceiling is None else math.sqrt(ceiling))
             except (MemoryError, NotPositiveDefinite, CostlyFactor):  # Lanczos goes on
                 pairs = lanczos(start, floor, None)
@@ -215,11 +215,7 @@ def largest(target: Target, k: int, rtol: float, rng: np.random.Generator, *,
                         float(pairs.residuals[0]), done[0] + pairs.steps) from None
             else:
                 if not _settled(pairs, tol, floor):  # certified, or the bracket
-                    raise NoConvergence(
-                        f"shift-invert above the spectrum stopped at the relative residual "
-                        f"{pairs.residuals[0] / pairs.values[0]:.1e}, above {tol:.1e}; pass a "
-                        f"larger `rtol`.", float(pairs.values[0]), float(pairs.residuals[0]),
-                        done[0] + pairs.steps)
+                    raise _short_of(pairs, tol, done[0] + pairs.steps)
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, pairs.steps + done[0])
         return _singular_from_gram(target, pairs, side, vectors, ceiling)
     return _several(target, gram, side, size, k, tol, rng, maxiter, report, vectors)
@@ -243,24 +239,33 @@ def _several(target: Target, gram: Any, side: str, size: int, k: int, tol: float
     except NoConvergence as err:
         if not cluster:
             raise
-        assert target.layer is not None
         spent = err.steps
-        flops = CLUSTER_FLOP_RATIO * spent * 2 * target.layer.geometry.nnz("input")
         try:
-            pairs = top_by_shift_invert(target, side, k, rng, tol=tol, max_flops=flops)
+            pairs = top_by_shift_invert(target, side, k, rng, tol=tol,
+                                        max_flops=_factor_allowance(target, spent))
         except (MemoryError, NotPositiveDefinite, CostlyFactor):
             pairs = top_eigenpairs(gram, size, k, dtype=target.dtype, tol=tol, rng=rng,
                                    callback=report)
         else:
-            worst = int(np.argmax(pairs.residuals / np.maximum(pairs.values, 1e-300)))
-            if pairs.residuals[worst] > tol * pairs.values[worst]:
-                raise NoConvergence(
-                    f"shift-invert above the spectrum stopped at the relative residual "
-                    f"{pairs.residuals[worst] / pairs.values[worst]:.1e}, above {tol:.1e}; "
-                    f"pass a larger `rtol`.", float(pairs.values[0]),
-                    float(pairs.residuals[0]), spent + pairs.steps) from None
+            if np.any(pairs.residuals > tol * pairs.values):
+                raise _short_of(pairs, tol, spent + pairs.steps) from None
         pairs = Eigenpairs(pairs.values, pairs.vectors, pairs.residuals, spent + pairs.steps)
     return _singular_from_gram(target, pairs, side, vectors)
+
+
+def _factor_allowance(target: Target, products: int) -> float:
+    """Return the most multiply-adds shift-invert's factor may take against ``products``."""
+    assert target.layer is not None
+    return CLUSTER_FLOP_RATIO * products * 2 * target.layer.geometry.nnz("input")
+
+
+def _short_of(pairs: Eigenpairs, tol: float, steps: int) -> NoConvergence:
+    """Return the error of a shift-invert whose worst relative residual stayed above ``tol``."""
+    relative = pairs.residuals / np.maximum(pairs.values, 1e-300)
+    return NoConvergence(
+        f"shift-invert above the spectrum stopped at the relative residual "
+        f"{relative.max():.1e}, above {tol:.1e}; pass a larger `rtol`.",
+        float(pairs.values[0]), float(pairs.residuals[0]), steps)
 
 
 def _warm_start(target: Target, rng: np.random.Generator, side: str, budget: int,

@@ -120,7 +120,7 @@ def predicted_factor_flops(geom: ConvGeometry, weight: np.ndarray) -> float:
     """
     m, n = geom.matrix_shape("input")
     side = "output" if m < n else "input"
-    # The pixel pattern is the channels' business of no one: a one-channel layer's.
+    # The pixel pattern does not depend on the channels: a one-channel layer's serves.
     single = make_geometry((1, 1, *geom.kernel_size), geom.input_size, stride=geom.stride,
                            padding=geom.padding, dilation=geom.dilation,
                            padding_mode=geom.padding_mode)
